@@ -19,7 +19,8 @@ LAYERNORM_EPS = 1e-6
 
 
 def t2i_modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+    """``x * (1 + scale) + shift`` in one fused pass."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 def layer_norm(x: torch.Tensor) -> torch.Tensor:

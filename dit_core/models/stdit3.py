@@ -103,12 +103,12 @@ class STDiT3Block(nn.Module):
             h = rearrange(h, "(b s) t c -> b t s c", b=batch)
         else:
             h = self.attn(h.reshape(-1, patches, channels), None, backend).view_as(x)
-        x = x + gate_msa * h
+        x = torch.addcmul(x, gate_msa, h)
 
         x = x + self.cross_attn(x.reshape(batch, -1, channels), text, text_lens, backend).view_as(x)
 
         h = self.mlp(t2i_modulate(layer_norm(x), shift_mlp, scale_mlp))
-        return x + gate_mlp * h
+        return torch.addcmul(x, gate_mlp, h)
 
 
 class STDiT3(nn.Module):
