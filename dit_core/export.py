@@ -3,17 +3,17 @@
 One call, :func:`export_frames`, turns a clip (a ComfyUI ``IMAGE`` batch, a
 numpy array or a list of frames) into one of the formats in :data:`FORMATS`:
 
-==============  ==========  =====  ======================  ==========================
-format          extension   alpha  metadata                writer
-==============  ==========  =====  ======================  ==========================
-``mp4``         .mp4        no     container tags          ffmpeg, libx264 yuv420p
-``webm``        .webm       yes    container tags          ffmpeg, libvpx-vp9
-``gif``         .gif        1-bit  comment (JSON object)   Pillow, one global palette
-``webp``        .webp       yes    EXIF (ComfyUI layout)   Pillow (libwebp)
-``apng``        .apng/.png  yes    PNG text chunks         Pillow
-``png_sequence`` folder     yes    PNG text in each frame  Pillow, ``frame_00000.png``
-``sprite_sheet`` .png+.json yes    PNG text chunks         Pillow grid + JSON atlas
-==============  ==========  =====  ======================  ==========================
+================  ==========  =====  ======================  ============================
+format            extension   alpha  metadata                writer
+================  ==========  =====  ======================  ============================
+``mp4``           .mp4        no     container tags          ffmpeg, libx264 yuv420p
+``webm``          .webm       yes    container tags          ffmpeg, libvpx-vp9
+``gif``           .gif        1-bit  comment (JSON object)   Pillow, one global palette
+``webp``          .webp       yes    EXIF (ComfyUI layout)   Pillow (libwebp)
+``apng``          .apng/.png  yes    PNG text chunks         Pillow
+``png_sequence``  folder      yes    PNG text in each frame  Pillow, ``frame_00000.png``
+``sprite_sheet``  .png+.json  yes    PNG text chunks         Pillow grid + JSON atlas
+================  ==========  =====  ======================  ============================
 
 The formats are data (:class:`ExportFormat` rows built from ``_FORMAT_TABLE``),
 not code branches: a row names its writer kind, codec, pixel format, whether it
@@ -58,7 +58,8 @@ Rules
 * **Timing**: ``fps`` is kept exactly on average: per-frame delays are whole
   milliseconds (GIF: 10 ms ticks, at least 20 ms because browsers slow shorter
   GIF delays down to 100 ms) spread so that their sum matches ``frames / fps``.
-  Pillow merges consecutive identical frames of GIF/APNG into one longer frame.
+  GIF/APNG/WebP encoders merge consecutive identical frames into one longer
+  frame (same timing, fewer frames in the file).
 * **Metadata**: a dict of JSON-serialisable values (ComfyUI uses ``prompt``
   and ``workflow``); strings are stored verbatim, anything else as JSON text.
   See :func:`read_metadata` for the way back.
@@ -287,6 +288,10 @@ FORMATS: dict[str, ExportFormat] = _build_formats(_FORMAT_TABLE)
 _EXTENSION_DEFAULTS = {".png": "sprite_sheet"}
 
 
+def _known_extensions() -> set[str]:
+    return {e for f in FORMATS.values() for e in f.extensions if e}
+
+
 def format_for_path(path: str | os.PathLike) -> str:
     """Return the format name :func:`export_frames` uses for ``path``.
 
@@ -305,7 +310,7 @@ def format_for_path(path: str | os.PathLike) -> str:
     for fmt in FORMATS.values():
         if ext in fmt.extensions:
             return fmt.name
-    known = sorted({e for f in FORMATS.values() for e in f.extensions if e})
+    known = sorted(_known_extensions())
     raise ValueError(
         f"Cannot export to '{p.name}': unknown extension '{ext}'. "
         f"Use one of {', '.join(known)}, or a folder for a PNG sequence."
@@ -417,7 +422,7 @@ def _alpha_uint8(alpha: Any, t: int, h: int, w: int) -> np.ndarray:
 
 
 def _parse_color(color: Any) -> np.ndarray:
-    """``"#00ff00"``, ``"green"``, ``(0, 255, 0)`` or ``(0.0, 1.0, 0.0)`` -> uint8 RGB."""
+    """``"#00ff00"``, ``"lime"``, ``(0, 255, 0)`` or ``(0.0, 1.0, 0.0)`` -> uint8 RGB."""
     if isinstance(color, str):
         from PIL import ImageColor
 
@@ -437,15 +442,25 @@ def _parse_color(color: Any) -> np.ndarray:
     return np.rint(c).astype(np.uint8)
 
 
+def _box3(x: np.ndarray, op=np.add) -> np.ndarray:
+    """3x3 neighbourhood reduction (sum, or any with ``np.logical_or``) over axes 1, 2 of ``x``.
+
+    Zero padding outside the frame; separable: rows first, then columns.
+    """
+    pad = [(0, 0)] * x.ndim
+    pad[2] = (1, 1)
+    p = np.pad(x, pad)
+    w = x.shape[2]
+    rows = op(op(p[:, :, 0:w], p[:, :, 1 : w + 1]), p[:, :, 2 : w + 2])
+    pad[2], pad[1] = (0, 0), (1, 1)
+    p = np.pad(rows, pad)
+    h = x.shape[1]
+    return op(op(p[:, 0:h], p[:, 1 : h + 1]), p[:, 2 : h + 2])
+
+
 def _neighbourhood_any(mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by one pixel (8-neighbourhood) within each frame ``[T,H,W]``."""
-    p = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
-    h, w = mask.shape[1:]
-    out = np.zeros_like(mask)
-    for dy in range(3):
-        for dx in range(3):
-            out |= p[:, dy : dy + h, dx : dx + w]
-    return out
+    return _box3(mask, np.logical_or)
 
 
 def _bleed(rgb: np.ndarray, alpha: np.ndarray, steps: int = 2) -> np.ndarray:
@@ -455,25 +470,20 @@ def _bleed(rgb: np.ndarray, alpha: np.ndarray, steps: int = 2) -> np.ndarray:
     transparent pixels into the edge; filling it with the edge colour (and
     black further out) avoids a key-coloured halo.
     """
-    out = rgb.astype(np.float32)
     known = alpha > 0
-    out[~known] = 0.0
-    h, w = alpha.shape[1:]
+    out = np.where(known[..., None], rgb, 0).astype(np.uint16)
     for _ in range(steps):
         if known.all():
             break
-        pc = np.pad(out * known[..., None], ((0, 0), (1, 1), (1, 1), (0, 0)))
-        pk = np.pad(known, ((0, 0), (1, 1), (1, 1))).astype(np.float32)
-        acc = np.zeros_like(out)
-        cnt = np.zeros(alpha.shape, np.float32)
-        for dy in range(3):
-            for dx in range(3):
-                acc += pc[:, dy : dy + h, dx : dx + w]
-                cnt += pk[:, dy : dy + h, dx : dx + w]
-        fill = (~known) & (cnt > 0)
-        out[fill] = acc[fill] / cnt[fill][:, None]
-        known = known | fill
-    return np.rint(out).astype(np.uint8)
+        acc = _box3(out)  # at most 9 * 255: fits uint16
+        cnt = _box3(known.astype(np.uint16))
+        fill = ~known & (cnt > 0)
+        out[fill] = (acc[fill] + cnt[fill][:, None] // 2) // cnt[fill][:, None]
+        known |= fill
+    return out.astype(np.uint8)
+
+
+_KEY_CHUNK_PIXELS = 1 << 21  # frames keyed together: about 2 M pixels (float32 temporaries)
 
 
 def key_out(
@@ -507,9 +517,18 @@ def key_out(
         raise ValueError(f"key tolerance must be within 0..1; got {tolerance}.")
     soft = float(tolerance if softness is None else softness)
     soft = max(soft, 1.0 / 255.0)
+    out = np.empty(rgb.shape[:3] + (4,), np.uint8)
+    step = max(1, _KEY_CHUNK_PIXELS // (rgb.shape[1] * rgb.shape[2]))  # bounded float32 temporaries
+    for s in range(0, rgb.shape[0], step):
+        out[s : s + step] = _key_chunk(rgb[s : s + step], key, float(tolerance), soft, despill)
+    return out
+
+
+
+def _key_chunk(rgb: np.ndarray, key: np.ndarray, tolerance: float, soft: float, despill: bool) -> np.ndarray:
     f = rgb.astype(np.float32)
     dist = np.sqrt(((f - key) ** 2).sum(axis=-1)) / (255.0 * math.sqrt(3.0))
-    alpha = np.clip((dist - float(tolerance)) / soft, 0.0, 1.0)
+    alpha = np.clip((dist - tolerance) / soft, 0.0, 1.0)
     a8 = np.rint(alpha * 255.0).astype(np.uint8)
     if despill:
         hue = key - key.mean()
@@ -904,17 +923,25 @@ def _write_ffmpeg(job: "_Job", tmp: Path) -> None:
         cmd += [f"-{key}", str(value)]
     cmd += list(fmt.output_args) + ["-f", fmt.muxer, str(tmp)]
     job.settings["pix_fmt"] = pix_out
-    err_file = tempfile.TemporaryFile()
+    err_file = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg can never block on it
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err_file)
         try:
-            for frame in frames:
-                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass  # ffmpeg stopped early; its exit status and message say why
-        finally:
+            try:
+                for frame in frames:
+                    proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            except (BrokenPipeError, OSError):
+                pass  # ffmpeg stopped early; its exit status and message say why
+            finally:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
             rc = proc.wait()
+        except BaseException:  # interrupted: don't leave ffmpeg running
+            proc.kill()
+            proc.wait()
+            raise
         err_file.seek(0)
         err = err_file.read().decode("utf-8", "replace").strip()
     finally:
@@ -944,37 +971,31 @@ def _palettize(rgb: np.ndarray, alpha: np.ndarray | None, colors: int) -> tuple[
     visible = np.ones(rgb.shape[:3], bool) if alpha is None else alpha >= 128
     if alpha is not None:
         colors = min(colors, 255)  # one index is the transparent one
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    uniq, inverse = np.unique(packed.reshape(-1), return_inverse=True)
-    inverse = inverse.reshape(packed.shape)
-    vis_uniq = np.unique(packed[visible])
-    if vis_uniq.size == 0:
-        vis_uniq = np.zeros(1, np.uint32)
-    if vis_uniq.size <= colors:
-        palette_packed = vis_uniq
-        lut = np.searchsorted(palette_packed, uniq).clip(0, len(palette_packed) - 1)
-        exact = palette_packed[lut] == uniq
-        palette = np.stack([(palette_packed >> 16) & 255, (palette_packed >> 8) & 255, palette_packed & 255], -1).astype(np.uint8)
+    packed = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    present = np.zeros(1 << 24, bool)  # one flag per 24-bit colour: linear time, 16 MB
+    present[packed[visible]] = True
+    used = np.flatnonzero(present)
+    if used.size == 0:
+        used = np.zeros(1, np.int64)
+    lut = np.zeros(1 << 24, np.uint8)
+    if used.size <= colors:  # every colour fits: exact
+        palette = np.stack([(used >> 16) & 255, (used >> 8) & 255, used & 255], -1).astype(np.uint8)
+        lut[used] = np.arange(used.size)
     else:
-        exact = np.zeros(uniq.shape, bool)
         sample = rgb[visible]
         if len(sample) > 1 << 20:
             sample = sample[:: int(math.ceil(len(sample) / (1 << 20)))]
         q = Image.fromarray(sample[:, None, :].copy(), "RGB").quantize(
             colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-        used = np.unique(np.asarray(q))
-        palette = np.asarray(q.getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)[used]
-        lut = np.zeros(uniq.shape, np.int64)
-    if not exact.all():  # nearest palette entry for the colours not in it
-        todo = np.nonzero(~exact)[0]
-        cols = np.stack([(uniq[todo] >> 16) & 255, (uniq[todo] >> 8) & 255, uniq[todo] & 255], -1).astype(np.float32)
+        entries = np.unique(np.asarray(q))
+        palette = np.asarray(q.getpalette()[: 3 * 256], np.uint8).reshape(-1, 3)[entries]
+        cols = np.stack([(used >> 16) & 255, (used >> 8) & 255, used & 255], -1).astype(np.float32)
         pal = palette.astype(np.float32)
-        pal_sq = (pal ** 2).sum(-1)
-        for s in range(0, len(todo), 8192):
-            c = cols[s : s + 8192]
-            d = pal_sq[None, :] - 2.0 * c @ pal.T
-            lut[todo[s : s + 8192]] = d.argmin(axis=1)
-    indices = lut[inverse].astype(np.uint8)
+        pal_sq = (pal**2).sum(-1)
+        for s in range(0, len(used), 16384):  # nearest palette entry of every colour used
+            d = pal_sq[None, :] - 2.0 * cols[s : s + 16384] @ pal.T
+            lut[used[s : s + 16384]] = d.argmin(axis=1)
+    indices = lut[packed]
     transparent = None
     if alpha is not None and not visible.all():
         transparent = len(palette)
@@ -1143,6 +1164,11 @@ def _target(path_or_dir: str | os.PathLike, fmt: ExportFormat, prefix: str | Non
     """The path to write: a new name in an output folder, or the given path (or the next free one)."""
     companions = (".json",) if fmt.writer == "sprite_sheet" else ()
     p = Path(path_or_dir)
+    if prefix is not None and (p.is_file() or p.suffix.lower() in _known_extensions()):
+        raise ValueError(
+            f"With a prefix, path_or_dir is the output folder, but '{p}' is a file name. "
+            "Pass the folder and the prefix, or the file path without a prefix."
+        )
     if prefix is not None or p.is_dir():
         return unique_path(p, prefix or "CharMotion", fmt.extension, companions=companions)
     if fmt.extension and p.suffix.lower() not in fmt.extensions:
@@ -1248,6 +1274,8 @@ def export_frames(
     if metadata and spec.metadata == "none":
         notes.append(f"{spec.name} cannot store metadata; it was not embedded.")
     settings = _quality_options(spec, quality, lossless)
+    if quality is not None and spec.quality is None:
+        notes.append(f"{spec.name} is lossless; quality={quality} has no effect.")
 
     final = _target(path_or_dir, spec, prefix, overwrite, notes)
     job = _Job(fmt=spec, rgb=rgb, alpha=a, fps=fps, loop=loop, pingpong=pingpong, durations=durations,

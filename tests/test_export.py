@@ -167,7 +167,7 @@ def test_webm_alpha_and_opaque(tmp_path):
 @pytest.mark.parametrize("fmt", ["gif", "webp", "apng"])
 def test_animated_images_alpha_timing_loop_metadata(tmp_path, fmt):
     frames = sprite_frames()
-    meta = {"prompt": {"a": [1, 2]}, "workflow": {"nodes": [], "note": "héllo"}}
+    meta = {"prompt": {"a": [1, 2]}, "workflow": {"nodes": [], "note": "héllo"}, "title": "naïve ✓ 動き"}
     kwargs = {"lossless": True} if fmt == "webp" else {}
     r = ex.export_frames(frames, tmp_path, fmt=fmt, prefix="walk", fps=8, loop=3,
                          key_color="#00ff00", metadata=meta, **kwargs)
@@ -333,6 +333,8 @@ def test_input_forms_give_the_same_file_content(tmp_path):
         ex.export_frames(u8, tmp_path / "bad.gif", fps=0)
     with pytest.raises(ValueError, match="does not fit format 'mp4'"):
         ex.export_frames(u8, tmp_path / "bad.gif", fmt="mp4")
+    with pytest.raises(ValueError, match="With a prefix, path_or_dir is the output folder"):
+        ex.export_frames(u8, tmp_path / "a.gif", prefix="walk")
     with pytest.raises(ValueError, match="Unknown export format 'avi'"):
         ex.export_frames(u8, tmp_path / "bad.gif", fmt="avi")
 
@@ -401,6 +403,13 @@ def test_despill_removes_key_cast_on_edges_only():
     assert (far[:, 2:4, :3] == np.array(RED)).all() and (far[:, 4:, :3] == 0).all()
 
 
+def test_key_out_in_chunks_matches_one_pass(monkeypatch):
+    frames = sprite_frames(t=7)
+    whole = ex.key_out(frames, KEY, 0.1)
+    monkeypatch.setattr(ex, "_KEY_CHUNK_PIXELS", H * W * 2)  # two frames at a time
+    assert np.array_equal(ex.key_out(frames, KEY, 0.1), whole)
+
+
 # ----------------------------------------------------------------------------- naming
 
 
@@ -441,6 +450,26 @@ def test_exports_never_overwrite(tmp_path):
     # overwrite=True replaces the named file
     o = ex.export_frames(sprite_frames(), target, overwrite=True)
     assert o.path == target and target.read_bytes() != b"precious"
+
+
+def test_name_taken_while_writing_is_not_overwritten(tmp_path, monkeypatch):
+    real_save = Image.Image.save
+
+    def racing_save(self, fp, *args, **kwargs):  # another program creates the names meanwhile
+        for name in ("walk.gif", "hero.png"):
+            if not (tmp_path / name).exists():
+                (tmp_path / name).write_bytes(b"theirs")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", racing_save)
+    r = ex.export_frames(sprite_frames(), tmp_path / "walk.gif")
+    assert (tmp_path / "walk.gif").read_bytes() == b"theirs"
+    assert r.path == tmp_path / "walk_00001_.gif" and len(pil_frames(r.path)[1]) == T
+    assert any("appeared while writing" in n for n in r.notes)
+    s = ex.export_frames(sprite_frames(), tmp_path / "hero.png")
+    assert (tmp_path / "hero.png").read_bytes() == b"theirs" and not (tmp_path / "hero.json").exists()
+    assert [f.name for f in s.files] == ["hero_00001_.png", "hero_00001_.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
 # ----------------------------------------------------------------------------- failures
