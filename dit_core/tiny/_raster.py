@@ -275,4 +275,4 @@ def rasterise(
             view += fill_w * np.float32(prim.color[ch])
             if line_w is not None:
                 view += line_w * np.float32(line_rgb[ch])
-    return np.moveaxis(rgb, 0, -1), alpha
+    return np.ascontiguousarray(np.moveaxis(rgb, 0, -1)), alpha

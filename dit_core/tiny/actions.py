@@ -116,7 +116,7 @@ def nod(p, a, side=1, facing=1):
 
 def wave(p, a, side=1, facing=1):
     raised = ramp(p, 0.0, 0.2) * (1.0 - ramp(p, 0.8, 1.0))
-    arm = raised * (lerp(1.5, 1.9, a) + lerp(0.2, 0.5, a) * cycle(p, 3))
+    arm = raised * (lerp(1.4, 1.8, a) + lerp(0.15, 0.7, a) * cycle(p, 3))
     return Pose(arm_l=arm, arm_r=0.0) if side < 0 else Pose(arm_l=0.0, arm_r=arm)
 
 
@@ -150,8 +150,7 @@ def blink(p, a, side=1, facing=1):
 
 def idle(p, a, side=1, facing=1):
     breath = lerp(0.01, 0.03, a) * cycle(p, 1)
-    return Pose(sy=1.0 + breath, head_dy=-0.5 * lerp(0.01, 0.03, a) * dip(p, 1),
-                arm_l=2.0 * breath, arm_r=2.0 * breath)
+    return Pose(sy=1.0 + breath, head_dy=-0.5 * lerp(0.01, 0.03, a) * dip(p, 1))
 
 
 FALL_PIVOT = 0.2  # the character tips over its foot edge, this far from its centre

@@ -280,6 +280,18 @@ class Clip:
         return float((np.minimum(gained, lost)).sum() / big.sum())
 
     @cached_property
+    def top_pulses(self):
+        """How many times the silhouette change in the top 32 % of the
+        frame-0 box swells and subsides (1-2 for one breath, 6 for three
+        flaps of the ears)."""
+        x0, x1, y0, y1 = self.box0
+        band = slice(y0, int(round(y0 + 0.32 * (y1 - y0 + 1))))
+        xor = (self.masks[:, band] ^ self.masks[0, band]).sum(axis=(1, 2)).astype(np.float64)
+        if xor.max() <= 0:
+            return 0
+        return count_runs(xor / xor.max(), 0.6, 0.45)
+
+    @cached_property
     def one_sided(self):
         """Largest share of the change (vs frame 0) on one side of the frame-0 centroid."""
         cm = self.change_map
@@ -313,9 +325,9 @@ class Clip:
 
     @cached_property
     def lower_iou(self):
-        """Min IoU with frame 0 of the lower half of the character (is the body still?)."""
+        """Min IoU with frame 0 of the lower 35 % of the character (is the body still?)."""
         x0, x1, y0, y1 = self.box0
-        cut = int(y0 + 0.55 * (y1 - y0 + 1))
+        cut = int(y0 + 0.65 * (y1 - y0 + 1))
         m = self.masks[:, cut:, :]
         inter = (m & m[0]).sum(axis=(1, 2))
         union = (m | m[0]).sum(axis=(1, 2))
@@ -423,13 +435,14 @@ def _head_move(c: Clip, axis: int) -> dict:
         swings = count_runs(main, 0.9, 0.4) + count_runs(-main, 0.9, 0.4)
         moves = {"head_moves_sideways": main.max() >= 1 and main.min() <= -1, "repeatedly": swings >= 3}
     else:  # nod: down (dy > 0) at least twice
-        moves = {"head_moves_down": main.max() >= 1, "repeatedly": count_runs(main, 0.9, 0.4) >= 2}
+        moves = {"head_moves_down": main.max() >= 1, "repeatedly": count_runs(main, 0.9, 0.4) >= 2,
+                 "never_up": main.min() >= -1}
     return {
         **moves,
         "mostly_that_axis": np.abs(other).max() <= max(1.0, 0.5 * np.abs(main).max()),
         "body_still": c.lower_iou > 0.8,
-        "change_at_top": c.region_fraction(0.0, 0.6) > 0.6,
-        "keeps_shape": (c.hr.min() > 0.7 and c.hr.max() < 1.3) if axis == 0 else c.lower_width_change <= max(2.0, 0.05 * c.w0),
+        "change_at_top": c.region_fraction(0.0, 0.6) > 0.5,
+        "keeps_shape": (c.hr.min() > 0.7 and c.hr.max() < 1.3) if axis == 0 else c.lower_width_change <= max(2.0, 0.15 * c.w0),
         **_planted(c),
     }
 
@@ -481,7 +494,9 @@ def _squash(c: Clip) -> dict:
 def _ears_like(c: Clip) -> bool:
     """Change confined to the top, where parts rotate (pixels gained and lost
     together) or move at the sides, rather than the whole top rising/sinking."""
-    return c.region_fraction(0.0, 0.32) > 0.75 and (c.top_balance >= 0.25 or c.top_centre_share <= 0.2)
+    if c.region_fraction(0.0, 0.32) <= 0.75:
+        return False
+    return c.top_pulses >= 3 or (c.top_balance >= 0.24 and c.top_centre_share <= 0.2)
 
 
 def _ears(c: Clip) -> dict:
@@ -533,7 +548,7 @@ def _face(c: Clip, eyes: bool) -> dict:
     if eyes:
         face["two_eyes"] = bool(pair)
     else:
-        face["one_mouth"] = len(big) == 1 and big[0][0] > 0.8 * total
+        face["one_mouth"] = len(big) >= 1 and big[0][0] >= 0.7 * total and not pair
     return face
 
 
@@ -541,7 +556,8 @@ def _idle(c: Clip) -> dict:
     xor = (c.masks ^ c.masks[0]).sum(axis=(1, 2))
     return {
         "moves_a_little": xor.max() >= 2,
-        "small_motion": c.iou.min() > 0.8 and np.abs(c.hr - 1).max() < 0.08 and np.abs(c.wr - 1).max() < 0.12,
+        "small_motion": (c.iou.min() > 0.8 and np.abs(c.s["height"] - c.h0).max() <= max(3.0, 0.08 * c.h0)
+                         and np.abs(c.s["width"] - c.w0).max() <= max(3.0, 0.12 * c.w0)),
         "not_only_ears": not _ears_like(c),
         "not_one_arm": c.one_sided < 0.75,
         "head_not_nodding": count_runs(c.head_shift[:, 1], 0.9, 0.4) <= 1 and np.abs(c.head_shift[:, 0]).max() <= 1,

@@ -234,6 +234,8 @@ class Character:
     extras: tuple[str, ...]
     geometry: dict[str, float] = field(default_factory=dict)
     colors: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # derived data (shapes, size), computed on first use
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def has(self, feature: str) -> bool:
         """Whether the character can show an action needing ``feature``
@@ -252,7 +254,7 @@ class Character:
         }[feature]
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         d["extras"] = list(self.extras)
         d["colors"] = {k: [round(c, 4) for c in v] for k, v in self.colors.items()}
         d["geometry"] = {k: round(float(v), 5) for k, v in self.geometry.items()}
@@ -380,9 +382,9 @@ GEOMETRY_RANGES: dict[str, tuple[float, float]] = {
     "body_ratio": (0.55, 0.85),  # body width / head width (blobs: body width / height)
     "eye_size": (0.09, 0.13),  # eye radius / head height
     "eye_sep": (0.2, 0.3),  # half the eye distance / head width
-    "eye_dy": (-0.06, 0.04),  # eye height above the head centre / head height
+    "eye_dy": (-0.04, 0.06),  # eye height above the head centre / head height
     "mouth_w": (0.1, 0.16),  # mouth half width / head width
-    "mouth_gap": (0.16, 0.22),  # mouth below the eyes / head height
+    "mouth_gap": (0.14, 0.2),  # mouth below the eyes / head height
     "face_shift": (0.04, 0.1),  # face offset toward the facing side / head width
     "ear_size": (0.8, 1.2),
     "ear_tilt": (0.1, 0.35),
@@ -443,7 +445,13 @@ def sample_geometry(rng: np.random.Generator, spec: Kind, pixel: bool = False) -
 
 
 def build_prims(ch: Character) -> list[Prim]:
-    """The character's shapes, back to front, on named bones."""
+    """The character's shapes, back to front, on named bones (cached)."""
+    if "prims" not in ch._cache:
+        ch._cache["prims"] = _build_prims(ch)
+    return ch._cache["prims"]
+
+
+def _build_prims(ch: Character) -> list[Prim]:
     g, c = ch.geometry, ch.colors
     f = ch.facing
     out: list[Prim] = []
@@ -726,7 +734,13 @@ MOUTH_CLOSED = 0.22  # height of the closed mouth relative to the fully open one
 
 
 def rest_bounds(ch: Character) -> tuple[float, float, float, float]:
-    """Extent (xmin, xmax, ymin, ymax) of the rest pose in character units."""
+    """Extent (xmin, xmax, ymin, ymax) of the rest pose in character units (cached)."""
+    if "bounds" not in ch._cache:
+        ch._cache["bounds"] = _rest_bounds(ch)
+    return ch._cache["bounds"]
+
+
+def _rest_bounds(ch: Character) -> tuple[float, float, float, float]:
     bones = bone_matrices(ch, REST, 1.0, (0.0, 0.0), 1.0, flip=False, n=1)
     pts = []
     for prim in build_prims(ch):
