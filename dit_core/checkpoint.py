@@ -213,12 +213,12 @@ def detect_family(keys: Iterable[str]) -> str:
     def has(fragment: str) -> bool:
         return any(fragment in k for k in keys)
 
+    if any(k.startswith("tiny_text.") for k in keys):
+        return "charmotion_tiny"
     if has("spatial_blocks.0.attn.qkv.weight") and has("temporal_blocks.0.attn.qkv.weight"):
         return "stdit3"
     if has("temporal_vae.") and has("spatial_vae."):
         return "opensora_vae_v1_2"
-    if has("tiny_text.") or has("tiny_codec."):
-        return "charmotion_tiny"
     if has("encoder.block.0.layer.0.SelfAttention") or has("shared.weight") and has("encoder.final_layer_norm"):
         return "t5"
     if has("model.diffusion_model.") or has("down_blocks.0.attentions.0") or has("input_blocks.0.0.weight"):

@@ -1,0 +1,150 @@
+"""The one attention function every model in the pack calls.
+
+Backends:
+
+* ``sdpa`` (default): ``torch.nn.functional.scaled_dot_product_attention``.
+* ``xformers``: ``xformers.ops.memory_efficient_attention`` on CUDA; variable
+  length text uses its block-diagonal mask. Imported lazily, on first use.
+* ``math``: the plain reference (scaled ``q @ k^T``, softmax in float32, ``@ v``),
+  the way Open-Sora computes attention without fused kernels.
+* ``auto``: ``xformers`` on CUDA when it is installed and works, else ``sdpa``.
+
+Tensors use the ``[batch, tokens, heads, head_dim]`` layout (what a fused qkv
+projection gives with a plain ``view``). For cross-attention to variable-length
+text, keys/values are *packed* (``[1, sum(kv_lens), heads, head_dim]``) and
+``kv_lens`` gives each batch element's number of text tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+BACKENDS = ("auto", "sdpa", "xformers", "math")
+
+
+class AttentionBackendError(RuntimeError):
+    """An attention backend was asked for but cannot run here; the message says what to do."""
+
+
+@functools.lru_cache(maxsize=1)
+def _xformers_ops():
+    """Import xformers.ops once; return (module, None) or (None, reason)."""
+    try:
+        import xformers  # noqa: F401
+        import xformers.ops as xops
+    except Exception as exc:  # ImportError, or a binary built for another torch/CUDA
+        return None, f"{type(exc).__name__}: {exc}"
+    return xops, None
+
+
+def xformers_available() -> bool:
+    return _xformers_ops()[0] is not None
+
+
+def check_backend(name: str, device: torch.device | str | None = None) -> str:
+    """Validate a backend name for a device and resolve ``auto``; raise an actionable error."""
+    if name not in BACKENDS:
+        raise AttentionBackendError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    device = torch.device(device) if device is not None else None
+    if name == "auto":
+        if device is not None and device.type == "cuda" and xformers_available():
+            return "xformers"
+        return "sdpa"
+    if name == "xformers":
+        if device is not None and device.type != "cuda":
+            raise AttentionBackendError(
+                f"xformers attention needs a CUDA GPU, but the model runs on {device.type}. "
+                "Choose attention 'sdpa' (or 'auto')."
+            )
+        xops, reason = _xformers_ops()
+        if xops is None:
+            raise AttentionBackendError(
+                "attention 'xformers' was requested but xformers cannot be imported "
+                f"({reason}). Install the xformers build that matches your torch and CUDA "
+                "(pip install xformers --index-url https://download.pytorch.org/whl/cu<version>), "
+                "or choose attention 'sdpa'/'auto'."
+            )
+    return name
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    backend: str = "sdpa",
+    kv_lens: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Softmax attention with scale ``head_dim ** -0.5``.
+
+    ``q``: ``[B, Lq, H, D]``. Without ``kv_lens``: ``k``/``v`` ``[B, Lk, H, D]``, every
+    query attends to every key of its batch element. With ``kv_lens``: ``k``/``v``
+    are packed ``[1, sum(kv_lens), H, D]`` and the queries of element ``i`` attend
+    only to its own ``kv_lens[i]`` keys. Returns ``[B, Lq, H, D]``.
+    """
+    if backend == "auto":
+        backend = check_backend("auto", q.device)
+    if backend == "xformers":
+        return _xformers_attention(q, k, v, kv_lens)
+
+    if kv_lens is not None:
+        k, v, key_mask = _unpack_keys(k, v, kv_lens)
+    else:
+        key_mask = None
+    if backend == "math":
+        return _math_attention(q, k, v, key_mask)
+    if backend == "sdpa":
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=attn_mask)
+        return out.transpose(1, 2)
+    raise AttentionBackendError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _unpack_keys(k: torch.Tensor, v: torch.Tensor, kv_lens: Sequence[int]):
+    """Packed ``[1, sum(L), H, D]`` keys -> padded ``[B, max(L), H, D]`` and a key mask (None if all equal)."""
+    lens = [int(n) for n in kv_lens]
+    batch, longest = len(lens), max(lens)
+    if all(n == longest for n in lens):
+        shape = (batch, longest) + tuple(k.shape[2:])
+        return k.reshape(shape), v.reshape(shape), None
+    padded_k = k.new_zeros((batch, longest) + tuple(k.shape[2:]))
+    padded_v = v.new_zeros((batch, longest) + tuple(v.shape[2:]))
+    key_mask = torch.zeros(batch, longest, dtype=torch.bool, device=k.device)
+    start = 0
+    for i, n in enumerate(lens):
+        padded_k[i, :n] = k[0, start : start + n]
+        padded_v[i, :n] = v[0, start : start + n]
+        key_mask[i, :n] = True
+        start += n
+    return padded_k, padded_v, key_mask
+
+
+def _math_attention(q, k, v, key_mask):
+    scale = q.shape[-1] ** -0.5
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, D]
+    scores = (q * scale) @ k.transpose(-2, -1)
+    scores = scores.float()
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    weights = scores.softmax(dim=-1).to(v.dtype)
+    return (weights @ v).transpose(1, 2)
+
+
+def _xformers_attention(q, k, v, kv_lens):
+    xops, reason = _xformers_ops()
+    if xops is None:
+        check_backend("xformers", q.device)  # raises the actionable error
+    if q.device.type != "cuda":
+        check_backend("xformers", q.device)
+    if kv_lens is None:
+        return xops.memory_efficient_attention(q.contiguous(), k.contiguous(), v.contiguous())
+    batch, lq = q.shape[0], q.shape[1]
+    bias = xops.fmha.BlockDiagonalMask.from_seqlens([lq] * batch, [int(n) for n in kv_lens])
+    out = xops.memory_efficient_attention(
+        q.reshape(1, batch * lq, *q.shape[2:]).contiguous(), k.contiguous(), v.contiguous(), attn_bias=bias
+    )
+    return out.reshape(q.shape)

@@ -1,0 +1,101 @@
+"""The built-in model's text encoder: hashed character n-grams plus a small transformer.
+
+No vocabulary file and nothing to download: every word is the sum of the
+embeddings of its hashed character 3-grams and 4-grams (and the whole word),
+so unseen spellings ("hopping" after "hops") still land near known ones.
+Numbers (``motion score: 5.0.``) are embedded by value. The output has the
+same form as T5's for Open-Sora: token features ``[n, 1, L, dim]`` and a
+valid-token mask ``[n, L]``, with an end-of-text token like T5's EOS.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..sampling import TextCondition
+
+TOKEN_PATTERN = re.compile(r"\d+(?:\.\d+)?|[a-z]+|[^\sa-z\d]")
+NUMBER_PATTERN = re.compile(r"\d+(?:\.\d+)?")
+
+
+@dataclass
+class TextEncoderConfig:
+    dim: int = 64
+    buckets: int = 4096
+    max_length: int = 32
+    layers: int = 2
+    heads: int = 4
+    number_features: int = 16
+
+
+def word_ngrams(word: str) -> list[str]:
+    marked = f"<{word}>"
+    grams = {marked}
+    for n in (3, 4):
+        grams.update(marked[i : i + n] for i in range(len(marked) - n + 1))
+    return sorted(grams)
+
+
+def stable_bucket(text: str, buckets: int) -> int:
+    return zlib.crc32(text.encode("utf-8")) % (buckets - 1) + 1  # bucket 0 is padding
+
+
+class TinyTextEncoder(nn.Module):
+    EOS = "</s>"
+
+    def __init__(self, config: TextEncoderConfig | None = None):
+        super().__init__()
+        self.config = config = config or TextEncoderConfig()
+        self.ngrams = nn.EmbeddingBag(config.buckets, config.dim, mode="sum", padding_idx=0)
+        self.number = nn.Linear(config.number_features, config.dim)
+        self.position = nn.Parameter(torch.randn(config.max_length, config.dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            config.dim, config.heads, dim_feedforward=4 * config.dim, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(config.dim)
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = TOKEN_PATTERN.findall(text.lower())[: self.config.max_length - 1]
+        return tokens + [self.EOS]
+
+    def _number_features(self, value: float) -> torch.Tensor:
+        half = self.config.number_features // 2
+        freqs = torch.exp(torch.arange(half, dtype=torch.float32) * (-math.log(100.0) / max(half - 1, 1)))
+        angles = value * freqs
+        return torch.cat([torch.sin(angles), torch.cos(angles)])
+
+    def forward(self, texts: list[str]) -> TextCondition:
+        device = self.position.device
+        token_lists = [self.tokenize(t) for t in texts]
+        length = max(len(t) for t in token_lists)
+        ids, offsets, numbers, number_slots = [], [], [], []
+        for i, tokens in enumerate(token_lists):
+            for j in range(length):
+                offsets.append(len(ids))
+                if j >= len(tokens):
+                    ids.append(0)
+                    continue
+                token = tokens[j]
+                ids.extend(stable_bucket(g, self.config.buckets) for g in word_ngrams(token))
+                if NUMBER_PATTERN.fullmatch(token):
+                    numbers.append(self._number_features(float(token)))
+                    number_slots.append(i * length + j)
+        words = self.ngrams(torch.tensor(ids, device=device), torch.tensor(offsets, device=device))
+        if numbers:
+            extra = torch.zeros_like(words)
+            extra[torch.tensor(number_slots, device=device)] = self.number(torch.stack(numbers).to(device))
+            words = words + extra
+        words = words.view(len(texts), length, -1) + self.position[:length]
+        mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in token_lists], device=device)
+        hidden = self.norm(self.encoder(words, src_key_padding_mask=mask == 0))
+        return TextCondition(hidden[:, None], mask)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

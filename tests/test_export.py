@@ -1,0 +1,519 @@
+"""Export: every format written and read back, chroma key, naming, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageSequence
+
+import imageio_ffmpeg
+from charmotion.dit_core import export as ex
+
+KEY = (0, 255, 0)
+RED = (200, 40, 40)
+BLUE = (30, 60, 220)
+T, H, W = 5, 13, 15  # odd on purpose
+
+
+def sprite_frames(t: int = T, h: int = H, w: int = W) -> np.ndarray:
+    """A red block with a blue stripe walking across a flat key-green background."""
+    fr = np.zeros((t, h, w, 3), np.uint8)
+    fr[...] = KEY
+    for i in range(t):
+        fr[i, 3:10, 2 + i : 8 + i] = RED
+        fr[i, 5, 2 + i : 8 + i] = BLUE
+    return fr
+
+
+def sprite_mask(t: int = T, h: int = H, w: int = W) -> np.ndarray:
+    m = np.zeros((t, h, w), bool)
+    for i in range(t):
+        m[i, 3:10, 2 + i : 8 + i] = True
+    return m
+
+
+def pil_frames(path):
+    """All frames of an animated image as RGBA arrays, plus per-frame durations and info."""
+    with Image.open(path) as im:
+        info = dict(im.info)
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(im):
+            frame.load()
+            durations.append(frame.info.get("duration"))
+            frames.append(np.asarray(frame.convert("RGBA")))
+        mode = im.mode
+    return np.stack(frames), durations, info, mode
+
+
+def ffmpeg_frames(path, rgba: bool = False):
+    params = ["-c:v", "libvpx-vp9"] if rgba else None  # libvpx decodes VP9's alpha plane
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgba" if rgba else "rgb24",
+                                 bpp=4 if rgba else 3, input_params=params)
+    meta = gen.__next__()
+    w, h = meta["size"]
+    c = 4 if rgba else 3
+    frames = np.stack([np.frombuffer(b, np.uint8).reshape(h, w, c) for b in gen])
+    return frames, meta
+
+
+def flat_pixels(frames: np.ndarray) -> np.ndarray:
+    """Pixels whose 3x3 neighbourhood has one colour (4:2:0 video blurs colour edges)."""
+    t, h, w = frames.shape[:3]
+    p = np.pad(frames, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    same = np.ones((t, h, w), bool)
+    for dy in range(3):
+        for dx in range(3):
+            same &= (p[:, dy : dy + h, dx : dx + w] == frames).all(-1)
+    return same
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def test_format_table_is_consistent_and_codecs_exist_in_bundled_ffmpeg():
+    out = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-encoders"],
+                         capture_output=True, text=True).stdout
+    encoders = {line.split()[1] for line in out.splitlines() if line.startswith(" V")}
+    assert set(ex.FORMATS) == {"mp4", "webm", "gif", "webp", "apng", "png_sequence", "sprite_sheet"}
+    for name, f in ex.FORMATS.items():
+        assert f.name == name
+        assert f.writer in ("ffmpeg", "pillow", "png_sequence", "sprite_sheet")
+        if f.writer == "ffmpeg":
+            assert f.codec in encoders, f"{f.codec} missing from the bundled ffmpeg"
+            assert f.muxer and f.pix_fmt and f.even_size
+        if f.writer == "pillow":
+            assert f.pillow_format
+    assert ex.FORMATS["mp4"].codec == "libx264" and ex.FORMATS["mp4"].pix_fmt == "yuv420p"
+    assert ex.FORMATS["webm"].codec == "libvpx-vp9"
+    assert not ex.FORMATS["mp4"].alpha
+    assert all(ex.FORMATS[n].alpha for n in ("gif", "webp", "apng", "png_sequence", "sprite_sheet"))
+
+
+def test_format_for_path(tmp_path):
+    assert ex.format_for_path("a/clip.mp4") == "mp4"
+    assert ex.format_for_path("CLIP.WEBM") == "webm"
+    assert ex.format_for_path("x.gif") == "gif"
+    assert ex.format_for_path("x.webp") == "webp"
+    assert ex.format_for_path("x.apng") == "apng"
+    assert ex.format_for_path("x.png") == "sprite_sheet"
+    assert ex.format_for_path(tmp_path) == "png_sequence"
+    assert ex.format_for_path("out/frames/") == "png_sequence"
+    assert ex.format_for_path("out/frames") == "png_sequence"
+    with pytest.raises(ValueError, match=r"unknown extension '\.avi'.*\.mp4"):
+        ex.format_for_path("clip.avi")
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+def test_mp4_odd_size_padded_fps_metadata(tmp_path):
+    frames = sprite_frames()
+    meta = {"prompt": {"3": {"class_type": "KSampler"}}, "workflow": {"nodes": [1, 2]}}
+    r = ex.export_frames(frames, tmp_path / "walk.mp4", fps=12, metadata=meta)
+    assert r.path == tmp_path / "walk.mp4" and r.files == [r.path]
+    assert (r.width, r.height, r.padded) == (16, 14, (1, 1))
+    assert r.frame_count == T and r.has_alpha is False and r.bytes == r.path.stat().st_size
+    assert r.settings["crf"] == 19 and r.duration_s == pytest.approx(T / 12)
+    got, info = ffmpeg_frames(r.path)
+    assert got.shape == (T, 14, 16, 3)
+    assert info["fps"] == pytest.approx(12.0)
+    err = np.abs(got[:, :H, :W].astype(int) - frames.astype(int))
+    flat = flat_pixels(frames)
+    assert flat.sum() > 300 and err[flat].mean() < 4
+    # the padding repeats the last column / row
+    assert np.abs(got[:, :H, W].astype(int) - got[:, :H, W - 1].astype(int)).mean() < 8
+    assert np.abs(got[:, H, :W].astype(int) - got[:, H - 1, :W].astype(int)).mean() < 8
+    assert ex.read_metadata(r.path) == meta
+    with open(r.path, "rb") as fh:  # +faststart: the index (moov) comes before the data (mdat)
+        head = fh.read()
+    assert head.find(b"moov") < head.find(b"mdat")
+
+
+def test_mp4_even_size_untouched_and_large_metadata(tmp_path):
+    frames = sprite_frames(h=14, w=16)
+    workflow = "line one\nkey=value; # not a comment \\ backslash " + "x" * 200_000
+    r = ex.export_frames(frames, tmp_path / "big.mp4", metadata={"workflow": workflow, "n": 3})
+    assert r.padded == (0, 0) and (r.width, r.height) == (16, 14)
+    assert ex.read_metadata(r.path) == {"workflow": workflow, "n": 3}
+    assert listing(tmp_path) == ["big.mp4"]  # the ffmetadata file is gone
+
+
+def test_webm_alpha_and_opaque(tmp_path):
+    frames = sprite_frames()
+    r = ex.export_frames(frames, tmp_path / "a.webm", key_color=KEY, metadata={"prompt": "p"}, fps=10)
+    assert r.has_alpha and r.settings["pix_fmt"] == "yuva420p" and r.padded == (1, 1)
+    got, info = ffmpeg_frames(r.path, rgba=True)
+    assert got.shape == (T, 14, 16, 4) and info["fps"] == pytest.approx(10.0)
+    mask = sprite_mask()
+    alpha = got[:, :H, :W, 3]
+    assert alpha[mask].min() > 200 and alpha[~mask].max() < 60
+    assert ex.read_metadata(r.path) == {"prompt": "p"}
+
+    r2 = ex.export_frames(frames, tmp_path / "b.webm")
+    assert not r2.has_alpha and r2.settings["pix_fmt"] == "yuv420p"
+    got2, _ = ffmpeg_frames(r2.path, rgba=True)
+    assert got2[..., 3].min() == 255
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp", "apng"])
+def test_animated_images_alpha_timing_loop_metadata(tmp_path, fmt):
+    frames = sprite_frames()
+    meta = {"prompt": {"a": [1, 2]}, "workflow": {"nodes": [], "note": "héllo"}, "title": "naïve ✓ 動き"}
+    kwargs = {"lossless": True} if fmt == "webp" else {}
+    r = ex.export_frames(frames, tmp_path, fmt=fmt, prefix="walk", fps=8, loop=3,
+                         key_color="#00ff00", metadata=meta, **kwargs)
+    assert r.path.name == f"walk_00001_{ex.FORMATS[fmt].extension}"
+    assert (r.width, r.height, r.padded) == (W, H, (0, 0)) and r.has_alpha
+    got, durations, info, _ = pil_frames(r.path)
+    assert got.shape == (T, H, W, 4)
+    mask = sprite_mask()
+    assert (got[..., 3][mask] == 255).all() and (got[..., 3][~mask] == 0).all()
+    # the sprite pixels come back exactly (GIF: 3 colours fit the palette)
+    assert np.array_equal(got[..., :3][mask], frames[mask])
+    tick = ex.FORMATS[fmt].frame_tick_ms  # GIF delays are whole 10 ms ticks
+    assert sum(durations) == pytest.approx(T * 125, abs=tick / 2)
+    assert max(durations) - min(durations) <= 10
+    stored_loop = {"gif": 2, "webp": 3, "apng": 3}[fmt]  # GIF counts repeats after the first play
+    assert info["loop"] == stored_loop
+    assert ex.read_metadata(r.path) == meta
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp", "apng", "png_sequence", "sprite_sheet"])
+def test_no_alpha_unless_asked(tmp_path, fmt):
+    r = ex.export_frames(sprite_frames(), tmp_path, fmt=fmt, prefix="x")
+    assert not r.has_alpha
+    path = r.files[1] if fmt == "png_sequence" else r.path
+    with Image.open(path) as im:
+        assert im.mode in ("RGB", "P")
+        assert "transparency" not in im.info
+
+
+def test_loop_once_and_forever(tmp_path):
+    frames = sprite_frames()
+    once = ex.export_frames(frames, tmp_path / "once.gif", loop=1)
+    forever = ex.export_frames(frames, tmp_path / "forever.gif", loop=0)
+    assert "loop" not in pil_frames(once.path)[2]  # no NETSCAPE block: plays once
+    assert pil_frames(forever.path)[2]["loop"] == 0
+    assert pil_frames(ex.export_frames(frames, tmp_path / "w.webp", loop=1).path)[2]["loop"] == 1
+    assert pil_frames(ex.export_frames(frames, tmp_path / "a.apng", loop=0).path)[2]["loop"] == 0
+
+
+def test_gif_timing_spreads_ticks_and_caps_fast_fps(tmp_path):
+    r = ex.export_frames(sprite_frames(t=8), tmp_path / "a.gif", fps=8)
+    durations = pil_frames(r.path)[1]
+    assert sorted(set(durations)) == [120, 130] and sum(durations) == 1000
+    fast = ex.export_frames(sprite_frames(), tmp_path / "b.gif", fps=100)
+    assert pil_frames(fast.path)[1] == [20] * T
+    assert any("50 fps" in n for n in fast.notes)
+
+
+def test_gif_many_colours_uses_one_global_palette(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    r = ex.export_frames(frames, tmp_path / "noise.gif", quality=50)
+    assert r.settings["colors"] == 129 and r.settings["palette_colors"] <= 129
+    got = pil_frames(r.path)[0]
+    assert len(np.unique(got[..., :3].reshape(-1, 3), axis=0)) <= 129
+    assert np.abs(got[..., :3].astype(int) - frames.astype(int)).mean() < 20
+
+
+def test_webp_lossy_quality_and_explicit_alpha_from_torch(tmp_path):
+    frames = torch.from_numpy(sprite_frames()).float() / 255.0  # ComfyUI IMAGE layout
+    alpha = torch.from_numpy(sprite_mask()).float()
+    r = ex.export_frames(frames, tmp_path / "a.webp", alpha=alpha, quality=80)
+    assert r.has_alpha and r.settings["quality"] == 80 and r.settings["lossless"] is False
+    got = pil_frames(r.path)[0]
+    assert np.array_equal(got[..., 3] > 127, sprite_mask())
+
+
+def test_png_sequence(tmp_path):
+    frames = np.concatenate([sprite_frames(), np.full((T, H, W, 1), 255, np.uint8)], axis=-1)
+    frames[:, 0, 0, 3] = 0  # RGBA input keeps its alpha
+    r = ex.export_frames(frames, tmp_path / "seq", metadata={"workflow": {"a": 1}})
+    assert r.format == "png_sequence" and r.path == tmp_path / "seq" and r.path.is_dir()
+    names = [p.name for p in r.files[1:]]
+    assert names == [f"frame_{i:05d}.png" for i in range(T)]
+    got = np.stack([np.asarray(Image.open(p)) for p in r.files[1:]])
+    assert np.array_equal(got, frames)
+    assert ex.read_metadata(r.path) == {"workflow": {"a": 1}}
+    # an existing folder is an output folder: a new numbered sub-folder is made inside it
+    r2 = ex.export_frames(frames, tmp_path / "seq")
+    assert r2.path == tmp_path / "seq" / "CharMotion_00001_"
+    assert len(list(r2.path.iterdir())) == T
+
+
+def test_sprite_sheet_grid_atlas_padding_pingpong(tmp_path):
+    frames = sprite_frames()
+    meta = {"workflow": {"x": 1}}
+    r = ex.export_frames(frames, tmp_path / "hero.png", fps=10, loop=2, pingpong=True, key_color=KEY,
+                         columns=2, padding=3, metadata=meta)
+    png, js = r.files
+    assert (png.name, js.name) == ("hero.png", "hero.json") and r.frame_count == T
+    with Image.open(png) as im:
+        sheet = np.asarray(im)
+        assert im.mode == "RGBA"
+    rows = 3
+    assert sheet.shape == (rows * H + 2 * 3, 2 * W + 3, 4)
+    atlas = json.loads(js.read_text())
+    m = atlas["meta"]
+    assert m["image"] == "hero.png" and m["size"] == {"w": 2 * W + 3, "h": rows * H + 6}
+    assert (m["columns"], m["rows"], m["fps"], m["loop"], m["format"]) == (2, rows, 10.0, 2, "RGBA8888")
+    assert m["frameTags"] == [{"name": "hero", "from": 0, "to": T - 1, "direction": "pingpong", "repeat": "2"}]
+    names = list(atlas["frames"])
+    assert atlas["animations"]["hero"] == names + names[-2:0:-1]
+    assert sum(f["duration"] for f in atlas["frames"].values()) == T * 100
+    mask = sprite_mask()
+    for i, name in enumerate(names):
+        f = atlas["frames"][name]
+        assert f["rotated"] is False and f["trimmed"] is False
+        assert f["sourceSize"] == {"w": W, "h": H}
+        assert f["spriteSourceSize"] == {"x": 0, "y": 0, "w": W, "h": H}
+        x, y, w, h = (f["frame"][k] for k in "xywh")
+        assert (x, y, w, h) == ((i % 2) * (W + 3), (i // 2) * (H + 3), W, H)
+        cell = sheet[y : y + h, x : x + w]
+        assert np.array_equal(cell[..., :3][mask[i]], frames[i][mask[i]])
+        assert (cell[..., 3][mask[i]] == 255).all() and (cell[..., 3][~mask[i]] == 0).all()
+    assert (sheet[:, W : W + 3, 3] == 0).all()  # the padding gap is transparent
+    assert ex.read_metadata(js) == meta
+
+
+def test_pingpong_frame_counts(tmp_path):
+    for t, expected in [(5, 8), (3, 4), (2, 2), (1, 1)]:
+        r = ex.export_frames(sprite_frames(t=t), tmp_path, fmt="apng", prefix=f"p{t}", pingpong=True, fps=10)
+        got, durations, _, _ = pil_frames(r.path)
+        assert r.frame_count == expected and len(durations) == expected
+        assert r.duration_s == pytest.approx(expected / 10)
+        if t == 5:  # 0 1 2 3 4 3 2 1
+            src = sprite_frames(t=t)
+            for k, i in enumerate([0, 1, 2, 3, 4, 3, 2, 1]):
+                assert np.array_equal(got[k, ..., :3], src[i])
+    r = ex.export_frames(sprite_frames(), tmp_path / "v.mp4", pingpong=True)
+    assert ffmpeg_frames(r.path)[0].shape[0] == 8
+
+
+def test_rgba_into_mp4_is_composited_over_background(tmp_path):
+    frames = np.concatenate([sprite_frames(h=14, w=16), np.zeros((T, 14, 16, 1), np.uint8)], axis=-1)
+    frames[..., 3][sprite_mask(h=14, w=16)] = 255
+    r = ex.export_frames(frames, tmp_path / "c.mp4", background="white")
+    got, _ = ffmpeg_frames(r.path)
+    outside = ~sprite_mask(h=14, w=16)
+    outside[:, 2:11, :] = False  # stay clear of the coded edges
+    assert got[outside].min() > 235
+    assert any("composited over (255, 255, 255)" in n for n in r.notes)
+
+
+def test_input_forms_give_the_same_file_content(tmp_path):
+    u8 = sprite_frames()
+    forms = {
+        "u8": u8,
+        "float": u8.astype(np.float32) / 255.0,
+        "torch": torch.from_numpy(u8).to(torch.bfloat16) / 255.0,
+        "list": [u8[i] for i in range(T)],
+        "list_torch": [torch.from_numpy(u8[i : i + 1]).float() / 255.0 for i in range(T)],
+    }
+    for name, frames in forms.items():
+        r = ex.export_frames(frames, tmp_path / f"{name}.apng")
+        got = pil_frames(r.path)[0][..., :3]
+        tol = 2 if name == "torch" else 0  # bfloat16 has 8 bits of mantissa
+        assert np.abs(got.astype(int) - u8.astype(int)).max() <= tol, name
+    grey = ex.export_frames(np.full((2, 4, 6, 1), 0.5, np.float32), tmp_path / "g.apng")
+    assert (pil_frames(grey.path)[0][..., :3] == 128).all()
+    with pytest.raises(ValueError, match=r"\[T, H, W, C\].*got shape \(2, 3\)"):
+        ex.export_frames(np.zeros((2, 3)), tmp_path / "bad.gif")
+    with pytest.raises(ValueError, match="fps must be a positive number"):
+        ex.export_frames(u8, tmp_path / "bad.gif", fps=0)
+    with pytest.raises(ValueError, match="does not fit format 'mp4'"):
+        ex.export_frames(u8, tmp_path / "bad.gif", fmt="mp4")
+    with pytest.raises(ValueError, match="With a prefix, path_or_dir is the output folder"):
+        ex.export_frames(u8, tmp_path / "a.gif", prefix="walk")
+    with pytest.raises(ValueError, match="Unknown export format 'avi'"):
+        ex.export_frames(u8, tmp_path / "bad.gif", fmt="avi")
+
+
+def test_quality_maps_onto_encoder_settings(tmp_path):
+    frames = sprite_frames(h=14, w=16)
+    best = ex.export_frames(frames, tmp_path / "q100.mp4", quality=100)
+    worst = ex.export_frames(frames, tmp_path / "q0.mp4", quality=0)
+    assert best.settings["crf"] == 0 and worst.settings["crf"] == 51
+    assert best.bytes > worst.bytes
+    lossless = ex.export_frames(frames, tmp_path / "l.webm", lossless=True)
+    assert lossless.settings["lossless"] == 1 and "crf" not in lossless.settings
+
+
+# ----------------------------------------------------------------------------- key_out
+
+
+def test_key_out_alpha_ramp_and_key_colour_forms():
+    img = np.zeros((1, 6, 8, 3), np.uint8)
+    img[...] = KEY
+    img[0, 0, 0] = (10, 245, 12)  # close to the key: transparent too
+    img[0, 0, 1] = (60, 255, 0)  # distance 60/441.7 = 0.136: inside the soft ramp
+    img[0, 2:5, 3:7] = RED
+    rgba = ex.key_out(img, KEY, 0.1)
+    a = rgba[0, ..., 3].astype(int)
+    assert a[0, 0] == 0 and a[5, 0] == 0 and a[0, 7] == 0
+    expected = round((60 / (255 * np.sqrt(3)) - 0.1) / 0.1 * 255)
+    assert abs(a[0, 1] - expected) <= 1
+    assert (a[2:5, 3:7] == 255).all()
+    for form in ["#00ff00", "lime", (0, 255, 0), (0.0, 1.0, 0.0), np.array([0, 255, 0])]:
+        assert np.array_equal(ex.key_out(img, form, 0.1), rgba)
+    hard = ex.key_out(img, KEY, 0.1, softness=0.0)[0, ..., 3]
+    assert hard[0, 1] == 255 and hard[0, 0] == 0
+
+
+def test_despill_removes_key_cast_on_edges_only():
+    img = np.zeros((1, 7, 9, 3), np.uint8)
+    img[...] = KEY
+    img[0, 1:6, 2:7] = RED
+    img[0, 1:6, 2] = (100, 148, 20)  # left edge: half red, half key green
+    img[0, 3, 4] = (40, 180, 60)  # interior pixel of a green hue: not an edge, must stay
+    plain = ex.key_out(img, KEY, 0.1, despill=False)
+    clean = ex.key_out(img, KEY, 0.1, despill=True)
+    assert np.array_equal(plain[..., 3], clean[..., 3])
+    assert np.array_equal(plain[..., :3], img)  # no despill: colours untouched
+
+    def green_cast(p):
+        p = p.astype(float)
+        return p[1] - (p[0] + p[2]) / 2
+
+    edge_before, edge_after = plain[0, 3, 2, :3], clean[0, 3, 2, :3]
+    assert green_cast(edge_before) > 50 and green_cast(edge_after) <= 0.5
+    assert abs(edge_after.astype(int).mean() - edge_before.astype(int).mean()) <= 1  # brightness kept
+    assert np.array_equal(clean[0, 3, 4, :3], img[0, 3, 4])  # interior unchanged
+    red = np.zeros((7, 9), bool)
+    red[1:6, 3:7] = True
+    red[3, 4] = False
+    assert (clean[0][red] == np.array(RED + (255,))).all()  # red has no green cast: kept
+    # transparent pixels take the colour of their visible neighbours (2 px), then black
+    assert clean[0, 3, 1, 3] == 0 and np.array_equal(clean[0, 3, 1, :3], clean[0, 3, 2, :3])
+    assert (clean[0, 0, :, :3] != np.array(KEY)).any(axis=-1).all()
+    wide = np.zeros((1, 5, 12, 3), np.uint8)
+    wide[...] = KEY
+    wide[0, :, :2] = RED
+    far = ex.key_out(wide, KEY, 0.1)[0]
+    assert (far[:, 2:4, :3] == np.array(RED)).all() and (far[:, 4:, :3] == 0).all()
+
+
+def test_key_out_in_chunks_matches_one_pass(monkeypatch):
+    frames = sprite_frames(t=7)
+    whole = ex.key_out(frames, KEY, 0.1)
+    monkeypatch.setattr(ex, "_KEY_CHUNK_PIXELS", H * W * 2)  # two frames at a time
+    assert np.array_equal(ex.key_out(frames, KEY, 0.1), whole)
+
+
+# ----------------------------------------------------------------------------- naming
+
+
+def test_unique_path_counts_like_comfyui_and_never_reuses(tmp_path):
+    first = ex.unique_path(tmp_path, "walk", "mp4")
+    assert first == tmp_path / "walk_00001_.mp4"
+    first.write_bytes(b"x")
+    assert ex.unique_path(tmp_path, "walk", ".gif") == tmp_path / "walk_00002_.gif"
+    (tmp_path / "walk_00007_.png").write_bytes(b"x")
+    assert ex.unique_path(tmp_path, "walk", "mp4") == tmp_path / "walk_00008_.mp4"
+    (tmp_path / "walk_00007_.png").unlink()
+    (tmp_path / "walk_00001_.mp4").unlink()
+    (tmp_path / "walk_00009_.json").write_bytes(b"x")
+    assert ex.unique_path(tmp_path, "walk", "png", companions=[".json"]) == tmp_path / "walk_00010_.png"
+    assert ex.unique_path(tmp_path, "walker", "mp4") == tmp_path / "walker_00001_.mp4"
+    sub = ex.unique_path(tmp_path, "video/walk", "mp4")
+    assert sub == tmp_path / "video" / "walk_00001_.mp4" and sub.parent.is_dir()
+    for bad in ["../escape", "/abs/x", ""]:
+        with pytest.raises(ValueError, match="Invalid file name prefix"):
+            ex.unique_path(tmp_path, bad, "mp4")
+
+
+def test_exports_never_overwrite(tmp_path):
+    a = ex.export_frames(sprite_frames(), tmp_path, fmt="gif", prefix="clip")
+    b = ex.export_frames(sprite_frames(t=3), tmp_path, fmt="gif", prefix="clip")
+    assert (a.path.name, b.path.name) == ("clip_00001_.gif", "clip_00002_.gif")
+    assert len(pil_frames(a.path)[1]) == T  # the first file is untouched
+    target = tmp_path / "mine.webp"
+    target.write_bytes(b"precious")
+    r = ex.export_frames(sprite_frames(), target)
+    assert target.read_bytes() == b"precious" and r.path == tmp_path / "mine_00001_.webp"
+    assert any("exists and is kept" in n for n in r.notes)
+    # a sprite sheet also keeps an existing atlas of the same name
+    (tmp_path / "sheet.json").write_text("{}")
+    s = ex.export_frames(sprite_frames(), tmp_path / "sheet.png")
+    assert (tmp_path / "sheet.json").read_text() == "{}" and s.path.name == "sheet_00001_.png"
+    assert json.loads(s.files[1].read_text())["meta"]["image"] == "sheet_00001_.png"
+    # overwrite=True replaces the named file
+    o = ex.export_frames(sprite_frames(), target, overwrite=True)
+    assert o.path == target and target.read_bytes() != b"precious"
+
+
+def test_name_taken_while_writing_is_not_overwritten(tmp_path, monkeypatch):
+    real_save = Image.Image.save
+
+    def racing_save(self, fp, *args, **kwargs):  # another program creates the names meanwhile
+        for name in ("walk.gif", "hero.png"):
+            if not (tmp_path / name).exists():
+                (tmp_path / name).write_bytes(b"theirs")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", racing_save)
+    r = ex.export_frames(sprite_frames(), tmp_path / "walk.gif")
+    assert (tmp_path / "walk.gif").read_bytes() == b"theirs"
+    assert r.path == tmp_path / "walk_00001_.gif" and len(pil_frames(r.path)[1]) == T
+    assert any("appeared while writing" in n for n in r.notes)
+    s = ex.export_frames(sprite_frames(), tmp_path / "hero.png")
+    assert (tmp_path / "hero.png").read_bytes() == b"theirs" and not (tmp_path / "hero.json").exists()
+    assert [f.name for f in s.files] == ["hero_00001_.png", "hero_00001_.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+def test_missing_ffmpeg_gives_the_fix(tmp_path, monkeypatch):
+    def no_ffmpeg():
+        raise RuntimeError("No ffmpeg exe could be found. Install ffmpeg on your system.")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_ffmpeg)
+    for name in ("a.mp4", "a.webm"):
+        with pytest.raises(ex.FFmpegNotFoundError) as err:
+            ex.export_frames(sprite_frames(), tmp_path / name)
+        msg = str(err.value)
+        assert "pip install imageio-ffmpeg" in msg and "IMAGEIO_FFMPEG_EXE" in msg
+    assert listing(tmp_path) == []
+    assert ex.export_frames(sprite_frames(), tmp_path / "a.gif").path.exists()  # no ffmpeg needed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses a shell script as a failing ffmpeg")
+def test_failing_ffmpeg_leaves_no_partial_file(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nfor last; do :; done\nprintf partial > "$last"\n'
+                    'echo "Error: encoder exploded" >&2\nexit 3\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(ex, "_ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ex.ExportError, match=r"exit status 3.*encoder exploded"):
+        ex.export_frames(sprite_frames(), out / "a.mp4", metadata={"workflow": {}})
+    assert listing(out) == []
+
+
+def test_failing_pillow_writer_leaves_no_partial_file(tmp_path, monkeypatch):
+    def broken_save(self, fp, format=None, **kwargs):
+        with open(fp, "wb") as fh:
+            fh.write(b"GIF89a half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    for name in ("a.gif", "a.webp", "a.apng", "a.png", "seq"):
+        with pytest.raises(OSError, match="disk full"):
+            ex.export_frames(sprite_frames(), tmp_path / name)
+    with pytest.raises(OSError, match="disk full"):
+        ex.export_frames(sprite_frames(), tmp_path, fmt="png_sequence", prefix="p")
+    assert listing(tmp_path) == []
