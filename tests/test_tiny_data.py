@@ -233,6 +233,13 @@ def test_motion_amplitude_tracks_requested_strength():
     corr = V.amplitude_correlation(2, seed=7, levels=(0.3, 0.53, 0.77, 1.0))
     low = {a: round(v["per_character"], 3) for a, v in corr.items() if v["per_character"] < 0.9}
     assert not low, low
+    # The action-aware measure also ranks clips of different characters.
+    geometric = ("jump", "walk_right", "run_left", "squash_stretch", "spin", "grow", "shrink")
+    low = {a: round(corr[a]["pooled_action"], 3) for a in geometric if corr[a]["pooled_action"] < 0.8}
+    assert not low, low
+    with pytest.raises(ValueError, match="unknown action"):
+        ex = D.make_example(0)
+        M.motion_amplitude(ex["frames"], ex["key_color"], action="moonwalk")
 
 
 def test_scalar_metrics():

@@ -638,15 +638,92 @@ def classify_action(frames, key_color, tol: float = DEFAULT_TOL) -> str | None:
 # Scalar metrics
 
 
-def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL) -> float:
-    """How much the clip moves, in units of the frame-0 character area: the
-    path length of the colour change between consecutive frames plus twice
-    the mean change from frame 0. The first grows with the size and speed of
-    any motion (travel, hops, limbs), the second with how far and how long
-    the character departs from its first frame (a deeper, longer blink), so
-    the sum keeps growing where one of them is quantised away."""
-    path, deviation = _clip(frames, key_color, tol).motion
+def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL, action: str | None = None) -> float:
+    """How much the clip moves (a scalar that grows with the motion size).
+
+    Without ``action``: in units of the frame-0 character area, the path
+    length of the colour change between consecutive frames plus twice the
+    mean change from frame 0. The first grows with the size and speed of any
+    motion (travel, hops, limbs), the second with how far and how long the
+    character departs from its first frame (a deeper, longer blink), so the
+    sum keeps growing where one of them is quantised away. Compare it across
+    strengths for the same character and action.
+
+    With ``action``: the size of that action's own motion in units that do
+    not depend on the character (:data:`AMPLITUDES`: hop height in character
+    heights, travel in canvas widths, head displacement, stretch, rotation,
+    scale...), so clips of different characters compare too.
+    """
+    c = _clip(frames, key_color, tol)
+    if action is not None:
+        if action not in AMPLITUDES:
+            raise ValueError(f"unknown action {action!r}; choose one of: {', '.join(AMPLITUDES)}")
+        return float(AMPLITUDES[action](c))
+    path, deviation = c.motion
     return path + 2.0 * deviation
+
+
+def _top_profile_drop(c: Clip) -> np.ndarray:
+    """Mean downward shift (character heights) of the top edge over the
+    columns of the frame-0 head, per frame (sub-pixel by averaging columns)."""
+    x0, x1, y0, y1 = c.box0
+    cols = c.masks[:, :, x0:x1 + 1]
+    has = cols.any(axis=1)
+    first = np.where(has, cols.argmax(axis=1), c.H).astype(np.float64)
+    keep = has[0] & (first[0] <= y0 + 0.45 * (y1 - y0 + 1))
+    if not keep.any():
+        return np.zeros(c.T)
+    return (first[:, keep] - first[0, keep]).mean(axis=1) / c.h0
+
+
+def _band_centroid_x(c: Clip, frac: float = 0.45) -> np.ndarray:
+    x0, x1, y0, y1 = c.box0
+    m = c.masks[:, y0:int(y0 + frac * (y1 - y0 + 1))]
+    n = np.maximum(m.sum(axis=(1, 2)), 1)
+    return (m.sum(axis=1) * np.arange(c.W)).sum(axis=1) / n
+
+
+def _side_path(c: Clip) -> float:
+    """Silhouette change between consecutive frames on the side that changes
+    most, relative to the largest area it gains (how far a limb swings,
+    measured in its own size)."""
+    cx = c.s["cx"][0]
+    xs = np.arange(c.W)
+    cm = c.change_map
+    side = (xs < cx) if cm[:, xs < cx].sum() > cm[:, xs >= cx].sum() else (xs >= cx)
+    m = c.masks[:, :, side]
+    steps = (m[1:] ^ m[:-1]).sum(axis=(1, 2))
+    gained = (m & ~m[0]).sum(axis=(1, 2)).max()
+    return float(steps.sum() / max(gained, 1))
+
+
+def _face_change(c: Clip) -> float:
+    """Pixel-frames of change vs frame 0 in character-height^2 units (mouth
+    or eyes: how wide and how long they open or close)."""
+    return float(c.change.sum() / c.T / (c.h0 ** 2))
+
+
+#: action -> its own motion size, in character-independent units
+AMPLITUDES = {
+    "jump": lambda c: c.rise.max(),
+    "bounce": lambda c: c.rise.max(),
+    "walk_left": lambda c: -c.travel[-1],
+    "walk_right": lambda c: c.travel[-1],
+    "run_left": lambda c: -c.travel[-1],
+    "run_right": lambda c: c.travel[-1],
+    "shake_head": lambda c: float(np.ptp(_band_centroid_x(c)) / c.h0),
+    "nod": lambda c: float(_top_profile_drop(c).max()),
+    "wave": _side_path,
+    "spin": lambda c: float(c.rise[c.wr > 0.35].max()),  # the hop (edge-on frames lose their feet)
+    "squash_stretch": lambda c: float(np.ptp(c.hr) / 2),
+    "wiggle_ears": lambda c: float((c.masks[1:] ^ c.masks[:-1]).sum() / c.h0 ** 2),
+    "talk": _face_change,
+    "blink": _face_change,
+    "idle": lambda c: float(np.ptp(_top_profile_drop(c))),
+    "fall": lambda c: float(abs(c.s["angle"][-1] - c.s["angle"][0]) + np.ptp(c.top[-6:])),
+    "grow": lambda c: float(np.sqrt(c.ar[-1]) - 1),
+    "shrink": lambda c: float(1 - np.sqrt(c.ar[-1])),
+}
 
 
 def frame0_psnr(frames, reference, key_color=None) -> float:

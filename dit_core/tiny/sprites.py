@@ -21,7 +21,7 @@ ones are anti-aliased at full resolution.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np

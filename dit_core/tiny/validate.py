@@ -60,21 +60,26 @@ def amplitude_correlation(n_characters: int, seed: int = 0, levels=(0.3, 0.44, 0
 
     For each of ``n_characters`` examples the same character/key/side is
     rendered at every amplitude level. Returns per action ``{"per_character":
-    mean Spearman over characters, "pooled": Spearman over all clips}``.
+    mean Spearman over characters (generic motion_amplitude), "worst": the
+    lowest of those, "pooled": Spearman over all clips (generic),
+    "pooled_action": Spearman over all clips of motion_amplitude(...,
+    action=)}``.
     """
     rng = np.random.default_rng(seed)
     out = {}
     for a in actions:
-        per_char, xs, ys = [], [], []
+        per_char, xs, ys, ya = [], [], [], []
         for _ in range(n_characters):
             ex_seed = int(rng.integers(0, 2**31))
             measured = []
             for amp in levels:
                 ex = make_example(ex_seed, split, num_frames, size, action=a, amplitude=amp)
-                measured.append(M.motion_amplitude(ex["frames"], ex["key_color"]))
+                clip = M.Clip(ex["frames"], ex["key_color"])
+                measured.append(M.motion_amplitude(clip, None))
+                ya.append(M.motion_amplitude(clip, None, action=a))
             per_char.append(M.spearman(levels, measured))
             xs.extend(levels)
             ys.extend(measured)
         out[a] = {"per_character": float(np.nanmean(per_char)), "worst": float(np.nanmin(per_char)),
-                  "pooled": M.spearman(xs, ys)}
+                  "pooled": M.spearman(xs, ys), "pooled_action": M.spearman(xs, ya)}
     return out
