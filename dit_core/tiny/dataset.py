@@ -95,7 +95,7 @@ def make_character(char_id: int, require: tuple[str, ...] = ()) -> S.Character:
 
 def character_colors_255(ch: S.Character) -> np.ndarray:
     """Colours a silhouette must be told apart from the key by (with shading extremes)."""
-    names = ["main", "skin", "light", "limb", "pants", "accent", "hair", "glow", "inner"]
+    names = ["main", "skin", "light", "limb", "pants", "accent", "hair", "glow", "inner", "eye", "mouth"]
     cols = [ch.colors[k] for k in names if k in ch.colors]
     if ch.outline != "none":
         cols.append(ch.colors["outline"])

@@ -510,23 +510,22 @@ def _ears(c: Clip) -> dict:
     }
 
 
-def _column_clusters(change_map: np.ndarray, floor: float = 0.05) -> list[tuple[float, float, float]]:
-    """Groups of adjacent columns holding change: (mass, x centre, y centre) each."""
+def _column_clusters(change_map: np.ndarray, floor: float = 0.05, gap: int = 1) -> list[tuple[float, float, float]]:
+    """Groups of columns holding change, split where more than ``gap`` empty
+    columns separate them: (mass, x centre, y centre) each."""
     ever = change_map > floor
-    cols = ever.any(axis=0)
-    clusters, start = [], None
+    xs = np.nonzero(ever.any(axis=0))[0]
+    if xs.size == 0:
+        return []
+    groups = np.split(xs, np.nonzero(np.diff(xs) > gap + 1)[0] + 1)
     ys = np.arange(ever.shape[0])
-    for x in range(len(cols) + 1):
-        on = x < len(cols) and cols[x]
-        if on and start is None:
-            start = x
-        elif not on and start is not None:
-            part = ever[:, start:x]
-            mass = float(part.sum())
-            yc = float((part.sum(axis=1) * ys).sum() / mass)
-            xc = float((part.sum(axis=0) * np.arange(start, x)).sum() / mass)
-            clusters.append((mass, xc, yc))
-            start = None
+    clusters = []
+    for cols in groups:
+        part = ever[:, cols[0]:cols[-1] + 1]
+        mass = float(part.sum())
+        yc = float((part.sum(axis=1) * ys).sum() / mass)
+        xc = float((part.sum(axis=0) * np.arange(cols[0], cols[-1] + 1)).sum() / mass)
+        clusters.append((mass, xc, yc))
     return clusters
 
 

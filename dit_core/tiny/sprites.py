@@ -116,6 +116,7 @@ TONGUE = (0.8, 0.28, 0.36)
 BLUSH = (1.0, 0.6, 0.66)
 EYE_DARK = (0.1, 0.08, 0.14)
 WHITE = (1.0, 1.0, 1.0)
+PALETTE_GOLD = (0.98, 0.8, 0.25)
 HAIR_COLORS = ((0.35, 0.2, 0.1), (0.95, 0.8, 0.35), (0.15, 0.12, 0.12), (0.8, 0.35, 0.15), (0.55, 0.55, 0.9))
 
 
@@ -186,7 +187,7 @@ KINDS: dict[str, Kind] = {
                   tails=("thin",), extras=("belly", "blush")),
     "frog": Kind("biped", ("frog", "froggy", "little frog"), ("green", "lime", "teal"), ears=("none",),
                  hats=("none", "crown"), eyes=("anime",), extras=("belly", "blush"), always=("belly",),
-                 ranges=(("head_ratio", 1.35, 1.6), ("eye_dy", 0.15, 0.22), ("eye_size", 0.14, 0.18),
+                 ranges=(("head_ratio", 1.35, 1.6), ("eye_dy", 0.1, 0.16), ("eye_size", 0.12, 0.16),
                          ("eye_sep", 0.26, 0.32), ("mouth_w", 0.16, 0.22), ("mouth_gap", 0.3, 0.4))),
     "slime": Kind("blob", ("slime", "blob", "jelly", "slime monster"),
                   ("green", "lime", "sky", "blue", "pink", "violet", "teal"), bodies=("slime",), ranges=(("body_ratio", 1.1, 1.5),),
@@ -194,7 +195,10 @@ KINDS: dict[str, Kind] = {
     "ghost": Kind("blob", ("ghost", "little ghost", "spirit"), ("white", "purple", "sky"),
                   bodies=("ghost",), ranges=(("body_ratio", 0.8, 1.0), ("blob_neck", 0.45, 0.55)), arms=("nubs",), extras=("blush",)),
     "mushroom": Kind("blob", ("mushroom", "mushroom buddy", "shroom"), ("red", "orange", "purple", "brown"),
-                     skin="cream", bodies=("stem",), ranges=(("body_ratio", 0.7, 0.9), ("blob_neck", 0.3, 0.36)), arms=("nubs", "none"), hats=("mushroom",), extras=("blush",)),
+                     skin="cream", bodies=("stem",),
+                     ranges=(("body_ratio", 0.85, 1.0), ("blob_neck", 0.22, 0.27), ("blob_face", 0.5, 0.55),
+                             ("eye_size", 0.08, 0.1), ("eye_sep", 0.3, 0.36), ("eye_dy", 0.0, 0.04),
+                             ("mouth_gap", 0.12, 0.16)), arms=("nubs", "none"), hats=("mushroom",), extras=("blush",)),
 }
 
 #: Attribute combinations that only the held-out split uses.
@@ -285,7 +289,8 @@ def character_colors(rng: np.random.Generator, kind: Kind, palette: str, outline
         "inner": mix(BLUSH, main, 0.25),
         "pupil": hsv(rng.uniform(0, 360), rng.uniform(0.5, 0.9), rng.uniform(0.3, 0.6)),
         "hair": HAIR_COLORS[rng.integers(len(HAIR_COLORS))],
-        "glow": hsv(rng.choice([50, 180, 120, 0]), 0.7, 1.0),
+        "glow": max((hsv(h, 0.7, 1.0) for h in (50, 180, 120, 0)),
+                    key=lambda g: float(np.linalg.norm(np.subtract(g, skin)))),
         "eye": EYE_DARK if lum > 0.3 else (0.96, 0.94, 0.9),
         # the mouth must stand out from the face
         "mouth": max(MOUTH_COLORS, key=lambda m: float(np.linalg.norm(np.subtract(skin, m)))),
@@ -393,6 +398,7 @@ GEOMETRY_RANGES: dict[str, tuple[float, float]] = {
     "hat_tilt": (-0.25, 0.25),
     "blob_c": (0.3, 0.45),  # slimes: height of the ellipse centre (flatter bottom when high)
     "blob_neck": (0.36, 0.46),  # blobs: height of the face pivot
+    "blob_face": (0.7, 0.8),  # blobs: face width / body width
 }
 
 
@@ -419,7 +425,7 @@ def sample_geometry(rng: np.random.Generator, spec: Kind, pixel: bool = False) -
         g["body_w"] = r["body_ratio"]
         g["body_c"] = r["blob_c"]
         g["neck_y"] = r["blob_neck"]
-        g["head_w"] = g["body_w"] * 0.75
+        g["head_w"] = g["body_w"] * r["blob_face"]
         g["head_h"] = 0.7
         g["head_cy"] = g["neck_y"] + float(rng.uniform(0.0, 0.06))
         g["arm_len"] = float(rng.uniform(0.2, 0.26))
@@ -565,9 +571,11 @@ def _build_prims(ch: Character) -> list[Prim]:
         add("head", "capsule", (hh * 0.45, 0.018), darken(c["main"], 0.6), angle=np.pi, at=(0, top - 0.02))
         add("head", "ellipse", (0.045, 0.045), c["glow"], at=(0, top + hh * 0.45))
     elif ch.hat == "crown":
-        add("head", "trapezoid", (hw * 0.45, hw * 0.55, hh * 0.2, 0.01), PALETTE_GOLD, at=(0, top + hh * 0.05))
+        add("head", "trapezoid", (hw * 0.4, hw * 0.5, hh * 0.26, 0.01), PALETTE_GOLD, at=(0, top + hh * 0.12))
+        add("head", "ellipse", (hw * 0.09, hw * 0.09), (0.9, 0.2, 0.3), at=(0, top + hh * 0.12), outline=False,
+            shade=False)
     elif ch.hat == "mushroom":
-        cap_w = bw * 1.55
+        cap_w = bw * 1.4
         add("head", "dome", (cap_w, 0.42), main, at=(0, 0.5 - g["neck_y"]),
             clip=("box", (5.0, 5.0), (0.0, 5.0 - 0.0)))
         for sx_, sy_, sr in ((-0.5, 0.25, 0.11), (0.35, 0.18, 0.09), (0.0, 0.33, 0.07), (0.75, 0.08, 0.06)):
@@ -616,7 +624,6 @@ def _build_prims(ch: Character) -> list[Prim]:
     return out
 
 
-PALETTE_GOLD = (0.98, 0.8, 0.25)
 
 
 def mouth_height(ch: Character) -> float:
