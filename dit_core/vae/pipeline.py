@@ -19,8 +19,9 @@ samples both posteriors, available with ``sample=True``.
 
 Results come back in the input's dtype and on its device (``out_device``
 overrides the device); the model itself computes in the dtype it was loaded
-in. In float16, a micro-batch or chunk whose result is not finite is computed
-again in float32 (weights cast layer by layer, no second copy).
+in. In float16, a stage whose result is not finite is computed again in
+float32 (weights cast layer by layer, no second copy) and stays in float32
+after that.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class OpenSoraVAE(nn.Module):
         self.tiling = SpatialTiling.coerce(tiling)
         self.latent_channels = config.temporal.embed_dim
         self.spatial_factor = config.spatial.downsample_factor
-        self.fp32_fallbacks = 0  # float16 chunks recomputed in float32 because they overflowed
+        self.fp32_fallbacks = 0  # float16 overflows seen (each switches its stage to float32)
+        self._fp32_stages: set[str] = set()
 
     # -- sizes -----------------------------------------------------------------
     @property
@@ -133,13 +135,22 @@ class OpenSoraVAE(nn.Module):
         return chunks
 
     # -- float16 guard ---------------------------------------------------------
-    def _guarded(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        out = fn(x)
-        if x.dtype != torch.float16 or torch.isfinite(out).all():
-            return out
-        if self.fp32_fallbacks == 0:
-            log.warning("float16 overflow in the video VAE; recomputing the affected chunks in float32")
-        self.fp32_fallbacks += 1
+    def _guarded(self, stage: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Run ``fn``; in float16, redo it in float32 if the result is not finite.
+
+        A stage that overflowed once runs in float32 from then on (same model,
+        same kind of content), so the float16 attempt is not wasted every time.
+        """
+        if x.dtype != torch.float16:
+            return fn(x)
+        if stage not in self._fp32_stages:
+            out = fn(x)
+            if torch.isfinite(out).all():
+                return out
+            if not self._fp32_stages:
+                log.warning("float16 overflow in the video VAE (%s); computing that stage in float32 from now on", stage)
+            self._fp32_stages.add(stage)
+            self.fp32_fallbacks += 1
         out = fn(x.float())
         half = out.to(torch.float16)
         return half if torch.isfinite(half).all() else out
@@ -170,7 +181,7 @@ class OpenSoraVAE(nn.Module):
         frames = rearrange(clip, "b c t h w -> (b t) c h w")
         pieces = []
         for i in range(0, frames.shape[0], self.micro_batch_size):
-            moments = self._guarded(self._spatial_moments, frames[i:i + self.micro_batch_size])
+            moments = self._guarded("2-D encoder", self._spatial_moments, frames[i:i + self.micro_batch_size])
             pieces.append(diagonal_gaussian(moments, sample=sample, generator=generator) * SPATIAL_SCALING)
         return rearrange(torch.cat(pieces), "(b t) c h w -> b c t h w", b=b)
 
@@ -178,7 +189,7 @@ class OpenSoraVAE(nn.Module):
         b = latents.shape[0]
         frames = rearrange(latents, "b c t h w -> (b t) c h w")
         pieces = [
-            self._guarded(self._spatial_decode, frames[i:i + self.micro_batch_size] / SPATIAL_SCALING)
+            self._guarded("2-D decoder", self._spatial_decode, frames[i:i + self.micro_batch_size] / SPATIAL_SCALING)
             for i in range(0, frames.shape[0], self.micro_batch_size)
         ]
         return rearrange(torch.cat(pieces), "(b t) c h w -> b c t h w", b=b)
@@ -209,7 +220,7 @@ class OpenSoraVAE(nn.Module):
         for f0, f1, l0, l1 in chunks:
             clip = x[:, :, f0:f1].to(device=self.device, dtype=self.dtype)
             latents = self._encode_frames(clip, sample, generator)
-            moments = self._guarded(self.temporal_vae.moments, latents)
+            moments = self._guarded("temporal encoder", self.temporal_vae.moments, latents)
             z = diagonal_gaussian(moments, sample=sample, generator=generator)
             out[:, :, l0:l1] = (z.float() - self.shift) / self.scale
         return out
@@ -224,7 +235,7 @@ class OpenSoraVAE(nn.Module):
         dtype = _float_dtype(z)
         for f0, f1, l0, l1 in chunks:
             zc = z[:, :, l0:l1].to(device=self.device, dtype=torch.float32) * self.scale + self.shift
-            latents = self._guarded(lambda t: self.temporal_vae.decode(t, f1 - f0), zc.to(self.dtype))
+            latents = self._guarded("temporal decoder", lambda t: self.temporal_vae.decode(t, f1 - f0), zc.to(self.dtype))
             yield self._decode_frames(latents).to(device=device, dtype=dtype)
 
     def decode(
