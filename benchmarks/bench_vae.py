@@ -11,11 +11,17 @@ Memory on CPU is the peak resident set of a fresh subprocess per row
 total and as the growth above the resident set just before the timed call
 (model and input already allocated); on CUDA, ``torch.cuda.max_memory_allocated``
 after the warm-up. The model is randomly initialised (no weights needed).
-Timings on a shared CPU are noisy; compare rows from the same run.
+
+With glibc's default allocator the peak RSS of identical runs varies by up to
+about ±10 % (heap fragmentation; the dynamic mmap threshold), so use
+``--repeats 3`` (medians) for steadier figures, or ``--malloc-mmap-threshold
+131072`` to see only what the code holds (slower: every large buffer is
+mapped and unmapped). Timings on a shared CPU are noisy as well.
 
 Examples::
 
     python benchmarks/bench_vae.py                                # mid config, 17/34/68 frames at 128×128, CPU
+    python benchmarks/bench_vae.py --repeats 3 --malloc-mmap-threshold 131072
     python benchmarks/bench_vae.py --frames 17 --height 256 --width 256 --tile 128
     python benchmarks/bench_vae.py --preset published --device cuda --dtype bf16 --height 480 --width 848
 """
@@ -27,6 +33,7 @@ import importlib.util
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -145,6 +152,7 @@ def main() -> None:
         "then go back to the OS instead of fragmenting the heap, so the peak RSS shows what the code holds "
         "(0: glibc default, what a user gets)",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="fresh processes per row; medians are printed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -170,12 +178,16 @@ def main() -> None:
                 device=args.device, dtype=args.dtype, micro_batch=args.micro_batch, tile=args.tile,
                 threads=args.threads,
             )
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", json.dumps(row)], capture_output=True, text=True, env=env
-            )
-            if proc.returncode:
-                sys.exit(proc.stderr)
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs = []
+            for _ in range(args.repeats):
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", json.dumps(row)], capture_output=True, text=True, env=env
+                )
+                if proc.returncode:
+                    sys.exit(proc.stderr)
+                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            result = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb", "growth_mb")}
+            result["frames"] = row["frames"]
             first = first or result
             note = f"  peak {100 * (result['peak_mb'] / first['peak_mb'] - 1):+.1f}% vs {first['frames']} frames"
             print(
