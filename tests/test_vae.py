@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,7 +114,8 @@ def test_frame_and_size_mapping():
     assert vae.latent_channels == 4 and vae.spatial_factor == 8 and vae.micro_latent_size == 5
     assert vae.latent_size(240, 426) == (30, 53)
     assert vae.latent_size(720, 1280) == (90, 160)
-    for bad in (0, -3, 2.5):
+    assert vae.latent_frames(np.int64(51)) == 15
+    for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="num_frames"):
             vae.latent_frames(bad)
 

@@ -27,6 +27,7 @@ after that.
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -128,8 +129,13 @@ class OpenSoraVAE(nn.Module):
 
     def _chunks(self, num_frames: int) -> list[tuple[int, int, int, int]]:
         """``(first frame, end frame, first latent, end latent)`` of each independently coded chunk."""
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        try:
+            count = operator.index(num_frames)
+        except TypeError:
+            count = 0
+        if isinstance(num_frames, bool) or count < 1:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        num_frames = count
         chunks, latent = [], 0
         for f0 in range(0, num_frames, self.micro_frame_size):
             f1 = min(f0 + self.micro_frame_size, num_frames)
