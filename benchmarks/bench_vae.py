@@ -12,16 +12,17 @@ total and as the growth above the resident set just before the timed call
 (model and input already allocated); on CUDA, ``torch.cuda.max_memory_allocated``
 after the warm-up. The model is randomly initialised (no weights needed).
 
-With glibc's default allocator the peak RSS of identical runs varies by up to
-about ±10 % (heap fragmentation; the dynamic mmap threshold), so use
-``--repeats 3`` (medians) for steadier figures, or ``--malloc-mmap-threshold
-131072`` to see only what the code holds (slower: every large buffer is
-mapped and unmapped). Timings on a shared CPU are noisy as well.
+On CPU the measuring processes run with glibc's mmap threshold pinned
+(``MALLOC_MMAP_THRESHOLD_=131072``): with the default dynamic threshold, freed
+activations fragment the heap and the peak RSS of identical runs varies by
+about ±10 %, which hides what the code itself holds. ``--malloc-mmap-threshold
+0`` measures with the default allocator (use ``--repeats 3`` for medians).
+Timings on a shared CPU are noisy; compare rows from the same run.
 
 Examples::
 
     python benchmarks/bench_vae.py                                # mid config, 17/34/68 frames at 128×128, CPU
-    python benchmarks/bench_vae.py --repeats 3 --malloc-mmap-threshold 131072
+    python benchmarks/bench_vae.py --repeats 3 --malloc-mmap-threshold 0      # glibc's default allocator
     python benchmarks/bench_vae.py --frames 17 --height 256 --width 256 --tile 128
     python benchmarks/bench_vae.py --preset published --device cuda --dtype bf16 --height 480 --width 848
 """
@@ -147,10 +148,11 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=0, help="spatial tile in pixels (0: no tiling)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument(
-        "--malloc-mmap-threshold", type=int, default=0, metavar="BYTES",
-        help="run the measurements with glibc's MALLOC_MMAP_THRESHOLD_ pinned (e.g. 131072): freed activations "
-        "then go back to the OS instead of fragmenting the heap, so the peak RSS shows what the code holds "
-        "(0: glibc default, what a user gets)",
+        "--malloc-mmap-threshold", type=int, default=131072, metavar="BYTES",
+        help="glibc MALLOC_MMAP_THRESHOLD_ for the measuring processes (default 131072): buffers above it are "
+        "mapped and unmapped, so freed activations go back to the OS instead of fragmenting the heap and the "
+        "peak RSS shows what the code holds; 0 keeps glibc's dynamic threshold (what a user gets; peak RSS of "
+        "identical runs then varies by about ±10%%, and timings are a little faster)",
     )
     parser.add_argument("--repeats", type=int, default=1, help="fresh processes per row; medians are printed")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -166,7 +168,7 @@ def main() -> None:
     print(
         f"video VAE, preset {args.preset}, {args.height}x{args.width}, {args.dtype} on {args.device}, "
         f"micro-batch {args.micro_batch}, tile {args.tile or 'off'}, "
-        f"malloc mmap threshold {args.malloc_mmap_threshold or 'glibc default'}"
+        f"malloc mmap threshold {args.malloc_mmap_threshold or 'glibc default (dynamic)'}"
     )
     unit = "CUDA max allocated" if args.device.startswith("cuda") else "peak RSS"
     print(f"{'mode':<8}{'frames':>7}{'seconds':>10}{'peak MB':>10}{'growth MB':>11}   ({unit}; growth = peak - before call)")
