@@ -175,8 +175,8 @@ def load_opensora_vae(
     if family != FAMILY:
         raise CheckpointError(
             f"{source.name} looks like {describe_family(family)}, not {describe_family(FAMILY)}. {HINT}"
-            + (" A plain SD/SDXL image VAE has no temporal part and cannot encode or decode these videos."
-               if family == "image_vae" else "")
+            + (" An SD/SDXL image VAE cannot encode or decode Open-Sora 1.2 latents; it belongs in an image VAE "
+               "loader." if family == "image_vae" else "")
         )
     if config is None:
         sidecar = source.sidecar_config()
