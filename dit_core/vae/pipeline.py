@@ -1,0 +1,304 @@
+"""Open-Sora 1.2's video VAE: the per-frame 2-D VAE chained with the causal temporal VAE.
+
+Encode ``[B,3,F,H,W]`` in [-1, 1] → ``[B,4,L(F),H/8,W/8]``:
+frames go through the 2-D VAE in micro-batches (latent × 0.18215, the SD1.x
+factor upstream hard-codes), then clips of ``micro_frame_size`` (17) frames go
+through the temporal VAE independently (each padded at the front to a multiple
+of 4), then ``(z - shift) / scale`` per channel. Decode reverses this: chunks of
+``ceil(17/4) = 5`` latent frames → temporal decoder → 17 frames (fewer for the
+last chunk) → ``/ 0.18215`` → 2-D decoder per frame. The output is not clamped.
+
+Both directions work one 17-frame chunk at a time and write into a
+preallocated result, so working memory depends on the chunk (and, with spatial
+tiling, on the tile), not on the clip length; ``iter_decode`` yields the
+chunks instead, for callers that stream frames out. Chunks are independent
+upstream too, so chunking changes no numbers.
+
+Encoding returns the posterior means by default (deterministic); upstream
+samples both posteriors, available with ``sample=True``.
+
+Results come back in the input's dtype and on its device (``out_device``
+overrides the device); the model itself computes in the dtype it was loaded
+in. In float16, a stage whose result is not finite is computed again in
+float32 (weights cast layer by layer, no second copy) and stays in float32
+after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .layers import diagonal_gaussian
+from .spatial import SpatialVAE, SpatialVAEConfig
+from .temporal import TemporalVAE, TemporalVAEConfig
+from .tiling import SpatialTiling, tiled_apply
+
+log = logging.getLogger(__name__)
+
+SPATIAL_SCALING = 0.18215  # upstream's hard-coded 2-D latent factor (not the SDXL config's 0.13025)
+DEFAULT_SHIFT = (-0.10, 0.34, 0.27, 0.98)
+DEFAULT_SCALE = (3.85, 2.32, 2.33, 3.06)
+DEFAULT_MICRO_FRAME_SIZE = 17
+DEFAULT_MICRO_BATCH_SIZE = 4
+
+
+@dataclass(frozen=True)
+class VideoVAEConfig:
+    spatial: SpatialVAEConfig = field(default_factory=SpatialVAEConfig)
+    temporal: TemporalVAEConfig = field(default_factory=TemporalVAEConfig)
+    micro_frame_size: int = DEFAULT_MICRO_FRAME_SIZE
+    shift: tuple[float, ...] = DEFAULT_SHIFT
+    scale: tuple[float, ...] = DEFAULT_SCALE
+
+    def __post_init__(self):
+        object.__setattr__(self, "shift", tuple(float(v) for v in self.shift))
+        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+        if self.spatial.latent_channels != self.temporal.in_out_channels:
+            raise ValueError(
+                f"the 2-D VAE has {self.spatial.latent_channels} latent channels but the temporal VAE "
+                f"takes {self.temporal.in_out_channels}"
+            )
+        if not (len(self.shift) == len(self.scale) == self.temporal.embed_dim):
+            raise ValueError(f"shift/scale need {self.temporal.embed_dim} values (one per latent channel)")
+        if self.micro_frame_size < 1:
+            raise ValueError("micro_frame_size must be >= 1")
+
+
+def _float_dtype(t: torch.Tensor) -> torch.dtype:
+    return t.dtype if t.is_floating_point() else torch.float32
+
+
+class OpenSoraVAE(nn.Module):
+    """Video VAE of Open-Sora 1.2 (``hpcai-tech/OpenSora-VAE-v1.2``)."""
+
+    def __init__(
+        self,
+        config: VideoVAEConfig | None = None,
+        *,
+        micro_batch_size: int = DEFAULT_MICRO_BATCH_SIZE,
+        tiling: SpatialTiling | int | None = None,
+    ):
+        super().__init__()
+        config = config or VideoVAEConfig()
+        if micro_batch_size < 1:
+            raise ValueError("micro_batch_size must be >= 1")
+        self.config = config
+        self.spatial_vae = SpatialVAE(config.spatial)
+        self.temporal_vae = TemporalVAE(config.temporal)
+        self.register_buffer("scale", torch.tensor(config.scale, dtype=torch.float32).view(1, -1, 1, 1, 1))
+        self.register_buffer("shift", torch.tensor(config.shift, dtype=torch.float32).view(1, -1, 1, 1, 1))
+        self.micro_batch_size = int(micro_batch_size)
+        self.micro_frame_size = config.micro_frame_size
+        self.tiling = SpatialTiling.coerce(tiling)
+        self.latent_channels = config.temporal.embed_dim
+        self.spatial_factor = config.spatial.downsample_factor
+        self.fp32_fallbacks = 0  # float16 overflows seen (each switches its stage to float32)
+        self._fp32_stages: set[str] = set()
+
+    def set_tiling(self, tile: SpatialTiling | int | None) -> None:
+        """Spatial tiling for the 2-D VAE: ``None`` (off, exact), a pixel tile size, or a :class:`SpatialTiling`."""
+        self.tiling = SpatialTiling.coerce(tile)
+
+    # -- sizes -----------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.temporal_vae.decoder.conv_out.conv.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.temporal_vae.decoder.conv_out.conv.weight.device
+
+    @property
+    def micro_latent_size(self) -> int:
+        """Latent frames of one full ``micro_frame_size`` chunk (5 for 17)."""
+        return self.temporal_vae.latent_frames(self.micro_frame_size)
+
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames for ``num_frames`` pixel frames: 1→1, 11→3, 17→5, 22→7, 51→15."""
+        return self._chunks(num_frames)[-1][3]
+
+    def latent_size(self, height: int, width: int) -> tuple[int, int]:
+        return height // self.spatial_factor, width // self.spatial_factor
+
+    def _chunks(self, num_frames: int) -> list[tuple[int, int, int, int]]:
+        """``(first frame, end frame, first latent, end latent)`` of each independently coded chunk."""
+        try:
+            count = operator.index(num_frames)
+        except TypeError:
+            count = 0
+        if isinstance(num_frames, bool) or count < 1:
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        num_frames = count
+        chunks, latent = [], 0
+        for f0 in range(0, num_frames, self.micro_frame_size):
+            f1 = min(f0 + self.micro_frame_size, num_frames)
+            n = self.temporal_vae.latent_frames(f1 - f0)
+            chunks.append((f0, f1, latent, latent + n))
+            latent += n
+        return chunks
+
+    # -- float16 guard ---------------------------------------------------------
+    def _guarded(self, stage: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Run ``fn``; in float16, redo it in float32 if the result is not finite.
+
+        A stage that overflowed once runs in float32 from then on (same model,
+        same kind of content), so the float16 attempt is not wasted every time.
+        """
+        if x.dtype != torch.float16:
+            return fn(x)
+        if stage not in self._fp32_stages:
+            out = fn(x)
+            if torch.isfinite(out).all():
+                return out
+            if not self._fp32_stages:
+                log.warning("float16 overflow in the video VAE (%s); computing that stage in float32 from now on", stage)
+            self._fp32_stages.add(stage)
+            self.fp32_fallbacks += 1
+        out = fn(x.float())
+        half = out.to(torch.float16)
+        return half if torch.isfinite(half).all() else out
+
+    # -- spatial stage ---------------------------------------------------------
+    def _spatial_moments(self, frames: torch.Tensor) -> torch.Tensor:
+        vae = self.spatial_vae.module
+        if self.tiling is None:
+            return vae.moments(frames)
+        tile, overlap = self.tiling.in_latents(self.spatial_factor)
+        return tiled_apply(
+            vae.moments, frames, grid=self.latent_size(*frames.shape[-2:]), tile=tile, overlap=overlap,
+            in_scale=self.spatial_factor, out_scale=1,
+        )
+
+    def _spatial_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.spatial_vae.module
+        if self.tiling is None:
+            return vae.decode(latents)
+        tile, overlap = self.tiling.in_latents(self.spatial_factor)
+        return tiled_apply(
+            vae.decode, latents, grid=tuple(latents.shape[-2:]), tile=tile, overlap=overlap,
+            in_scale=1, out_scale=self.spatial_factor,
+        )
+
+    def _encode_frames(self, clip: torch.Tensor, sample: bool, generator: torch.Generator | None) -> torch.Tensor:
+        b = clip.shape[0]
+        frames = rearrange(clip, "b c t h w -> (b t) c h w")
+        pieces = []
+        for i in range(0, frames.shape[0], self.micro_batch_size):
+            moments = self._guarded("2-D encoder", self._spatial_moments, frames[i:i + self.micro_batch_size])
+            pieces.append(diagonal_gaussian(moments, sample=sample, generator=generator) * SPATIAL_SCALING)
+        return rearrange(torch.cat(pieces), "(b t) c h w -> b c t h w", b=b)
+
+    def _decode_frames(self, latents: torch.Tensor) -> torch.Tensor:
+        b = latents.shape[0]
+        frames = rearrange(latents, "b c t h w -> (b t) c h w")
+        pieces = [
+            self._guarded("2-D decoder", self._spatial_decode, frames[i:i + self.micro_batch_size] / SPATIAL_SCALING)
+            for i in range(0, frames.shape[0], self.micro_batch_size)
+        ]
+        return rearrange(torch.cat(pieces), "(b t) c h w -> b c t h w", b=b)
+
+    # -- public API ------------------------------------------------------------
+    @torch.no_grad()
+    def encode(
+        self,
+        x: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        out_device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """``x [B,3,F,H,W]`` in [-1, 1] → normalised latents ``[B,4,L(F),H/8,W/8]``.
+
+        Posterior means by default; ``sample=True`` draws from both posteriors
+        (as upstream does) with ``generator`` (CPU noise, so seeds agree across devices).
+        """
+        self._check_video(x)
+        b, _, f, h, w = x.shape
+        lh, lw = self.latent_size(h, w)
+        chunks = self._chunks(f)
+        out = torch.empty(
+            (b, self.latent_channels, chunks[-1][3], lh, lw),
+            dtype=_float_dtype(x), device=out_device if out_device is not None else x.device,
+        )
+        for f0, f1, l0, l1 in chunks:
+            clip = x[:, :, f0:f1].to(device=self.device, dtype=self.dtype)
+            latents = self._encode_frames(clip, sample, generator)
+            moments = self._guarded("temporal encoder", self.temporal_vae.moments, latents)
+            z = diagonal_gaussian(moments, sample=sample, generator=generator)
+            out[:, :, l0:l1] = (z.float() - self.shift) / self.scale
+        return out
+
+    @torch.no_grad()
+    def iter_decode(
+        self, z: torch.Tensor, num_frames: int, *, out_device: torch.device | str | None = None
+    ) -> Iterator[torch.Tensor]:
+        """Yield the decoded clip chunk by chunk (``[B,3,≤17,8h,8w]`` each, in order)."""
+        chunks = self._check_latents(z, num_frames)
+        device = out_device if out_device is not None else z.device
+        dtype = _float_dtype(z)
+        for f0, f1, l0, l1 in chunks:
+            zc = z[:, :, l0:l1].to(device=self.device, dtype=torch.float32) * self.scale + self.shift
+            latents = self._guarded("temporal decoder", lambda t: self.temporal_vae.decode(t, f1 - f0), zc.to(self.dtype))
+            yield self._decode_frames(latents).to(device=device, dtype=dtype)
+
+    def decode(
+        self,
+        z: torch.Tensor,
+        num_frames: int,
+        *,
+        callback: Callable[[int, int], None] | None = None,
+        out_device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """Normalised latents ``[B,4,L,h,w]`` → pixels ``[B,3,num_frames,8h,8w]`` (not clamped).
+
+        ``callback(done, total)`` runs after each chunk; raising from it cancels the decode.
+        """
+        chunks = self._check_latents(z, num_frames)
+        b, _, _, h, w = z.shape
+        f = self.spatial_factor
+        out = torch.empty(
+            (b, self.config.spatial.out_channels, num_frames, h * f, w * f),
+            dtype=_float_dtype(z), device=out_device if out_device is not None else z.device,
+        )
+        for i, ((f0, f1, _, _), frames) in enumerate(zip(chunks, self.iter_decode(z, num_frames, out_device=out.device))):
+            out[:, :, f0:f1] = frames
+            del frames
+            if callback is not None:
+                callback(i + 1, len(chunks))
+        return out
+
+    # -- validation ------------------------------------------------------------
+    def _check_video(self, x: torch.Tensor) -> None:
+        channels = self.config.spatial.in_channels
+        if not isinstance(x, torch.Tensor) or x.ndim != 5:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            hint = " (for images, add a frame axis: x.unsqueeze(2))" if isinstance(x, torch.Tensor) and x.ndim == 4 else ""
+            raise ValueError(f"the video VAE encodes [B, {channels}, F, H, W] tensors, got {shape}{hint}")
+        if x.shape[1] != channels:
+            raise ValueError(f"the video VAE expects {channels} colour channels in dim 1, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError("the video VAE encodes float pixels in [-1, 1]; convert integer images first")
+        if x.shape[2] < 1 or min(x.shape[-2:]) < self.spatial_factor:
+            raise ValueError(
+                f"frames of {x.shape[-2]}×{x.shape[-1]} pixels are too small for the video VAE "
+                f"(at least {self.spatial_factor}×{self.spatial_factor} and one frame)"
+            )
+
+    def _check_latents(self, z: torch.Tensor, num_frames: int) -> list[tuple[int, int, int, int]]:
+        if not isinstance(z, torch.Tensor) or z.ndim != 5 or z.shape[1] != self.latent_channels:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"the video VAE decodes [B, {self.latent_channels}, L, h, w] latents, got {shape}")
+        chunks = self._chunks(num_frames)
+        if z.shape[2] != chunks[-1][3]:
+            raise ValueError(
+                f"{num_frames} frames correspond to {chunks[-1][3]} latent frames, but the latents have "
+                f"{z.shape[2]}; pass the frame count the latents were made for"
+            )
+        return chunks
