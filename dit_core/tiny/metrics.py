@@ -542,7 +542,7 @@ def _face(c: Clip, eyes: bool) -> dict:
         "inside_silhouette": c.xor.max() <= max(2.0, 0.01 * c.a0),
         **_planted(c),
     }
-    pair = (len(big) == 2 and big[0][0] / big[1][0] < 3.0 and abs(big[0][2] - big[1][2]) < 0.15 * c.h0
+    pair = (len(big) == 2 and big[0][0] / big[1][0] < 5.0 and abs(big[0][2] - big[1][2]) < 0.15 * c.h0
             and (big[0][0] + big[1][0]) > 0.8 * total)
     if eyes:
         face["two_eyes"] = bool(pair)

@@ -628,15 +628,17 @@ def _build_prims(ch: Character) -> list[Prim]:
 
 
 def mouth_height(ch: Character) -> float:
-    """Depth of the fully open mouth: 1.4 mouth half-widths, but it never
-    reaches past the chin (bipeds) or the ground (blobs)."""
+    """Depth of the fully open mouth: 1.4 mouth half-widths (1.8 in pixel
+    art, so it spans whole pixels), but never past the chin (bipeds) or the
+    ground (blobs)."""
     g = ch.geometry
     top = g["head_cy"] - g["neck_y"] + g["mouth_dy"]  # mouth top in the head frame
     if ch.archetype == "biped":
         room = top - (g["head_cy"] - g["neck_y"] - g["head_h"] / 2)
     else:
         room = g["neck_y"] + top - 0.08
-    return float(min(1.4 * g["mouth_w"], 0.8 * room))
+    pixel = ch.style == "pixel"
+    return float(min((1.8 if pixel else 1.4) * g["mouth_w"], (0.9 if pixel else 0.8) * room))
 
 
 # ---------------------------------------------------------------------------
