@@ -542,7 +542,7 @@ def _face(c: Clip, eyes: bool) -> dict:
         "inside_silhouette": c.xor.max() <= max(2.0, 0.01 * c.a0),
         **_planted(c),
     }
-    pair = (len(big) == 2 and big[0][0] / big[1][0] < 3.0 and abs(big[0][2] - big[1][2]) < 0.15 * c.h0
+    pair = (len(big) == 2 and big[0][0] / big[1][0] < 5.0 and abs(big[0][2] - big[1][2]) < 0.15 * c.h0
             and (big[0][0] + big[1][0]) > 0.8 * total)
     if eyes:
         face["two_eyes"] = bool(pair)
@@ -641,11 +641,12 @@ def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL, action: str | 
     """How much the clip moves (a scalar that grows with the motion size).
 
     Without ``action``: in units of the frame-0 character area, the path
-    length of the colour change between consecutive frames plus twice the
-    mean change from frame 0. The first grows with the size and speed of any
-    motion (travel, hops, limbs), the second with how far and how long the
-    character departs from its first frame (a deeper, longer blink), so the
-    sum keeps growing where one of them is quantised away. Compare it across
+    length of the colour change between consecutive frames plus
+    :data:`DEVIATION_WEIGHT` times the mean change from frame 0. The first
+    grows with the size and speed of any motion (travel, hops, limbs), the
+    second with how far and how long the character departs from its first
+    frame (a deeper, longer blink), so the sum keeps growing where one of
+    them is quantised away (small pixel-art faces). Compare it across
     strengths for the same character and action.
 
     With ``action``: the size of that action's own motion in units that do
@@ -659,7 +660,10 @@ def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL, action: str | 
             raise ValueError(f"unknown action {action!r}; choose one of: {', '.join(AMPLITUDES)}")
         return float(AMPLITUDES[action](c))
     path, deviation = c.motion
-    return path + 2.0 * deviation
+    return path + DEVIATION_WEIGHT * deviation
+
+
+DEVIATION_WEIGHT = 8.0  # deviation is ~5-20x smaller than the path; this balances the two
 
 
 def _top_profile_drop(c: Clip) -> np.ndarray:

@@ -196,9 +196,9 @@ KINDS: dict[str, Kind] = {
                   bodies=("ghost",), ranges=(("body_ratio", 0.8, 1.0), ("blob_neck", 0.45, 0.55)), arms=("nubs",), extras=("blush",)),
     "mushroom": Kind("blob", ("mushroom", "mushroom buddy", "shroom"), ("red", "orange", "purple", "brown"),
                      skin="cream", bodies=("stem",),
-                     ranges=(("body_ratio", 0.85, 1.0), ("blob_neck", 0.22, 0.27), ("blob_face", 0.5, 0.55),
+                     ranges=(("body_ratio", 0.85, 1.0), ("blob_neck", 0.27, 0.3), ("blob_face", 0.5, 0.55),
                              ("eye_size", 0.08, 0.1), ("eye_sep", 0.3, 0.36), ("eye_dy", 0.0, 0.04),
-                             ("mouth_gap", 0.12, 0.16)), arms=("nubs", "none"), hats=("mushroom",), extras=("blush",)),
+                             ("mouth_gap", 0.1, 0.13)), arms=("nubs", "none"), hats=("mushroom",), extras=("blush",)),
 }
 
 #: Attribute combinations that only the held-out split uses.
@@ -545,7 +545,7 @@ def _build_prims(ch: Character) -> list[Prim]:
     if ch.hat == "hair":
         add("head", "ellipse", (hw * 1.04, hh * 0.45), c["hair"], at=(0, hy + hh * 0.78))
     if "window" in ch.extras:
-        add("head", "box", (hw * 0.7, hh * 0.52, hh * 0.3), skin, at=(f * hw * g["face_shift"], hy - hh * 0.08),
+        add("head", "box", (hw * 0.72, hh * 0.62, hh * 0.3), skin, at=(f * hw * g["face_shift"], hy - hh * 0.03),
             shade=False)
     if "muzzle" in ch.extras:
         add("head", "ellipse", (hw * 0.36, hh * 0.26), c["light"],
@@ -556,7 +556,7 @@ def _build_prims(ch: Character) -> list[Prim]:
     if ch.hat == "wizard":
         add("head", "trapezoid", (hw * 0.55, 0.0, hh * g["hat_h"], 0.02), c["main"],
             at=(0, top + hh * (g["hat_h"] - 0.3)), angle=g["hat_tilt"] * 0.6)
-        add("head", "ellipse", (hw * 1.2, hh * 0.16), darken(c["main"], 0.8), at=(0, top - hh * 0.32))
+        add("head", "ellipse", (hw * 1.2, hh * 0.16), darken(c["main"], 0.8), at=(0, top - hh * 0.18))
     elif ch.hat == "cap":
         add("head", "dome", (hw * 0.98, hh * 0.72), c["accent"], at=(0, top - hh * 0.62))
         add("head", "ellipse", (hw * 0.62, hh * 0.12), darken(c["accent"], 0.8),
@@ -592,19 +592,20 @@ def _build_prims(ch: Character) -> list[Prim]:
     if "shine" in ch.extras:
         add("body", "ellipse", (bw * 0.2, 0.09), mix(main, WHITE, 0.75), at=(-bw * 0.5, 0.72),
             angle=0.6, outline=False, shade=False)
+    eye_outline = ch.style != "pixel"  # a one-pixel outline would swallow a pixel-art eye
     for side in ("eye_l", "eye_r"):
         r = g["eye_r"]
         if ch.eyes == "dot":
             add(side, "ellipse", (r * 0.75, r), c["eye"], shade=False, outline=False)
             add(side, "ellipse", (r * 0.3, r * 0.3), WHITE, at=(-r * 0.25, r * 0.35), shade=False, outline=False)
         elif ch.eyes == "anime":
-            add(side, "ellipse", (r * 0.95, r * 1.15), WHITE, shade=False)
+            add(side, "ellipse", (r * 0.95, r * 1.15), WHITE, shade=False, outline=eye_outline)
             add(side, "ellipse", (r * 0.62, r * 0.85), c["pupil"], at=(f * r * 0.25, -r * 0.15), shade=False,
                 outline=False)
             add(side, "ellipse", (r * 0.22, r * 0.22), WHITE, at=(f * r * 0.1, r * 0.25), shade=False,
                 outline=False)
         else:  # glow
-            add(side, "box", (r * 0.9, r * 0.75, r * 0.3), c["glow"], shade=False)
+            add(side, "box", (r * 0.9, r * 0.75, r * 0.3), c["glow"], shade=False, outline=eye_outline)
     mw = g["mouth_w"]
     mh = mouth_height(ch)
     tongue = ("half_ellipse", (mw, mh), (0.0, 0.0))
@@ -627,15 +628,17 @@ def _build_prims(ch: Character) -> list[Prim]:
 
 
 def mouth_height(ch: Character) -> float:
-    """Depth of the fully open mouth: 1.4 mouth half-widths, but it never
-    reaches past the chin (bipeds) or the ground (blobs)."""
+    """Depth of the fully open mouth: 1.4 mouth half-widths (1.8 in pixel
+    art, so it spans whole pixels), but never past the chin (bipeds) or the
+    ground (blobs)."""
     g = ch.geometry
     top = g["head_cy"] - g["neck_y"] + g["mouth_dy"]  # mouth top in the head frame
     if ch.archetype == "biped":
         room = top - (g["head_cy"] - g["neck_y"] - g["head_h"] / 2)
     else:
         room = g["neck_y"] + top - 0.08
-    return float(min(1.4 * g["mouth_w"], 0.8 * room))
+    pixel = ch.style == "pixel"
+    return float(min((1.8 if pixel else 1.4) * g["mouth_w"], (0.9 if pixel else 0.8) * room))
 
 
 # ---------------------------------------------------------------------------
@@ -729,9 +732,12 @@ def bone_matrices(
     # The tail hangs from the back of the body (away from the facing side) and points up.
     back = -ch.facing
     bones["tail"] = M(body, T(*j["tail"], n), Rot(back * (TAIL_REST + p["tail"]), n))
+    # Eyes close from the top down (the lid falls to the bottom of the eye),
+    # so even a two-pixel pixel-art eye visibly shuts.
     eyes = np.maximum(p["eyes"], 0.1)
-    bones["eye_l"] = M(head, T(*j["eye_l"], n), S(1.0, eyes, n))
-    bones["eye_r"] = M(head, T(*j["eye_r"], n), S(1.0, eyes, n))
+    lid = g["eye_r"]
+    for side in ("eye_l", "eye_r"):
+        bones[side] = M(head, T(j[side][0], j[side][1] - lid, n), S(1.0, eyes, n), T(0.0, lid, n))
     mouth = MOUTH_CLOSED + (1.0 - MOUTH_CLOSED) * np.clip(p["mouth"], 0.0, 1.0)
     bones["mouth"] = M(head, T(*j["mouth"], n), S(1.0, mouth, n))
     return bones
