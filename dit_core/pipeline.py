@@ -309,7 +309,12 @@ def clip_frames(layout: TemporalLayout, num_frames: int, loops: int = 1, conditi
 
 
 def infer_num_frames(layout: TemporalLayout, latent_frames: int) -> int:
-    """The longest pixel clip that ``latent_frames`` latent frames decode to (for latents without a frame count)."""
+    """The longest pixel clip that ``latent_frames`` latent frames decode to (for latents without a frame count).
+
+    One latent frame is taken for an image (one frame).
+    """
+    if int(latent_frames) == 1:
+        return 1
     whole, rest = divmod(int(latent_frames), layout.latents_per_chunk)
     return whole * layout.frames_per_chunk + rest * layout.temporal_factor
 
