@@ -81,12 +81,14 @@ def register_model_folders() -> None:
     """Register ``models/charmotion`` with ComfyUI (core has no folder for the pack's own bundles)."""
     if folder_paths is None:
         return
-    names = getattr(folder_paths, "folder_names_and_paths", {})
-    if PACK_FOLDER in names:
+    names = getattr(folder_paths, "folder_names_and_paths", None)
+    if names is None:
         return
-    path = os.path.join(folder_paths.models_dir, PACK_FOLDER)
-    # add_model_folder_path on a new name would list every file: set the extensions ourselves
-    names[PACK_FOLDER] = ([path], set(MODEL_EXTENSIONS))
+    default = os.path.join(folder_paths.models_dir, PACK_FOLDER)
+    paths, extensions = names.get(PACK_FOLDER, ([], set()))
+    paths = list(paths) + ([default] if default not in paths else [])
+    # a name added by extra_model_paths.yaml has no extensions, which would list every file
+    names[PACK_FOLDER] = (paths, set(extensions) or set(MODEL_EXTENSIONS))
 
 
 def list_models(folder: str) -> list[str]:

@@ -99,8 +99,13 @@ def test_mp4_and_webm(env):
     count, meta = ffmpeg_read(path)
     assert count == T and meta["size"] == (W + 1, H + 1) and meta["fps"] == pytest.approx(12.0)  # even size
     out = export(format="webm", clip_info=INFO, pingpong=True)
-    count, meta = ffmpeg_read(only_file(out["ui"], env["output"]))
-    assert count == 2 * T - 2 and meta["fps"] == pytest.approx(8.0)
+    path = only_file(out["ui"], env["output"])
+    count, meta = ffmpeg_read(path)
+    assert count == 2 * T - 2 and meta["fps"] == pytest.approx(8.0) and meta["size"] == (W + 1, H + 1)
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgba", bpp=4, input_params=["-c:v", "libvpx-vp9"])
+    gen.__next__()
+    first = np.frombuffer(next(gen), np.uint8).reshape(H + 1, W + 1, 4)
+    assert first[0, 0, 3] < 16 and first[10, 8, 3] > 240  # VP9 keeps the keyed-out alpha
 
 
 def test_png_sequence_and_sprite_sheet(env):

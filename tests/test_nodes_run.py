@@ -442,3 +442,59 @@ def test_decode_rejects_foreign_latents_and_infers_frames(env):
     frames, fps, _ = run("CharMotionVAEDecode", vae=pool, samples={"samples": torch.zeros(1, 4, 10, 2, 2)})
     assert frames.shape == (34, 16, 16, 3) and fps == 24.0  # 10 latents: two 17-frame chunks
     assert [infer_num_frames(OPENSORA_VAE_LAYOUT, n) for n in (1, 5, 7, 15)] == [1, 17, 25, 51]
+
+
+def test_host_uses_comfyui_folders_and_save_paths(env, monkeypatch, tmp_path):
+    """With ComfyUI's folder_paths: the pack's own model folder is registered, files listed, prefixes resolved."""
+    calls = []
+
+    class FakeFolderPaths:
+        models_dir = str(tmp_path / "comfy_models")
+        folder_names_and_paths = {"diffusion_models": ([str(tmp_path / "comfy_models" / "diffusion_models")],
+                                                       {".safetensors"})}
+
+        @staticmethod
+        def get_filename_list(folder):
+            return {"diffusion_models": ["a.safetensors"], "charmotion": ["b.safetensors"]}.get(folder, [])
+
+        @staticmethod
+        def get_full_path(folder, name):
+            return f"/models/{folder}/{name}" if name == "b.safetensors" and folder == "charmotion" else None
+
+        @staticmethod
+        def get_folder_paths(folder):
+            return [f"/models/{folder}"]
+
+        @staticmethod
+        def get_output_directory():
+            return str(tmp_path / "comfy_out")
+
+        @staticmethod
+        def get_temp_directory():
+            return str(tmp_path / "comfy_temp")
+
+        @staticmethod
+        def get_save_image_path(prefix, output_dir, width=0, height=0):
+            calls.append((prefix, output_dir, width, height))
+            if prefix.startswith(".."):
+                raise Exception("Saving image outside the output folder is not allowed.")
+            return output_dir + "/sub", "name", 1, "sub", prefix
+
+    monkeypatch.setattr(host, "folder_paths", FakeFolderPaths)
+    host.register_model_folders()
+    paths, extensions = FakeFolderPaths.folder_names_and_paths["charmotion"]
+    assert paths == [str(tmp_path / "comfy_models" / "charmotion")] and ".safetensors" in extensions
+    FakeFolderPaths.folder_names_and_paths["charmotion"] = (["/extra/charmotion"], set())  # extra_model_paths.yaml
+    host.register_model_folders()
+    paths, extensions = FakeFolderPaths.folder_names_and_paths["charmotion"]
+    assert paths == ["/extra/charmotion", str(tmp_path / "comfy_models" / "charmotion")] and ".pt" in extensions
+    models = N["CharMotionModelLoader"].INPUT_TYPES()["required"]["model_name"][0]
+    assert models == [BUILTIN, "a.safetensors", "b.safetensors"]
+    assert host.model_path(("diffusion_models", "charmotion"), "b.safetensors") == "/models/charmotion/b.safetensors"
+    with pytest.raises(InvalidInputError, match="/models/diffusion_models or /models/charmotion"):
+        host.model_path(("diffusion_models", "charmotion"), "c.safetensors")
+    folder, name, subfolder = host.save_location("CharMotion/x", 64, 32)
+    assert (str(folder), name, subfolder) == (str(tmp_path / "comfy_out") + "/sub", "name", "sub")
+    assert calls == [("CharMotion/x", str(tmp_path / "comfy_out"), 64, 32)]
+    with pytest.raises(InvalidInputError, match="cannot be used: Saving image outside"):
+        host.save_location("../x")
