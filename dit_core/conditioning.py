@@ -99,7 +99,7 @@ def parse_mask_strategy(text: str | None) -> list[Placement]:
                 raise InvalidInputError(
                     f"mask strategy group {group!r}: {_GROUP_FIELDS[i]} must be {kind}, got {field!r}"
                 ) from None
-        placement = Placement(*values)
+        placement = Placement(**dict(zip(_GROUP_FIELDS, values)))
         if placement.loop < 0 or placement.reference < 0 or placement.length < 1:
             raise InvalidInputError(
                 f"mask strategy group {group!r}: loop and reference must be >= 0 and length >= 1"

@@ -1,0 +1,296 @@
+"""Training and held-out clips of procedural game sprites.
+
+``make_example(seed, split)`` draws one clip: a character, an action, a
+motion strength, a key-colour background and a prompt, all determined by
+``seed`` and ``split``. ``iter_batches`` stacks examples into numpy batches
+for training, optionally in worker processes (same batches either way).
+
+The held-out split
+------------------
+Held-out examples test generalisation; training never sees any of them:
+
+* **Characters.** Every character comes from a character id: training ids
+  are in ``[0, 2**31)``, held-out ids in ``[2**31, 2**32)``. On top of
+  that, some attribute combinations are reserved for held-out characters
+  only (``sprites.HELDOUT_PALETTES``: the "mint" palette for any kind;
+  ``sprites.HELDOUT_KIND_PALETTES``: gold knights, violet slimes, grey cats,
+  brown bunnies, red robots, teal frogs; ``sprites.HELDOUT_STYLES``:
+  pixel-art with soft shading). Training characters are drawn with these
+  filtered out; half of the held-out characters are forced into one of them.
+* **Phrasings.** Each action has one (or more) phrasing in
+  ``Action.heldout_phrases`` that only the held-out split uses; held-out
+  prompts use it half of the time (``example["phrase_heldout"]`` says which).
+* The sample characters in ``assets/samples/`` are held-out characters.
+
+Key colours: the character is composited on a flat background chosen from
+:data:`KEY_COLORS` (or a random pastel), never one close to any of the
+character's colours, so the silhouette can be recovered from the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import sprites as S
+from .actions import ACTION_NAMES, ACTIONS, Action, get_action
+
+SPLITS = ("train", "heldout")
+HELDOUT_ID_START = 2**31
+
+#: Typical sprite backgrounds (0-255). "pastel" is drawn at random per example.
+KEY_COLORS: dict[str, tuple[int, int, int] | None] = {
+    "magenta": (255, 0, 255),
+    "green": (0, 255, 0),
+    "cyan": (0, 255, 255),
+    "white": (255, 255, 255),
+    "light_grey": (200, 200, 200),
+    "black": (0, 0, 0),
+    "dark": (32, 32, 44),
+    "pastel": None,
+}
+MIN_KEY_DISTANCE = 90.0  # RGB distance between the key and any character colour
+
+SUBJECT_FORMS = (("the {n}", 0.45), ("a {n}", 0.2), ("the little {n}", 0.1), ("my {n}", 0.05),
+                 ("the character", 0.1), ("the sprite", 0.1))
+
+
+def _split_code(split: str) -> int:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return SPLITS.index(split)
+
+
+def is_heldout_combination(kind: str, palette: str, style: str, shading: str) -> bool:
+    return (palette in S.HELDOUT_PALETTES or (kind, palette) in S.HELDOUT_KIND_PALETTES
+            or (style, shading) in S.HELDOUT_STYLES)
+
+
+def _train_allowed(kind, palette, style, shading) -> bool:
+    return not is_heldout_combination(kind, palette, style, shading)
+
+
+def make_character(char_id: int, require: tuple[str, ...] = ()) -> S.Character:
+    """The character with this id (ids >= 2**31 are held-out characters)."""
+    rng = np.random.default_rng(char_id)
+    if char_id < HELDOUT_ID_START:
+        return S.sample_character(rng, allow_palette=_train_allowed, require=require)
+    if rng.random() < 0.5:
+        return S.sample_character(rng, require=require)
+    # Force one of the reserved combinations.
+    choices = [("palette", p) for p in S.HELDOUT_PALETTES]
+    choices += [("kind", kp) for kp in S.HELDOUT_KIND_PALETTES if S._kind_can(S.KINDS[kp[0]], require)]
+    choices += [("style", st) for st in S.HELDOUT_STYLES]
+    what, value = choices[rng.integers(len(choices))]
+    if what == "palette":
+        return S.sample_character(rng, palette=value, require=require)
+    if what == "kind":
+        return S.sample_character(rng, kind=value[0], palette=value[1], require=require)
+    return S.sample_character(rng, style=value[0], shading=value[1], require=require)
+
+
+def character_colors_255(ch: S.Character) -> np.ndarray:
+    """Colours a silhouette must be told apart from the key by (with shading extremes)."""
+    names = ["main", "skin", "light", "limb", "pants", "accent", "hair", "glow", "inner", "eye", "mouth"]
+    cols = [ch.colors[k] for k in names if k in ch.colors]
+    if ch.outline != "none":
+        cols.append(ch.colors["outline"])
+    shaded = [S.darken(c, 0.76) for c in cols] if ch.shading != "flat" else []
+    return np.asarray(cols + shaded, dtype=np.float64) * 255.0
+
+
+def pick_key_color(rng: np.random.Generator, ch: S.Character) -> tuple[str, tuple[int, int, int]]:
+    colors = character_colors_255(ch)
+    names = list(KEY_COLORS)
+    for _ in range(50):
+        name = names[rng.integers(len(names))]
+        key = KEY_COLORS[name]
+        if key is None:
+            key = tuple(int(round(255 * c)) for c in S.hsv(rng.uniform(0, 360), rng.uniform(0.18, 0.32), 1.0))
+        if np.min(np.linalg.norm(colors - np.asarray(key, dtype=np.float64), axis=1)) >= MIN_KEY_DISTANCE:
+            return name, key
+    return "magenta", KEY_COLORS["magenta"]
+
+
+def make_prompt(rng: np.random.Generator, action: Action, ch: S.Character, heldout_phrase: bool) -> str:
+    templates = action.heldout_phrases if heldout_phrase else action.phrases
+    template = templates[rng.integers(len(templates))]
+    forms, weights = zip(*SUBJECT_FORMS)
+    form = forms[rng.choice(len(forms), p=np.asarray(weights) / sum(weights))]
+    if "little" in form and "little" in ch.noun:
+        form = "the {n}"
+    subject = form.format(n=ch.noun)
+    prompt = template.format(s=subject, n=ch.noun)
+    return prompt[0].upper() + prompt[1:] if rng.random() < 0.5 else prompt
+
+
+def render_clip(ch: S.Character, action: Action, amplitude: float, *, num_frames: int = 16, size: int = 64,
+                side: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Premultiplied rgb [T,H,W,3] and alpha [T,H,W] (float32) of an action clip."""
+    pose = action.clip_pose(num_frames, amplitude, side=side, facing=ch.facing)
+    return S.render(ch, pose, size, n=num_frames)
+
+
+def make_example(
+    seed: int,
+    split: str = "train",
+    num_frames: int = 16,
+    size: int = 64,
+    action: str | None = None,
+    amplitude: float | None = None,
+) -> dict:
+    """One clip. Same (seed, split, ...) -> same example.
+
+    Returns ``frames`` uint8 [T,H,W,3] on the key colour, ``alpha`` uint8
+    [T,H,W], ``key_color`` (r,g,b), ``key_name``, ``action``, ``prompt``,
+    ``phrase_heldout``, ``amplitude`` (motion strength in [0,1]),
+    ``loopable``, ``side``, ``character`` (dict of its parameters) and
+    ``character_id``.
+    """
+    if num_frames < 2:
+        raise ValueError("num_frames must be at least 2")
+    code = _split_code(split)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), code, 0x5EED]))
+    act = get_action(action) if action is not None else ACTIONS[ACTION_NAMES[rng.integers(len(ACTION_NAMES))]]
+    amp = float(rng.uniform(0.0, 1.0)) if amplitude is None else float(amplitude)
+    char_id = int(rng.integers(0, HELDOUT_ID_START)) + (HELDOUT_ID_START if split == "heldout" else 0)
+    ch = make_character(char_id, require=act.requires)
+    key_name, key = pick_key_color(rng, ch)
+    side = int(rng.choice((-1, 1)))
+    if act.name == "fall":  # fall toward the side with more room
+        side = 1 if ch.x < 0.5 else -1
+    phrase_heldout = split == "heldout" and rng.random() < 0.5
+    prompt = make_prompt(rng, act, ch, phrase_heldout)
+    rgb, alpha = render_clip(ch, act, amp, num_frames=num_frames, size=size, side=side)
+    return {
+        "frames": S.composite(rgb, alpha, key),
+        "alpha": np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8),
+        "key_color": key,
+        "key_name": key_name,
+        "action": act.name,
+        "prompt": prompt,
+        "phrase_heldout": phrase_heldout,
+        "amplitude": amp,
+        "loopable": act.loopable,
+        "side": side,
+        "character": ch.to_dict(),
+        "character_id": char_id,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Batches
+
+
+def example_seed(seed: int, batch_index: int, item: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(batch_index), int(item)]).generate_state(1)[0])
+
+
+def make_batch(seed: int, batch_index: int, batch_size: int, split: str = "train", num_frames: int = 16,
+               size: int = 64) -> dict:
+    """Batch ``batch_index`` of the stream ``seed`` (see :func:`iter_batches`)."""
+    examples = [make_example(example_seed(seed, batch_index, i), split, num_frames, size) for i in range(batch_size)]
+    return {
+        "frames": np.stack([e["frames"] for e in examples]),
+        "alpha": np.stack([e["alpha"] for e in examples]),
+        "key_color": np.asarray([e["key_color"] for e in examples], dtype=np.uint8),
+        "action": np.asarray([ACTION_NAMES.index(e["action"]) for e in examples], dtype=np.int64),
+        "amplitude": np.asarray([e["amplitude"] for e in examples], dtype=np.float32),
+        "loopable": np.asarray([e["loopable"] for e in examples], dtype=bool),
+        "prompt": [e["prompt"] for e in examples],
+    }
+
+
+def _batch_job(args):
+    return make_batch(*args)
+
+
+def iter_batches(
+    seed: int,
+    batch_size: int,
+    split: str = "train",
+    num_frames: int = 16,
+    size: int = 64,
+    *,
+    num_batches: int | None = None,
+    start: int = 0,
+    num_workers: int = 0,
+) -> Iterator[dict]:
+    """Yield batches ``start, start + 1, ...`` (forever unless ``num_batches``).
+
+    Each batch is a dict of numpy arrays: ``frames`` uint8 [B,T,H,W,3],
+    ``alpha`` uint8 [B,T,H,W], ``key_color`` uint8 [B,3], ``action`` int64
+    [B] (index into ``ACTION_NAMES``), ``amplitude`` float32 [B],
+    ``loopable`` bool [B], and ``prompt`` (list of B strings). Batch ``i`` of
+    a stream depends only on ``(seed, i)``, so ``num_workers`` (worker
+    processes, forked where the platform allows) never changes the data.
+    """
+    _split_code(split)
+    indices = range(start, start + num_batches) if num_batches is not None else _count(start)
+    jobs = ((seed, i, batch_size, split, num_frames, size) for i in indices)
+    if num_workers <= 0:
+        for job in jobs:
+            yield _batch_job(job)
+        return
+    import multiprocessing as mp
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(num_workers) as pool:
+        yield from pool.imap(_batch_job, jobs, chunksize=1)
+
+
+def _count(start: int):
+    i = start
+    while True:
+        yield i
+        i += 1
+
+
+# ---------------------------------------------------------------------------
+# Sample characters for the demo (held-out characters, committed as PNGs)
+
+#: name -> (held-out character id, kind, palette); see ``assets/samples/``.
+SAMPLE_CHARACTERS = {
+    "knight": (HELDOUT_ID_START + 11, "knight", "gold"),
+    "slime": (HELDOUT_ID_START + 22, "slime", "violet"),
+    "cat": (HELDOUT_ID_START + 33, "cat", "grey"),
+}
+
+
+def sample_character(name: str) -> S.Character:
+    """One of the demo characters (smooth style, centred on the canvas)."""
+    try:
+        char_id, kind, palette = SAMPLE_CHARACTERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sample {name!r}; choose one of: {', '.join(SAMPLE_CHARACTERS)}") from None
+    rng = np.random.default_rng(char_id)
+    ch = S.sample_character(rng, kind=kind, palette=palette, style="smooth", shading="cel")
+    return replace(ch, x=0.5, y=0.88, height=0.72, outline="dark", colors={**ch.colors, "outline": S.OUTLINE_DARK})
+
+
+def sample_image(name: str, size: int = 64) -> np.ndarray:
+    """RGBA uint8 [size,size,4] rest-pose image of a demo character."""
+    rgb, alpha = S.render(sample_character(name), S.REST, size, n=1)
+    return S.to_rgba(rgb, alpha)[0]
+
+
+def write_sample_assets(out_dir: str | os.PathLike, size: int = 64) -> list[Path]:
+    """Write ``<name>.png`` for every demo character; refuses to overwrite."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SAMPLE_CHARACTERS:
+        path = out_dir / f"{name}.png"
+        if path.exists():
+            raise FileExistsError(f"{path} already exists; delete it first or choose another folder")
+        tmp = path.with_name(f".{path.name}.tmp")
+        Image.fromarray(sample_image(name, size), "RGBA").save(tmp, format="PNG")
+        os.replace(tmp, path)
+        written.append(path)
+    return written

@@ -1,0 +1,786 @@
+"""Analytic measuring stick for character clips on a flat key colour.
+
+Everything works on uint8 frames ``[T,H,W,3]`` plus the background key
+colour (the silhouette is every pixel far enough from the key), so it
+measures generated clips and ground-truth procedural clips alike:
+
+* :func:`silhouette`, :func:`trajectory`: per-frame masks and the motion of
+  the character (centroid, bounding box, area, principal axis, left/right
+  mass, activity in the top region).
+* :func:`recognise_action`: does the clip show the requested action? Each
+  action has a signature (see :data:`CHECKS`): up-then-down of the feet for
+  a jump, several hops for a bounce, travel left/right (speed separates walk
+  from run), side-to-side / up-and-down motion of the head alone for
+  shake head / nod, change on one side of a still body for wave, a thin
+  paper-turn for spin, height oscillating against width for squash and
+  stretch, change confined to the top for ears, to two eye blobs for blink
+  or one mouth blob for talk, small whole-body motion for idle, a tip-over
+  that ends low and wide for fall, monotonic area change for grow/shrink.
+  Every signature also demands the absence of what would make it another
+  action (a jump clip is no idle clip; a static clip is no action).
+  :func:`explain_action` returns the measured evidence.
+* :func:`classify_action`: the best-matching action name, or None.
+* :func:`motion_amplitude`, :func:`frame0_psnr`, :func:`identity_drift`,
+  :func:`seam_ratio`, :func:`spearman`: scalar metrics for benchmarks.
+
+Units: vertical quantities are in frame-0 character heights, widths in
+frame-0 widths, travel in canvas widths, head motion in pixels.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+
+DEFAULT_TOL = 48  # max channel difference from the key that still counts as background
+CHANGE_TOL = 48  # max channel difference between frames that counts as a change
+
+# ---------------------------------------------------------------------------
+# Basic measurements
+
+
+def _as_frames(frames) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] < 3:
+        raise ValueError(f"frames must be [T,H,W,3] uint8, got shape {frames.shape}")
+    return frames[..., :3]
+
+
+def silhouette(frames, key_color, tol: float = DEFAULT_TOL, fill_holes: bool = True) -> np.ndarray:
+    """Bool masks [T,H,W]: pixels whose colour differs from the key by more
+    than ``tol``. With ``fill_holes`` key-coloured areas enclosed by the
+    character (white eyes on a white key) count as character."""
+    frames = _as_frames(frames).astype(np.int16)
+    key = np.asarray(key_color, dtype=np.int16)[:3]
+    masks = np.abs(frames - key).max(axis=-1) > tol
+    return _fill_holes(masks) if fill_holes else masks
+
+
+def _fill_holes(masks: np.ndarray) -> np.ndarray:
+    """Background = key-coloured pixels connected to the canvas border."""
+    bg = ~masks
+    reach = np.zeros_like(bg)
+    reach[:, 0, :], reach[:, -1, :], reach[:, :, 0], reach[:, :, -1] = (
+        bg[:, 0, :], bg[:, -1, :], bg[:, :, 0], bg[:, :, -1])
+    while True:
+        grown = reach.copy()
+        grown[:, 1:, :] |= reach[:, :-1, :]
+        grown[:, :-1, :] |= reach[:, 1:, :]
+        grown[:, :, 1:] |= reach[:, :, :-1]
+        grown[:, :, :-1] |= reach[:, :, 1:]
+        grown &= bg
+        if np.array_equal(grown, reach):
+            return ~reach
+        reach = grown
+
+
+def _bbox_stats(masks: np.ndarray) -> dict[str, np.ndarray]:
+    t, h, w = masks.shape
+    ys, xs = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    area = masks.sum(axis=(1, 2)).astype(np.float64)
+    safe = np.maximum(area, 1.0)
+    cx = (masks.sum(axis=1) * xs).sum(axis=1) / safe
+    cy = (masks.sum(axis=2) * ys).sum(axis=1) / safe
+    x0 = np.where(cols.any(1), cols.argmax(1), np.nan)
+    x1 = np.where(cols.any(1), w - 1 - cols[:, ::-1].argmax(1), np.nan)
+    y0 = np.where(rows.any(1), rows.argmax(1), np.nan)
+    y1 = np.where(rows.any(1), h - 1 - rows[:, ::-1].argmax(1), np.nan)
+    # Principal axis angle from second moments (0 = the long axis is vertical).
+    mxx = (masks.sum(axis=1) * xs**2).sum(axis=1) / safe - cx**2
+    myy = (masks.sum(axis=2) * ys**2).sum(axis=1) / safe - cy**2
+    mxy = np.einsum("thw,h,w->t", masks.astype(np.float64), ys, xs) / safe - cx * cy
+    angle = 0.5 * np.arctan2(2 * mxy, myy - mxx)
+    return dict(area=area, cx=cx, cy=cy, x0=x0, x1=x1, y0=y0, y1=y1, width=x1 - x0 + 1, height=y1 - y0 + 1,
+                angle=angle)
+
+
+def trajectory(frames, key_color, tol: float = DEFAULT_TOL) -> dict[str, np.ndarray]:
+    """Per-frame measurements of the character (arrays of length T).
+
+    ``area``, centroid ``cx``/``cy``, bounding box ``x0 x1 y0 y1`` /
+    ``width`` / ``height`` (pixels), principal-axis ``angle`` (radians),
+    ``left_mass``/``right_mass`` (silhouette pixels left/right of the
+    frame-0 centroid), ``top_activity`` (fraction of the top 35 % of the
+    frame-0 box that differs from frame 0), ``iou`` with frame 0.
+    """
+    return Clip(frames, key_color, tol).track
+
+
+# ---------------------------------------------------------------------------
+# Signal helpers
+
+
+def count_runs(signal, high: float, low: float | None = None) -> int:
+    """Number of separate excursions of ``signal`` above ``high`` (an
+    excursion ends when the signal drops below ``low``, default high / 2)."""
+    low = high / 2 if low is None else low
+    runs, inside = 0, False
+    for value in np.asarray(signal, dtype=np.float64):
+        if not inside and value > high:
+            runs, inside = runs + 1, True
+        elif inside and value < low:
+            inside = False
+    return runs
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties); nan if undefined."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size != b.size or a.size < 2:
+        raise ValueError("spearman needs two sequences of the same length >= 2")
+    ra, rb = _ranks(a), _ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty_like(x)
+    ranks[order] = np.arange(x.size, dtype=np.float64)
+    sorted_x = x[order]
+    start = 0
+    for i in range(1, x.size + 1):  # average the ranks of ties
+        if i == x.size or sorted_x[i] != sorted_x[start]:
+            ranks[order[start:i]] = (start + i - 1) / 2.0
+            start = i
+    return ranks
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """4-connected components of a small 2-D bool mask, as arrays of (y, x)."""
+    mask = np.asarray(mask, dtype=bool)
+    seen = np.zeros_like(mask)
+    out = []
+    h, w = mask.shape
+    for y, x in zip(*np.nonzero(mask)):
+        if seen[y, x]:
+            continue
+        stack, pts = [(y, x)], []
+        seen[y, x] = True
+        while stack:
+            cy, cx = stack.pop()
+            pts.append((cy, cx))
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    stack.append((ny, nx))
+        out.append(np.asarray(pts))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Clip features (computed once, shared by every check)
+
+
+class Clip:
+    """Lazily computed features of one clip."""
+
+    def __init__(self, frames, key_color, tol: float = DEFAULT_TOL):
+        self.frames = _as_frames(frames)
+        self.key = tuple(int(c) for c in np.asarray(key_color).ravel()[:3])
+        self.masks = silhouette(self.frames, self.key, tol)
+        self.T, self.H, self.W = self.masks.shape
+        if self.masks[0].sum() < 4:
+            raise ValueError("frame 0 shows no character on the key colour; check key_color (and tol)")
+        s = _bbox_stats(self.masks)
+        empty = s["area"] == 0
+        for k in ("x0", "x1", "y0", "y1", "width", "height", "cx", "cy"):  # empty frames keep the last box
+            v = s[k]
+            for t in range(1, self.T):
+                if empty[t] or np.isnan(v[t]):
+                    v[t] = v[t - 1]
+        self.s = s
+        self.h0, self.w0, self.a0 = float(s["height"][0]), float(s["width"][0]), float(s["area"][0])
+
+    # --- normalised signals
+    @cached_property
+    def rise(self):  # feet lift, character heights (+ up)
+        return (self.s["y1"][0] - self.s["y1"]) / self.h0
+
+    @cached_property
+    def top(self):  # top edge lift, character heights (+ up)
+        return (self.s["y0"][0] - self.s["y0"]) / self.h0
+
+    @cached_property
+    def hr(self):
+        return self.s["height"] / self.h0
+
+    @cached_property
+    def wr(self):
+        return self.s["width"] / self.w0
+
+    @cached_property
+    def ar(self):
+        return self.s["area"] / self.a0
+
+    @cached_property
+    def travel(self):
+        """Horizontal travel in canvas widths. When the character leaves the
+        canvas the centroid lags, so the edge that trails the motion is used."""
+        dc = self.s["cx"] - self.s["cx"][0]
+        end = dc[-1]
+        edge = (self.s["x1"] - self.s["x1"][0]) if end < 0 else (self.s["x0"] - self.s["x0"][0])
+        clipped = (self.s["x0"] <= 0) | (self.s["x1"] >= self.W - 1)
+        return np.where(clipped & (np.abs(edge) > np.abs(dc)), edge, dc) / self.W
+
+    @cached_property
+    def lower_width_change(self):
+        """Largest change (pixels) of the width of the lower 35 % of the frame-0 box."""
+        x0, x1, y0, y1 = self.box0
+        cols = self.masks[:, int(y0 + 0.65 * (y1 - y0 + 1)):, :].any(axis=1)
+        width = np.where(cols.any(1), self.W - cols[:, ::-1].argmax(1) - cols.argmax(1), 0)
+        return float(np.abs(width - width[0]).max())
+
+    @cached_property
+    def base_travel(self):
+        """Horizontal travel (canvas widths) of the lower 45 % of the frame-0
+        box: where the feet are, unaffected by head and arm motion."""
+        x0, x1, y0, y1 = self.box0
+        m = self.masks[:, int(y0 + 0.55 * (y1 - y0 + 1)):, :]
+        n = m.sum(axis=(1, 2))
+        cx = (m.sum(axis=1) * np.arange(self.W)).sum(axis=1) / np.maximum(n, 1)
+        cx = np.where(n > 0, cx, cx[0])
+        return (cx - cx[0]) / self.W
+
+    @cached_property
+    def xor(self):
+        """Silhouette pixels that differ from frame 0, per frame."""
+        return (self.masks ^ self.masks[0]).sum(axis=(1, 2))
+
+    @cached_property
+    def top_centre_share(self):
+        """Share of the change in the top 32 % of the frame-0 box that lies in
+        its central columns (small when only ears on both sides move)."""
+        x0, x1, y0, y1 = self.box0
+        band = self.change_map[y0:int(round(y0 + 0.32 * (y1 - y0 + 1)))]
+        total = band.sum()
+        if total <= 0:
+            return 0.0
+        cx = self.s["cx"][0]
+        xs = np.arange(self.W)
+        return float(band[:, np.abs(xs - cx) <= 0.15 * self.w0].sum() / total)
+
+    @cached_property
+    def top_balance(self):
+        """In the top 32 % of the frame-0 box: how evenly the silhouette gains
+        and loses pixels within a frame (about 1 when parts rotate, such as
+        ears; about 0 when the whole top rises or sinks, as in breathing).
+        Averaged over frames weighted by their change."""
+        x0, x1, y0, y1 = self.box0
+        band = slice(y0, int(round(y0 + 0.32 * (y1 - y0 + 1))))
+        m, m0 = self.masks[:, band], self.masks[0, band]
+        gained = (m & ~m0).sum(axis=(1, 2)).astype(np.float64)
+        lost = (m0 & ~m).sum(axis=(1, 2)).astype(np.float64)
+        big = np.maximum(gained, lost)
+        if big.sum() == 0:
+            return 0.0
+        return float((np.minimum(gained, lost)).sum() / big.sum())
+
+    @cached_property
+    def top_pulses(self):
+        """How many times the silhouette change in the top 32 % of the
+        frame-0 box swells and subsides (1-2 for one breath, 6 for three
+        flaps of the ears)."""
+        x0, x1, y0, y1 = self.box0
+        band = slice(y0, int(round(y0 + 0.32 * (y1 - y0 + 1))))
+        xor = (self.masks[:, band] ^ self.masks[0, band]).sum(axis=(1, 2)).astype(np.float64)
+        if xor.max() <= 0:
+            return 0
+        return count_runs(xor / xor.max(), 0.6, 0.45)
+
+    @cached_property
+    def one_sided(self):
+        """Largest share of the change (vs frame 0) on one side of the frame-0 centroid."""
+        cm = self.change_map
+        cx = self.s["cx"][0]
+        xs = np.arange(self.W)
+        left, right = cm[:, xs < cx].sum(), cm[:, xs >= cx].sum()
+        return float(max(left, right) / (left + right)) if left + right > 0 else 0.0
+
+    @cached_property
+    def iou(self):
+        m0 = self.masks[0]
+        inter = (self.masks & m0).sum(axis=(1, 2))
+        union = (self.masks | m0).sum(axis=(1, 2))
+        return inter / np.maximum(union, 1)
+
+    @cached_property
+    def change(self):
+        """Bool [T,H,W]: pixels that differ noticeably from frame 0."""
+        f = self.frames.astype(np.int16)
+        return np.abs(f - f[0]).max(axis=-1) > CHANGE_TOL
+
+    @cached_property
+    def change_map(self):
+        """Fraction of frames in which each pixel differs from frame 0."""
+        return self.change.mean(axis=0)
+
+    @cached_property
+    def box0(self):
+        s = self.s
+        return int(s["x0"][0]), int(s["x1"][0]), int(s["y0"][0]), int(s["y1"][0])
+
+    @cached_property
+    def lower_iou(self):
+        """Min IoU with frame 0 of the lower 35 % of the character (is the body still?)."""
+        x0, x1, y0, y1 = self.box0
+        cut = int(y0 + 0.65 * (y1 - y0 + 1))
+        m = self.masks[:, cut:, :]
+        inter = (m & m[0]).sum(axis=(1, 2))
+        union = (m | m[0]).sum(axis=(1, 2))
+        return float((inter / np.maximum(union, 1)).min())
+
+    def region_fraction(self, y_from: float, y_to: float) -> float:
+        """Share of all change (vs frame 0) between these heights of the frame-0 box (0 = top)."""
+        x0, x1, y0, y1 = self.box0
+        h = y1 - y0 + 1
+        cm = self.change_map
+        total = cm.sum()
+        if total <= 0:
+            return 0.0
+        a, b = int(round(y0 + y_from * h)), int(round(y0 + y_to * h))
+        return float(cm[max(a, 0):max(b, 0)].sum() / total)
+
+    @cached_property
+    def head_shift(self):
+        """Per-frame integer (dx, dy) pixels that best re-align the top 45 %
+        of the frame-0 box with frame 0 (block matching on colours)."""
+        x0, x1, y0, y1 = self.box0
+        h = y1 - y0 + 1
+        r = int(np.clip(round(0.15 * h), 2, 10))
+        ya, yb = y0, int(y0 + 0.45 * h)
+        xa, xb = x0, x1 + 1
+        f = self.frames.astype(np.float32)
+        pad = np.pad(f, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
+        ref = f[0, ya:yb, xa:xb]
+        best = np.full(self.T, np.inf)
+        shift = np.zeros((self.T, 2))
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                win = pad[:, ya + r + dy:yb + r + dy, xa + r + dx:xb + r + dx]
+                err = np.abs(win - ref).mean(axis=(1, 2, 3)) + 1e-3 * (abs(dx) + abs(dy))
+                better = err < best
+                best = np.where(better, err, best)
+                shift[better] = (dx, dy)
+        return shift
+
+    @cached_property
+    def motion(self):
+        """(path, deviation): total absolute colour change between consecutive
+        frames, and mean absolute change from frame 0 per frame, both in
+        units of the frame-0 silhouette area (pixels * intensity)."""
+        f = self.frames.astype(np.float32) / 255.0
+        path = np.abs(np.diff(f, axis=0)).mean(axis=-1).sum() / self.a0
+        deviation = np.abs(f - f[0]).mean(axis=-1).sum(axis=(1, 2)).mean() / self.a0
+        return float(path), float(deviation)
+
+    @cached_property
+    def track(self):
+        s = self.s
+        cx0 = s["cx"][0]
+        xs = np.arange(self.W)
+        left = (self.masks & (xs < cx0)).sum(axis=(1, 2)).astype(np.float64)
+        right = (self.masks & (xs >= cx0)).sum(axis=(1, 2)).astype(np.float64)
+        x0, x1, y0, y1 = self.box0
+        band = slice(y0, int(y0 + 0.35 * (y1 - y0 + 1)))
+        top_area = max(1, (band.stop - band.start) * (x1 - x0 + 1))
+        top_activity = self.change[:, band, x0:x1 + 1].sum(axis=(1, 2)) / top_area
+        return {**{k: v.copy() for k, v in s.items()}, "left_mass": left, "right_mass": right,
+                "top_activity": top_activity, "iou": self.iou}
+
+
+# ---------------------------------------------------------------------------
+# Action signatures. Each returns named conditions; the action is recognised
+# when all hold.
+
+STILL_RISE = 0.06  # feet lift below this (character heights) = feet on the ground
+STILL_TRAVEL = 0.035  # travel below this (canvas widths) = staying in place
+WALK_MIN, RUN_MIN = 0.06, 0.21  # travel (canvas widths) of a walk / a run over the clip
+
+
+def _planted(c: Clip) -> dict:
+    return {"feet_on_ground": np.abs(c.rise).max() < STILL_RISE,
+            "stays_in_place": np.abs(c.base_travel).max() < STILL_TRAVEL}
+
+
+def _jump(c: Clip, hops: tuple[int, int]) -> dict:
+    return {
+        "feet_leave_ground": c.rise.max() > 0.1,
+        "hop_count": hops[0] <= count_runs(c.rise, 0.06, 0.02) <= hops[1],
+        "lands_again": abs(c.rise[-1]) < 0.06 and c.rise[0] == 0,
+        "stays_in_place": np.abs(c.travel).max() < 0.06,
+        "keeps_size": c.ar.max() < 1.35 and c.ar.min() > 0.65,
+    }
+
+
+def _locomotion(c: Clip, direction: int, run: bool) -> dict:
+    d = c.travel[-1] * direction
+    t = np.arange(c.T)
+    progress = np.corrcoef(t, c.travel * direction)[0, 1] if np.ptp(c.travel) > 0 else 0.0
+    return {
+        "moves_that_way": d > (RUN_MIN if run else WALK_MIN),
+        "at_that_speed": run or d < RUN_MIN,
+        "steadily": progress > 0.9,
+        "upright": c.hr[-1] > 0.8 and c.ar.max() < 1.4,
+    }
+
+
+def _head_move(c: Clip, axis: int) -> dict:
+    shift = c.head_shift
+    main, other = shift[:, axis], shift[:, 1 - axis]
+    if axis == 0:  # shake: both ways, several times
+        swings = count_runs(main, 0.9, 0.4) + count_runs(-main, 0.9, 0.4)
+        moves = {"head_moves_sideways": main.max() >= 1 and main.min() <= -1, "repeatedly": swings >= 3}
+    else:  # nod: down (dy > 0) at least twice
+        moves = {"head_moves_down": main.max() >= 1, "repeatedly": count_runs(main, 0.9, 0.4) >= 2,
+                 "never_up": main.min() >= -1}
+    return {
+        **moves,
+        "mostly_that_axis": np.abs(other).max() <= max(1.0, 0.5 * np.abs(main).max()),
+        "body_still": c.lower_iou > 0.8,
+        "change_at_top": c.region_fraction(0.0, 0.6) > 0.5,
+        "keeps_shape": (c.hr.min() > 0.7 and c.hr.max() < 1.3) if axis == 0 else c.lower_width_change <= max(2.0, 0.15 * c.w0),
+        **_planted(c),
+    }
+
+
+def _wave(c: Clip) -> dict:
+    x0, x1, y0, y1 = c.box0
+    cx = c.s["cx"][0]
+    cm = c.change_map
+    xs = np.arange(c.W)
+    left, right = cm[:, xs < cx].sum(), cm[:, xs >= cx].sum()
+    total = left + right
+    core = c.masks[0].copy()
+    core[:, (xs < cx - 0.2 * c.w0) | (xs > cx + 0.2 * c.w0)] = False  # central column of the body
+    kept = (c.masks & core).sum(axis=(1, 2)) / max(core.sum(), 1)
+    side = np.where(xs < cx, 1.0, 0.0) if left > right else np.where(xs >= cx, 1.0, 0.0)
+    per_frame = (np.diff(c.frames.astype(np.int16), axis=0).__abs__().max(-1) > CHANGE_TOL)
+    side_motion = (per_frame * side).sum(axis=(1, 2))
+    return {
+        "changes": total > 0.02 * c.a0 and c.xor.max() > max(3.0, 0.02 * c.a0),
+        "one_sided": c.one_sided > 0.75,
+        "body_still": kept.min() > 0.9,
+        "keeps_moving": (side_motion > 0).mean() > 0.6,
+        **_planted(c),
+    }
+
+
+def _spin(c: Clip) -> dict:
+    return {
+        "turns_edge_on": c.wr.min() < 0.5,
+        "turns_back": c.wr[-1] > 0.75,
+        "keeps_height": c.hr[c.wr > 0.35].min() > 0.75,
+        "stays_in_place": np.abs(c.travel).max() < 0.06,
+    }
+
+
+def _squash(c: Clip) -> dict:
+    h, w = c.hr, c.wr
+    coupled = np.corrcoef(h, w)[0, 1] if np.ptp(h) > 0 and np.ptp(w) > 0 else 0.0
+    return {
+        "stretches": h.max() > 1.06,
+        "squashes": h.min() < 0.94,
+        "repeatedly": count_runs(h - 1, 0.05, 0.02) >= 2 and count_runs(1 - h, 0.05, 0.02) >= 2,
+        "width_opposes_height": coupled < -0.3,
+        "around_rest": abs(h.mean() - 1) < 0.06,
+        **_planted(c),
+    }
+
+
+def _ears_like(c: Clip) -> bool:
+    """Change confined to the top, where parts rotate (pixels gained and lost
+    together) or move at the sides, rather than the whole top rising/sinking."""
+    if c.region_fraction(0.0, 0.32) <= 0.75:
+        return False
+    return c.top_pulses >= 3 or (c.top_balance >= 0.24 and c.top_centre_share <= 0.2)
+
+
+def _ears(c: Clip) -> dict:
+    return {
+        "changes": c.change.any(axis=0).sum() >= 3,
+        "only_ears_move": _ears_like(c),
+        "head_still": np.abs(c.head_shift).max() <= 1,
+        "silhouette_moves": c.xor.max() >= 2,
+        "body_still": c.lower_iou > 0.97,
+        **_planted(c),
+    }
+
+
+def _column_clusters(change_map: np.ndarray, floor: float = 0.05, gap: int = 1) -> list[tuple[float, float, float]]:
+    """Groups of columns holding change, split where more than ``gap`` empty
+    columns separate them: (mass, x centre, y centre) each."""
+    ever = change_map > floor
+    xs = np.nonzero(ever.any(axis=0))[0]
+    if xs.size == 0:
+        return []
+    groups = np.split(xs, np.nonzero(np.diff(xs) > gap + 1)[0] + 1)
+    ys = np.arange(ever.shape[0])
+    clusters = []
+    for cols in groups:
+        part = ever[:, cols[0]:cols[-1] + 1]
+        mass = float(part.sum())
+        yc = float((part.sum(axis=1) * ys).sum() / mass)
+        xc = float((part.sum(axis=0) * np.arange(cols[0], cols[-1] + 1)).sum() / mass)
+        clusters.append((mass, xc, yc))
+    return clusters
+
+
+def _face(c: Clip, eyes: bool) -> dict:
+    """Blink: the change sits in two side-by-side groups (the eyes); talk: in
+    one (the mouth). Both stay inside a still silhouette."""
+    area = (c.change_map > 0.05).sum()
+    clusters = _column_clusters(c.change_map)
+    total = sum(m for m, _, _ in clusters) or 1.0
+    big = sorted((cl for cl in clusters if cl[0] >= 0.1 * total), reverse=True)
+    face = {
+        "changes": area >= 2,
+        "small": area < 0.2 * c.a0,
+        "inside_silhouette": c.xor.max() <= max(2.0, 0.01 * c.a0),
+        **_planted(c),
+    }
+    pair = (len(big) == 2 and big[0][0] / big[1][0] < 3.0 and abs(big[0][2] - big[1][2]) < 0.15 * c.h0
+            and (big[0][0] + big[1][0]) > 0.8 * total)
+    if eyes:
+        face["two_eyes"] = bool(pair)
+    else:
+        face["one_mouth"] = len(big) >= 1 and big[0][0] >= 0.7 * total and not pair
+    return face
+
+
+def _idle(c: Clip) -> dict:
+    xor = (c.masks ^ c.masks[0]).sum(axis=(1, 2))
+    return {
+        "moves_a_little": xor.max() >= 2,
+        "small_motion": (c.iou.min() > 0.8 and np.abs(c.s["height"] - c.h0).max() <= max(3.0, 0.08 * c.h0)
+                         and np.abs(c.s["width"] - c.w0).max() <= max(3.0, 0.12 * c.w0)),
+        "not_only_ears": not _ears_like(c),
+        "not_one_arm": c.one_sided < 0.75,
+        "head_not_nodding": count_runs(c.head_shift[:, 1], 0.9, 0.4) <= 1 and np.abs(c.head_shift[:, 0]).max() <= 1,
+        **_planted(c),
+    }
+
+
+def _fall(c: Clip) -> dict:
+    lateral = (c.s["cx"][-1] - c.s["cx"][0]) / c.h0
+    return {
+        "top_drops": -c.top[-1] > 0.2,
+        "ends_low": c.hr[-1] < 0.85,
+        "tips_sideways": abs(lateral) > 0.15,
+        "stays_down": c.iou[-1] < 0.7 and -c.top[-3:].max() > 0.15,
+    }
+
+
+def _resize(c: Clip, grow: bool) -> dict:
+    t = np.arange(c.T)
+    a = c.ar if grow else 1.0 / np.maximum(c.ar, 1e-6)
+    trend = spearman(t, a) if np.ptp(a) > 0 else 0.0
+    return {
+        "area_changes": a[-1] > 1.2,
+        "steadily": trend > 0.9,
+        "both_axes": (c.hr[-1] > 1.08 and c.wr[-1] > 1.04) if grow else (c.hr[-1] < 0.93 and c.wr[-1] < 0.97),
+        "stays_in_place": np.abs(c.base_travel).max() < 0.05,
+    }
+
+
+#: action name -> signature check
+CHECKS = {
+    "jump": lambda c: _jump(c, (1, 1)),
+    "bounce": lambda c: _jump(c, (2, 4)),
+    "walk_left": lambda c: _locomotion(c, -1, False),
+    "walk_right": lambda c: _locomotion(c, 1, False),
+    "run_left": lambda c: _locomotion(c, -1, True),
+    "run_right": lambda c: _locomotion(c, 1, True),
+    "shake_head": lambda c: _head_move(c, 0),
+    "nod": lambda c: _head_move(c, 1),
+    "wave": _wave,
+    "spin": _spin,
+    "squash_stretch": _squash,
+    "wiggle_ears": _ears,
+    "talk": lambda c: _face(c, eyes=False),
+    "blink": lambda c: _face(c, eyes=True),
+    "idle": _idle,
+    "fall": _fall,
+    "grow": lambda c: _resize(c, True),
+    "shrink": lambda c: _resize(c, False),
+}
+
+
+def _clip(frames, key_color, tol) -> Clip:
+    return frames if isinstance(frames, Clip) else Clip(frames, key_color, tol)
+
+
+def explain_action(frames, key_color, action: str, tol: float = DEFAULT_TOL) -> dict[str, bool]:
+    """The named conditions of ``action``'s signature and whether each holds."""
+    if action not in CHECKS:
+        raise ValueError(f"unknown action {action!r}; choose one of: {', '.join(CHECKS)}")
+    return {k: bool(v) for k, v in CHECKS[action](_clip(frames, key_color, tol)).items()}
+
+
+def recognise_action(frames, key_color, action: str, tol: float = DEFAULT_TOL) -> bool:
+    """True when the clip shows ``action`` (all conditions of its signature hold)."""
+    return all(explain_action(frames, key_color, action, tol).values())
+
+
+def classify_action(frames, key_color, tol: float = DEFAULT_TOL) -> str | None:
+    """The action whose signature the clip matches, or None if none or
+    several unrelated ones match."""
+    c = _clip(frames, key_color, tol)
+    hits = [name for name in CHECKS if all(CHECKS[name](c).values())]
+    return hits[0] if len(hits) == 1 else None
+
+
+# ---------------------------------------------------------------------------
+# Scalar metrics
+
+
+def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL, action: str | None = None) -> float:
+    """How much the clip moves (a scalar that grows with the motion size).
+
+    Without ``action``: in units of the frame-0 character area, the path
+    length of the colour change between consecutive frames plus twice the
+    mean change from frame 0. The first grows with the size and speed of any
+    motion (travel, hops, limbs), the second with how far and how long the
+    character departs from its first frame (a deeper, longer blink), so the
+    sum keeps growing where one of them is quantised away. Compare it across
+    strengths for the same character and action.
+
+    With ``action``: the size of that action's own motion in units that do
+    not depend on the character (:data:`AMPLITUDES`: hop height in character
+    heights, travel in canvas widths, head displacement, stretch, rotation,
+    scale...), so clips of different characters compare too.
+    """
+    c = _clip(frames, key_color, tol)
+    if action is not None:
+        if action not in AMPLITUDES:
+            raise ValueError(f"unknown action {action!r}; choose one of: {', '.join(AMPLITUDES)}")
+        return float(AMPLITUDES[action](c))
+    path, deviation = c.motion
+    return path + 2.0 * deviation
+
+
+def _top_profile_drop(c: Clip) -> np.ndarray:
+    """Mean downward shift (character heights) of the top edge over the
+    columns of the frame-0 head, per frame (sub-pixel by averaging columns)."""
+    x0, x1, y0, y1 = c.box0
+    cols = c.masks[:, :, x0:x1 + 1]
+    has = cols.any(axis=1)
+    first = np.where(has, cols.argmax(axis=1), c.H).astype(np.float64)
+    keep = has[0] & (first[0] <= y0 + 0.45 * (y1 - y0 + 1))
+    if not keep.any():
+        return np.zeros(c.T)
+    return (first[:, keep] - first[0, keep]).mean(axis=1) / c.h0
+
+
+def _band_centroid_x(c: Clip, frac: float = 0.45) -> np.ndarray:
+    x0, x1, y0, y1 = c.box0
+    m = c.masks[:, y0:int(y0 + frac * (y1 - y0 + 1))]
+    n = np.maximum(m.sum(axis=(1, 2)), 1)
+    return (m.sum(axis=1) * np.arange(c.W)).sum(axis=1) / n
+
+
+def _side_path(c: Clip) -> float:
+    """Silhouette change between consecutive frames on the side that changes
+    most, relative to the largest area it gains (how far a limb swings,
+    measured in its own size)."""
+    cx = c.s["cx"][0]
+    xs = np.arange(c.W)
+    cm = c.change_map
+    side = (xs < cx) if cm[:, xs < cx].sum() > cm[:, xs >= cx].sum() else (xs >= cx)
+    m = c.masks[:, :, side]
+    steps = (m[1:] ^ m[:-1]).sum(axis=(1, 2))
+    gained = (m & ~m[0]).sum(axis=(1, 2)).max()
+    return float(steps.sum() / max(gained, 1))
+
+
+def _face_change(c: Clip) -> float:
+    """Pixel-frames of change vs frame 0 in character-height^2 units (mouth
+    or eyes: how wide and how long they open or close)."""
+    return float(c.change.sum() / c.T / (c.h0 ** 2))
+
+
+#: action -> its own motion size, in character-independent units
+AMPLITUDES = {
+    "jump": lambda c: c.rise.max(),
+    "bounce": lambda c: c.rise.max(),
+    "walk_left": lambda c: -c.travel[-1],
+    "walk_right": lambda c: c.travel[-1],
+    "run_left": lambda c: -c.travel[-1],
+    "run_right": lambda c: c.travel[-1],
+    "shake_head": lambda c: float(np.ptp(_band_centroid_x(c)) / c.h0),
+    "nod": lambda c: float(_top_profile_drop(c).max()),
+    "wave": _side_path,
+    "spin": lambda c: float(c.rise[c.wr > 0.35].max()),  # the hop (edge-on frames lose their feet)
+    "squash_stretch": lambda c: float(np.ptp(c.hr) / 2),
+    "wiggle_ears": lambda c: float((c.masks[1:] ^ c.masks[:-1]).sum() / c.h0 ** 2),
+    "talk": _face_change,
+    "blink": _face_change,
+    "idle": lambda c: float(np.ptp(_top_profile_drop(c))),
+    "fall": lambda c: float(abs(c.s["angle"][-1] - c.s["angle"][0]) + np.ptp(c.top[-6:])),
+    "grow": lambda c: float(np.sqrt(c.ar[-1]) - 1),
+    "shrink": lambda c: float(1 - np.sqrt(c.ar[-1])),
+}
+
+
+def frame0_psnr(frames, reference, key_color=None) -> float:
+    """PSNR (dB) of frame 0 against the reference image (RGB uint8, or RGBA
+    composited on ``key_color``). inf when identical."""
+    f0 = _as_frames(frames)[0].astype(np.float64)
+    ref = np.asarray(reference)
+    if ref.ndim == 4:
+        ref = ref[0]
+    if ref.shape[-1] == 4:
+        if key_color is None:
+            raise ValueError("an RGBA reference needs key_color to be composited on")
+        a = ref[..., 3:4].astype(np.float64) / 255.0
+        ref = ref[..., :3] * a + np.asarray(key_color, dtype=np.float64)[:3] * (1.0 - a)
+    ref = np.asarray(ref, dtype=np.float64)[..., :3]
+    if ref.shape != f0.shape:
+        raise ValueError(f"reference is {ref.shape[:2]} but frames are {f0.shape[:2]}; resize one to match")
+    mse = np.mean((f0 - np.round(ref)) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def _histograms(frames, masks, bins: int) -> np.ndarray:
+    q = (frames.astype(np.int32) * bins) // 256
+    idx = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    out = np.zeros((frames.shape[0], bins**3))
+    for t in range(frames.shape[0]):
+        counts = np.bincount(idx[t][masks[t]], minlength=bins**3).astype(np.float64)
+        out[t] = counts / max(counts.sum(), 1.0)
+    return out
+
+
+def identity_drift(frames, key_color, tol: float = DEFAULT_TOL, bins: int = 8) -> float:
+    """Mean colour-histogram distance of the character's pixels from frame 0
+    (total variation of ``bins**3`` RGB histograms, 0 = same palette, 1 = no
+    colour in common), averaged over frames 1..T-1. Motion moves pixels but
+    keeps the palette, so this stays low unless the colours drift."""
+    frames = _as_frames(frames)
+    masks = silhouette(frames, key_color, tol)
+    # Drop the anti-aliased rim, where colours blend with the key.
+    inner = masks.copy()
+    inner[:, 1:, :] &= masks[:, :-1, :]
+    inner[:, :-1, :] &= masks[:, 1:, :]
+    inner[:, :, 1:] &= masks[:, :, :-1]
+    inner[:, :, :-1] &= masks[:, :, 1:]
+    hist = _histograms(frames, inner, bins)
+    if frames.shape[0] < 2:
+        return 0.0
+    return float((0.5 * np.abs(hist[1:] - hist[0]).sum(axis=1)).mean())
+
+
+def seam_ratio(frames) -> float:
+    """Change from the last frame back to the first, over the median change
+    between consecutive frames (about 1 for a seamless loop; inf for a
+    static clip that jumps at the seam)."""
+    f = _as_frames(frames).astype(np.float32)
+    steps = np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))
+    seam = float(np.abs(f[0] - f[-1]).mean())
+    med = float(np.median(steps))
+    if med == 0:
+        return 0.0 if seam == 0 else float("inf")
+    return seam / med

@@ -1,0 +1,290 @@
+"""Train the built-in tiny model on procedurally generated sprite clips.
+
+    python -m dit_core.tiny.train --out runs/tiny --minutes 55
+    python -m dit_core.tiny.train --out runs/tiny --minutes 30 --resume     # continue a run
+
+Rectified-flow training exactly as the sampler uses the model (Open-Sora 1.2's
+objective): ``x_t = (1 - t) x0 + t noise`` with logit-normal ``t``, the
+velocity ``x0 - noise`` as target, conditioned frames kept clean and shown as
+clean through ``x_mask``, and the loss taken over generated frames only. The
+conditioning mix teaches image-to-video (first frame), text-to-video,
+in-betweening (first + last frame) and seamless loops (a 17th frame equal to
+the first on loopable actions). Captions are decorated with the motion score
+the clip was rendered with (``motion score: 10 x amplitude``) and cleaned like
+at inference; 10 % are replaced by the null caption for classifier-free
+guidance. The text encoder trains jointly; an exponential moving average of
+the weights is what gets saved.
+
+The run is seeded and resumable (``train_state.pt`` in ``--out``); it logs the
+training loss and a held-out loss (fixed held-out clips, noise and timesteps)
+to ``log.jsonl`` and writes the bundle with ``save_tiny`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..prompts import decorate_prompt, preprocess_text
+from .bundle import build_tiny, save_tiny
+from .dataset import iter_batches, make_example
+from .actions import ACTIONS
+
+FPS = 8.0
+SIZE = 64
+FRAMES = 16
+
+# conditioning mix: (name, probability)
+CONDITIONING_MIX = (("first", 0.6), ("none", 0.1), ("first_last", 0.1), ("last", 0.05), ("first_middle", 0.05), ("seamless", 0.1))
+
+
+def frames_to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, H, W]`` in [-1, 1]."""
+    x = torch.from_numpy(frames).float().div_(127.5).sub_(1.0)
+    return x.permute(0, 4, 1, 2, 3).contiguous()
+
+
+def caption(prompt: str, amplitude: float, rng: np.random.Generator, motion_scale: float) -> str:
+    motion = round(float(amplitude) * motion_scale, 1) if rng.random() < 0.85 else None
+    aesthetic = round(float(rng.uniform(4.0, 7.0)), 1) if rng.random() < 0.3 else None
+    camera = "static" if rng.random() < 0.05 else None
+    return preprocess_text(decorate_prompt(prompt, aesthetic=aesthetic, motion=motion, camera=camera))
+
+
+def condition_masks(kinds: list[str], frames: int) -> torch.Tensor:
+    """``[B, T]`` True where the frame is a clean condition."""
+    mask = torch.zeros(len(kinds), frames, dtype=torch.bool)
+    for i, kind in enumerate(kinds):
+        if kind in ("first", "first_last", "first_middle", "seamless"):
+            mask[i, 0] = True
+        if kind in ("first_last", "last", "seamless"):
+            mask[i, -1] = True
+        if kind == "first_middle":
+            mask[i, frames // 2] = True
+    return mask
+
+
+def seamless_batch(seed: int, index: int, batch_size: int) -> dict:
+    """Loopable clips with a 17th frame equal to the first (the loop closes there)."""
+    loopable = sorted(name for name, action in ACTIONS.items() if action.loopable)
+    rng = np.random.default_rng([seed, index, 0x100F])
+    examples = [
+        make_example(int(rng.integers(2**31)), "train", FRAMES, SIZE, action=loopable[int(rng.integers(len(loopable)))])
+        for _ in range(batch_size)
+    ]
+    frames = np.stack([np.concatenate([e["frames"], e["frames"][:1]]) for e in examples])
+    return {"frames": frames, "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
+
+
+def heldout_set(count: int, seed: int = 1234) -> dict:
+    examples = [make_example(seed + i, "heldout", FRAMES, SIZE) for i in range(count)]
+    return {
+        "frames": np.stack([e["frames"] for e in examples]),
+        "amplitude": np.array([e["amplitude"] for e in examples]),
+        "prompt": [e["prompt"] for e in examples],
+    }
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(args.seed)
+        config = json.loads(args.config) if args.config else None
+        self.bundle = build_tiny(config, seed=args.seed)
+        self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
+        self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+        self.ema = [p.detach().clone() for p in self.params]
+        self.step = 0
+        self.seconds = 0.0
+        self.rng = np.random.default_rng(args.seed)
+        self.gen = torch.Generator().manual_seed(args.seed)
+        self.motion_scale = float(self.bundle.config["sampling"]["motion_scale"])
+        self.heldout = heldout_set(args.heldout_clips)
+        self.heldout_gen = torch.Generator().manual_seed(99)
+
+    # -- state ----------------------------------------------------------------
+    def state_path(self) -> Path:
+        return self.out / "train_state.pt"
+
+    def save_state(self):
+        state = {
+            "model": self.model.state_dict(), "text": self.text.state_dict(), "opt": self.opt.state_dict(),
+            "ema": self.ema, "step": self.step, "seconds": self.seconds,
+            "rng": json.dumps(self.rng.bit_generator.state), "gen": self.gen.get_state(),
+        }
+        tmp = self.state_path().with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path())
+
+    def load_state(self):
+        state = torch.load(self.state_path(), map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.text.load_state_dict(state["text"])
+        self.opt.load_state_dict(state["opt"])
+        for e, s in zip(self.ema, state["ema"]):
+            e.copy_(s)
+        self.step, self.seconds = int(state["step"]), float(state["seconds"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.gen.set_state(state["gen"])
+
+    # -- one step ---------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        warm = self.args.warmup
+        if step < warm:
+            return self.args.lr * (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, self.args.decay_steps - warm))
+        return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def loss(self, batch: dict, kinds: list[str], t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        x0 = self.bundle.codec.encode(frames_to_pixels(batch["frames"]))
+        frames = x0.shape[2]
+        clean = condition_masks(kinds, frames)
+        prompts = [caption(p, a, self.rng, self.motion_scale) for p, a in zip(batch["prompt"], batch["amplitude"])]
+        text = self.text(prompts)
+        y = text.y
+        if drop.any():
+            null = self.model.y_embedder.y_embedding[: y.shape[2]]
+            y = torch.where(drop[:, None, None, None], null[None, None].expand_as(y), y)
+        w = (t / 1000.0).view(-1, 1, 1, 1, 1)
+        xt = (1 - w) * x0 + w * noise
+        xt = torch.where(clean[:, None, :, None, None], x0, xt)
+        n = x0.shape[0]
+        pred = self.model(
+            xt, t, y, mask=text.mask, x_mask=~clean,
+            fps=torch.full((n,), FPS), height=torch.full((n,), float(SIZE)), width=torch.full((n,), float(SIZE)),
+        )
+        err = (pred - (x0 - noise)).pow(2).mean(dim=(1, 3, 4))  # [B, T]
+        weight = (~clean).float()
+        return (err * weight).sum() / weight.sum()
+
+    def sample_kinds(self, n: int, seamless: bool) -> list[str]:
+        if seamless:
+            return ["seamless"] * n
+        names, probs = zip(*[(k, p) for k, p in CONDITIONING_MIX if k != "seamless"])
+        probs = np.asarray(probs) / sum(probs)
+        return [names[i] for i in self.rng.choice(len(names), size=n, p=probs)]
+
+    def train_step(self, batch: dict, seamless: bool) -> float:
+        n = len(batch["prompt"])
+        kinds = self.sample_kinds(n, seamless)
+        t = torch.sigmoid(torch.randn(n, generator=self.gen)) * 1000.0
+        noise_shape = (n, self.bundle.codec.latent_channels, batch["frames"].shape[1], SIZE // 4, SIZE // 4)
+        noise = torch.randn(noise_shape, generator=self.gen)
+        drop = torch.rand(n, generator=self.gen) < 0.1
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        loss = self.loss(batch, kinds, t, noise, drop)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for e, p in zip(self.ema, self.params):
+                e.lerp_(p.detach(), 1 - decay)
+        self.step += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def heldout_loss(self) -> float:
+        saved = [p.detach().clone() for p in self.params]
+        self.swap_in(self.ema)
+        self.model.eval(), self.text.eval()
+        gen = torch.Generator().manual_seed(99)
+        rng_state = self.rng.bit_generator.state
+        self.rng = np.random.default_rng(7)
+        total = 0.0
+        n = len(self.heldout["prompt"])
+        for t_value in (250.0, 500.0, 750.0):
+            noise = torch.randn((n, self.bundle.codec.latent_channels, FRAMES, SIZE // 4, SIZE // 4), generator=gen)
+            total += float(self.loss(self.heldout, ["first"] * n, torch.full((n,), t_value), noise, torch.zeros(n, dtype=torch.bool)))
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = rng_state
+        self.swap_in(saved)
+        self.model.train(), self.text.train()
+        return total / 3
+
+    def swap_in(self, tensors):
+        with torch.no_grad():
+            for p, v in zip(self.params, tensors):
+                p.copy_(v)
+
+    # -- run ------------------------------------------------------------------
+    def run(self):
+        args = self.args
+        if args.resume and self.state_path().exists():
+            self.load_state()
+            print(f"resumed at step {self.step} ({self.seconds / 60:.1f} min trained)")
+        budget = args.minutes * 60.0
+        log = (self.out / "log.jsonl").open("a")
+        batches = iter_batches(args.seed, args.batch_size, "train", FRAMES, SIZE, start=self.step, num_workers=args.workers)
+        recent = []
+        last_save = time.time()
+        while self.seconds < budget and (args.steps is None or self.step < args.steps):
+            start = time.perf_counter()
+            seamless = args.seamless_every > 0 and self.step % args.seamless_every == args.seamless_every - 1
+            batch = seamless_batch(args.seed, self.step, args.batch_size) if seamless else next(batches)
+            recent.append(self.train_step(batch, seamless))
+            self.seconds += time.perf_counter() - start
+            if self.step % args.log_every == 0:
+                entry = {"step": self.step, "minutes": round(self.seconds / 60, 2), "loss": round(float(np.mean(recent)), 5),
+                         "lr": self.lr_at(self.step)}
+                recent = []
+                if self.step % args.eval_every == 0:
+                    entry["heldout_loss"] = round(self.heldout_loss(), 5)
+                print(json.dumps(entry), flush=True)
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+            if time.time() - last_save > args.save_minutes * 60:
+                self.save_state()
+                last_save = time.time()
+        self.save_state()
+        final = {"step": self.step, "minutes": round(self.seconds / 60, 2), "heldout_loss": round(self.heldout_loss(), 5)}
+        print(json.dumps(final), flush=True)
+        log.write(json.dumps(final) + "\n")
+        self.swap_in(self.ema)
+        info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
+                "heldout_loss": final["heldout_loss"], "seed": args.seed}
+        path = save_tiny(self.bundle, self.out / "charmotion_tiny.safetensors", info=info)
+        print(f"wrote {path}")
+        return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, log, final bundle)")
+    parser.add_argument("--minutes", type=float, default=55.0, help="training time budget (wall clock spent in steps)")
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=6e-4)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--decay-steps", type=int, default=2000, help="cosine decay length (to 10 %% of --lr)")
+    parser.add_argument("--ema", type=float, default=0.998)
+    parser.add_argument("--seamless-every", type=int, default=8, help="every N-th batch trains seamless loops")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="data worker processes")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--heldout-clips", type=int, default=12)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--save-minutes", type=float, default=5.0)
+    parser.add_argument("--config", default=None, help="JSON overrides of the bundle config (model sizes...)")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    Trainer(args).run()
+
+
+if __name__ == "__main__":
+    main()

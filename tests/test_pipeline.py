@@ -1,0 +1,217 @@
+"""generate(): reference placement, loops, seamless loops, seeds, cancel and input errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charmotion.dit_core.conditioning import (
+    FRAME_BY_FRAME,
+    OPENSORA_VAE_LAYOUT,
+    Placement,
+    apply_placements,
+    format_mask_strategy,
+    parse_mask_strategy,
+    snap_to_chunk,
+)
+from charmotion.dit_core.errors import GenerationCancelled, InvalidInputError
+from charmotion.dit_core.models import load_stdit3
+from charmotion.dit_core.pipeline import Reference, generate
+from charmotion.dit_core.sampling import TextCondition
+from fake_models import PoolCodec, RecordingModel
+from golden_data import case_weights_path, golden_cases, load_case_tensors
+
+CASE = golden_cases("rf_sample")[0].values[0]
+
+
+@pytest.fixture(scope="module")
+def golden():
+    tensors = load_case_tensors(CASE)
+    model = load_stdit3(case_weights_path(CASE))
+    return model, TextCondition(tensors["y"], tensors["text_mask"])
+
+
+def image_latent(value: float, h: int = 8, w: int = 12) -> torch.Tensor:
+    return torch.full((4, 1, h, w), value)
+
+
+# -- layouts and placements ----------------------------------------------------
+
+@pytest.mark.parametrize("frames,latents", [(1, 1), (17, 5), (22, 7), (51, 15), (102, 30), (204, 60), (408, 120)])
+def test_opensora_frame_to_latent_counts(frames, latents):
+    assert OPENSORA_VAE_LAYOUT.latent_frames(frames) == latents
+
+
+def test_latent_index_of_pixel_frames():
+    layout = OPENSORA_VAE_LAYOUT
+    assert [layout.latent_index(f, 51) for f in (0, 1, 4, 5, 16, 17, 34, 50, -1)] == [0, 1, 1, 2, 4, 5, 10, 14, 14]
+    assert FRAME_BY_FRAME.latent_index(-1, 16) == 15
+    with pytest.raises(InvalidInputError, match="outside a clip of 51 frames"):
+        layout.latent_index(51, 51)
+
+
+def test_align_snaps_the_last_frame_to_the_last_chunk_start():
+    assert snap_to_chunk(14, 5, 15) == 10  # upstream: "0,0,0,-1,1" lands on latent 10 of 15
+    assert snap_to_chunk(3, 5, 15) == 5 and snap_to_chunk(2, 5, 15) == 0
+
+
+@pytest.mark.parametrize(
+    "target,align,expected_index",
+    [(0, None, [0]), (-1, None, [14]), (-1, 5, [10]), (7, None, [7])],
+    ids=["first", "last", "last-aligned", "any"],
+)
+def test_single_reference_placement(target, align, expected_index):
+    z = torch.zeros(1, 4, 15, 2, 2)
+    mask = apply_placements(z, [torch.ones(4, 1, 2, 2)], [Placement(target=target)], align=align)
+    assert torch.nonzero(mask[0] == 0).flatten().tolist() == expected_index
+    assert z[0, :, expected_index].eq(1).all() and z.sum() == 16
+
+
+def test_several_references_for_inbetweening_with_strengths():
+    z = torch.zeros(2, 4, 16, 2, 2)
+    refs = [torch.full((4, 1, 2, 2), 1.0), torch.full((4, 1, 2, 2), 2.0)]
+    mask = apply_placements(z, refs, [Placement(0, target=0), Placement(1, target=-1, edit=0.25)])
+    assert mask.shape == (2, 16)
+    assert mask[:, 0].eq(0).all() and mask[:, 15].eq(0.25).all() and mask[:, 1:15].eq(1).all()
+    assert z[:, :, 0].eq(1).all() and z[:, :, 15].eq(2).all()
+
+
+def test_mask_strategy_parsing_and_round_trip():
+    groups = parse_mask_strategy("0;0,1,0,-1,1;1,2,-5,0,5,0.3")
+    assert groups == [Placement(), Placement(reference=1, target=-1), Placement(loop=1, reference=2, source=-5, length=5, edit=0.3)]
+    assert parse_mask_strategy(format_mask_strategy(groups)) == groups
+    assert parse_mask_strategy("") == [] and parse_mask_strategy(None) == []
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("0,0,0,0,1,0,9", "malformed"),
+        ("0,,1", "malformed"),
+        ("a", "loop must be a whole number"),
+        ("0,0,0,0,1,x", "edit must be a number"),
+        ("0,0,0,0,0", "length >= 1"),
+        ("0,0,0,0,1,1.5", "between 0 and 1"),
+    ],
+)
+def test_malformed_mask_strategies(bad, message):
+    with pytest.raises(InvalidInputError, match=message):
+        parse_mask_strategy(bad)
+
+
+def test_placement_errors_are_clear():
+    z = torch.zeros(1, 4, 5, 2, 2)
+    with pytest.raises(InvalidInputError, match="only 1 reference"):
+        apply_placements(z, [torch.ones(4, 1, 2, 2)], [Placement(reference=1)])
+    with pytest.raises(InvalidInputError, match="encode the reference at the clip's width and height"):
+        apply_placements(z, [torch.ones(4, 1, 3, 2)], [Placement()])
+
+
+# -- generate ------------------------------------------------------------------
+
+def test_reference_frames_come_back_exactly(golden):
+    model, cond = golden
+    first, last = image_latent(0.5), image_latent(-0.5)
+    result = generate(model, cond, num_frames=34, height=64, width=96, steps=3, seed=1,
+                      references=[Reference(first, frame=0), Reference(last, frame=-1)], align=None)
+    assert result.latents.shape == (1, 4, 10, 8, 12)
+    assert torch.equal(result.latents[0, :, 0], first[:, 0]) and torch.equal(result.latents[0, :, 9], last[:, 0])
+
+
+def test_seed_determinism_without_touching_global_rng(golden):
+    model, cond = golden
+    state = torch.get_rng_state()
+    a = generate(model, cond, num_frames=17, height=64, width=96, steps=2, seed=7).latents
+    b = generate(model, cond, num_frames=17, height=64, width=96, steps=2, seed=7).latents
+    c = generate(model, cond, num_frames=17, height=64, width=96, steps=2, seed=8).latents
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert torch.equal(state, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("loops,frames,cfl,total", [(1, 34, 5, 34), (3, 34, 5, 68), (2, 51, 5, 85), (2, 51, 10, 68)])
+def test_loop_lengths_and_overlap(golden, loops, frames, cfl, total):
+    model, cond = golden
+    codec = PoolCodec()
+    result = generate(model, cond, codec=codec, num_frames=frames, height=64, width=96, steps=2, seed=0, loops=loops,
+                      condition_frames=cfl, references=[Reference(image_latent(0.3))])
+    assert result.num_frames == total and result.video.shape[2] == total
+    latents = OPENSORA_VAE_LAYOUT.latent_frames(frames)
+    assert result.latents.shape[2] == latents + (loops - 1) * (latents - cfl)
+    for previous, current in zip(result.loop_latents, result.loop_latents[1:]):
+        # each loop starts from the re-encoded tail of the previous one, kept exactly
+        expected = codec.encode(codec.decode(previous, frames)[:, :, frames - 17 * cfl // 5:])
+        assert torch.allclose(current[:, :, :cfl], expected[:, :, -cfl:])
+    # joining latents equals joining decoded clips with the overlap dropped (chunks decode independently)
+    assert torch.allclose(codec.decode(result.latents, total), result.video)
+
+
+def test_per_loop_conditions_are_used_in_turn():
+    model = RecordingModel(caption_channels=8)
+    conds = [TextCondition(torch.full((1, 1, 2, 8), float(k))) for k in range(2)]
+    generate(model, conds, codec=PoolCodec(), num_frames=34, height=64, width=64, steps=2, loops=3, cfg_scale=1.0)
+    used = [call["y"][0, 0, 0, 0].item() for call in model.calls]
+    assert used == [0, 0, 1, 1, 1, 1]
+
+
+def test_seamless_loop_holds_an_extra_frame_at_the_first_frame():
+    model = RecordingModel()
+    ref = image_latent(0.25, 2, 2)
+    result = generate(model, TextCondition(torch.ones(1, 1, 2, 8)), codec=PoolCodec(), num_frames=17, height=16, width=16,
+                      steps=3, references=[Reference(ref)], seamless=True)
+    for call in model.calls:
+        x, active = call["x"], call["x_mask"]
+        assert x.shape[2] == 6  # 5 latent frames + the loop-closing one
+        assert not active[:, 0].any() and not active[:, -1].any()
+        assert torch.equal(x[:, :, -1], ref[:, 0].expand_as(x[:, :, -1]))
+    assert result.latents.shape[2] == 5 and result.num_frames == 17 and result.video.shape[2] == 17
+
+
+def test_seamless_without_reference_ties_the_ends():
+    model = RecordingModel(velocity=1.0)
+    result = generate(model, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=16, height=16, width=16, steps=2,
+                      seamless=True, profile=_frame_profile())
+    last_input = model.calls[-1]["x"]
+    assert torch.equal(last_input[:, :, 0], last_input[:, :, -1])
+    assert result.latents.shape[2] == 16
+
+
+def _frame_profile():
+    from charmotion.dit_core.pipeline import SamplingProfile
+
+    return SamplingProfile("frames", FRAME_BY_FRAME, spatial_factor=8, use_timestep_transform=False, align=None,
+                           min_video_frames=2, loop_condition_frames=2)
+
+
+def test_generate_cancels_within_one_step():
+    model = RecordingModel()
+    calls = []
+    with pytest.raises(GenerationCancelled):
+        generate(model, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=17, height=16, width=16, steps=10,
+                 progress=lambda i, n, z: calls.append((i, n)), cancel=lambda: len(calls) == 4)
+    assert calls == [(i, 10) for i in range(1, 5)] and len(model.calls) == 4
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(num_frames=8), "cannot make a clip of 8 frames"),
+        (dict(steps=0), "steps must be at least 1"),
+        (dict(loops=2), "loops > 1 need the VAE"),
+        (dict(loops=0), "at least 1"),
+        (dict(cfg_scale=-1), "CFG scale"),
+        (dict(height=4), "too small"),
+        (dict(num_frames=1, seamless=True), "single image cannot loop"),
+        (dict(num_frames=20, seamless=True), "whole number of 17-frame chunks"),
+    ],
+)
+def test_input_errors(kwargs, message):
+    args = dict(num_frames=17, height=16, width=16, steps=2)
+    args.update(kwargs)
+    with pytest.raises(InvalidInputError, match=message):
+        generate(RecordingModel(), TextCondition(torch.ones(1, 1, 2, 8)), **args)
+
+
+def test_sizes_that_do_not_divide_are_rounded_down_with_a_note():
+    result = generate(RecordingModel(), TextCondition(torch.ones(1, 1, 2, 8)), num_frames=17, height=30, width=20, steps=1)
+    assert (result.height, result.width) == (24, 16)
+    assert result.notes and "rounded down" in result.notes[0]
