@@ -12,17 +12,27 @@ from PIL import Image, ImageSequence
 
 from charmotion.dit_core.export import read_metadata
 from charmotion.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from charmotion.nodes import reference as reference_nodes
 from comfy_executor import PromptError, core_nodes, execute, object_info, ui_to_api, validate_prompt, validate_workflow
 from node_fixtures import env, one_thread, tiny_weights  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 SHIPPED = {"builtin_sprite_animation.json", "opensora12_image_to_video.json", "opensora12_loop_extension.json"}
+SHIPPED_SAMPLES = ROOT / "assets" / "samples"
+
+
+def test_the_sample_sprites_are_shipped():
+    names = sorted(p.name for p in SHIPPED_SAMPLES.glob("*.png"))
+    assert "knight.png" in names
+    with Image.open(SHIPPED_SAMPLES / "knight.png") as im:
+        assert im.mode == "RGBA" and im.size == (64, 64)
 
 
 @pytest.fixture
-def info(env):
-    """object_info as a fresh ComfyUI with the Open-Sora files in place would report it."""
+def info(env, monkeypatch):
+    """object_info as a fresh ComfyUI with the Open-Sora files in place would report it (the pack's own samples)."""
+    monkeypatch.setattr(reference_nodes, "SAMPLES_DIR", SHIPPED_SAMPLES)
     for folder, name in (("diffusion_models", "OpenSora-STDiT-v3/model.safetensors"),
                          ("vae", "OpenSora-VAE-v1.2/model.safetensors")):
         path = env["models"] / folder / name
