@@ -74,18 +74,30 @@ def test_opensora_loader_and_errors(env, opensora_file):
         run("CharMotionModelLoader", model_name="t5.safetensors", dtype="auto", attention="auto")
 
 
-def test_opensora_vae_loader(env):
+def test_opensora_vae_loader_and_decode(env):
+    """Open-Sora VAE v1.2 (golden tiny weights, config.json beside the file) through the loader and decode nodes."""
     pytest.importorskip("charmotion.dit_core.vae")
+    import json
     import shutil
 
-    from golden_data import golden_dir
+    from golden_data import golden_cases, golden_dir, load_case_tensors
 
-    shutil.copyfile(golden_dir() / "vae_weights.safetensors", env["models"] / "vae" / "os_vae.safetensors")
-    vae, = run("CharMotionVAELoader", vae_name="os_vae.safetensors", dtype="fp32", tile_size=0)
-    assert vae.family == "opensora12" and vae.latent_channels == 4 and vae.spatial_factor == 8
+    case = next(p.values[0] for p in golden_cases("vae_pipeline") if p.values[0]["num_frames"] == 17)
+    folder = env["models"] / "vae" / "OpenSora-VAE-v1.2"
+    folder.mkdir()
+    shutil.copyfile(golden_dir() / case["weights"], folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(
+        {k: case[k] for k in ("spatial_config", "temporal_config", "micro_frame_size", "shift", "scale")}))
+    vae, = run("CharMotionVAELoader", vae_name="OpenSora-VAE-v1.2/model.safetensors", dtype="fp32", tile_size=0)
+    tensors = load_case_tensors(case)
+    assert vae.family == "opensora12" and vae.latent_channels == 4
+    assert vae.spatial_factor == tensors["x"].shape[-1] // tensors["z"].shape[-1]
     assert (vae.layout.frames_per_chunk, vae.layout.temporal_factor) == (17, 4)
-    z = vae.encode(torch.zeros(1, 3, 1, 16, 16))
-    assert z.shape == (1, 4, 1, 2, 2)
+    torch.testing.assert_close(vae.encode(tensors["x"]), tensors["z"], atol=case["tolerance"], rtol=0)
+    frames, fps, _ = run("CharMotionVAEDecode", vae=vae, samples={"samples": tensors["z"]})
+    expected = ((tensors["decoded"].clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 3, 0)
+    assert frames.shape == expected.shape and fps == 24.0
+    torch.testing.assert_close(frames, expected, atol=case["tolerance"], rtol=0)
 
 
 # ----------------------------------------------------------------------------- text
@@ -268,6 +280,29 @@ def test_negative_prompt_changes_the_clip(env):
     plain, = run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
     with_neg, = run("CharMotionSampler", model=model, positive=cond, negative=neg, **SAMPLER)
     assert not torch.allclose(plain["samples"], with_neg["samples"])
+
+
+def test_opensora_image_to_video_through_the_nodes(env, opensora_file):
+    """Open-Sora path: T5 conditioning, a reference at the first and last frame (snapped to chunk starts), CFG."""
+    model, = run("CharMotionModelLoader", model_name=opensora_file, dtype="fp32", attention="auto")
+    vae = pool_vae()
+    motion, = run("CharMotionMotionControl", use_motion=True, motion_strength=5.0, use_aesthetic=True,
+                  aesthetic=6.5, camera_motion="none")
+    cond, = run("CharMotionTextEncode", model=model, text="a knight swings his sword", clip=FakeT5Clip(dim=32),
+                motion=motion)
+    image = torch.rand(1, 40, 60, 3)
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="custom", width=64, height=48,
+                  fit="crop", pixel_art=False, background="auto", frames="0, -1", strength=1.0)
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs,
+                  seed=1024, steps=2, cfg=7.0, frames=34, width=0, height=0, fps=24.0)
+    samples = latent["samples"]
+    assert samples.shape == (1, 4, 10, 6, 8)  # 34 frames -> 10 latent frames, 48x64 -> 6x8
+    torch.testing.assert_close(samples[0, :, 0], refs.references[0].latents[:, 0])
+    torch.testing.assert_close(samples[0, :, 5], refs.references[1].latents[:, 0])  # -1 snaps to the last chunk
+    assert latent[LATENT_KEY]["family"] == "opensora12" and latent[LATENT_KEY]["fps"] == 24.0
+    frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape == (34, 48, 64, 3) and fps == 24.0
+    assert info.key_color is None and not info.had_alpha  # a noise image has no flat background to key out
 
 
 @pytest.mark.parametrize("family", ["builtin", "opensora12"])
