@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import default_condition_frames, generate
 from . import host
-from .handles import (
-    LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, VAE_TYPE, LoopControl, ModelHandle, ReferenceSet, VAEHandle,
-)
+from .handles import LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, VAE_TYPE, LoopControl, ModelHandle, ReferenceSet
 from .text import LOOP_KEY, PROMPT_KEY, conditioning_segments, conditions_for_loops
 
+log = logging.getLogger("CharMotion")
 CATEGORY = "CharMotion/sampling"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
@@ -157,4 +158,6 @@ class CharMotionSampler:
             "prompts": prompts,
             "notes": list(result.notes) + ([] if references is None else list(references.notes)),
         }
+        for note in info["notes"]:
+            log.info("CharMotion sampler: %s", note)
         return ({"samples": result.latents.float().to(host.intermediate_device()), LATENT_KEY: info},)

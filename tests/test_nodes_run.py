@@ -11,7 +11,6 @@ from charmotion.dit_core.checkpoint import CheckpointError
 from charmotion.dit_core.errors import InvalidInputError
 from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
 from charmotion.dit_core.pipeline import generate, infer_num_frames
-from charmotion.dit_core.tiny import bundle as tiny_bundle
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
 from charmotion.nodes.handles import LATENT_KEY, ClipInfo, LoopControl, MotionControl
