@@ -10,6 +10,7 @@ given.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
@@ -263,7 +264,7 @@ def generate(
         if seamless and last:
             z = z[:, :, : layout.latent_frames(num_frames)]
         loop_latents.append(z)
-        if codec is not None and (decode or loops > 1):
+        if codec is not None and (decode or not last):  # later loops re-encode this clip's end
             video = codec.decode(z.to(getattr(codec, "dtype", z.dtype)), num_frames).float()
             previous_video = video
             videos.append(video if loop == 0 else video[:, :, layout.chunk_frames(cfl):])
@@ -298,3 +299,88 @@ def _encode_tail(codec, video: torch.Tensor, cfl: int, layout: TemporalLayout) -
 
 def _encode_first_frame(codec, video: torch.Tensor) -> torch.Tensor:
     return codec.encode(video[:, :, :1].to(getattr(codec, "dtype", video.dtype))).float()
+
+
+def clip_frames(layout: TemporalLayout, num_frames: int, loops: int = 1, condition_frames: int = 0) -> int:
+    """Frames of a clip of ``loops`` chained ``num_frames``-frame loops joined as :func:`generate` joins them."""
+    if loops <= 1:
+        return int(num_frames)
+    return int(num_frames) + (loops - 1) * (int(num_frames) - layout.chunk_frames(condition_frames))
+
+
+def infer_num_frames(layout: TemporalLayout, latent_frames: int) -> int:
+    """The longest pixel clip that ``latent_frames`` latent frames decode to (for latents without a frame count).
+
+    One latent frame is taken for an image (one frame).
+    """
+    if int(latent_frames) == 1:
+        return 1
+    whole, rest = divmod(int(latent_frames), layout.latents_per_chunk)
+    return whole * layout.frames_per_chunk + rest * layout.temporal_factor
+
+
+def decode_latents(
+    codec,
+    latents: torch.Tensor,
+    num_frames: int,
+    *,
+    loops: int = 1,
+    condition_frames: int = 0,
+    layout: TemporalLayout | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Decode the joined latents of :attr:`GenerationResult.latents` -> ``[n, 3, F, H, W]`` float32 on the CPU.
+
+    ``num_frames`` is the length of one loop. Loop 0 decodes as a whole; every
+    later loop's latents (its condition frames already dropped when joining)
+    decode to its frames after the condition chunks: whole chunks decode
+    independently, so this gives exactly the frames :func:`generate` keeps.
+    ``callback(frames_done, total_frames)`` runs after each chunk the codec
+    decodes (raising from it stops decoding).
+    """
+    layout = layout or getattr(codec, "layout", None) or OPENSORA_VAE_LAYOUT
+    segments = [(layout.latent_frames(num_frames), int(num_frames))]
+    if loops > 1:
+        kept = int(num_frames) - layout.chunk_frames(condition_frames)
+        segments += [(layout.latent_frames(num_frames) - int(condition_frames), kept)] * (loops - 1)
+    expected = sum(n for n, _ in segments)
+    if latents.shape[2] != expected:
+        raise InvalidInputError(
+            f"the latents have {latents.shape[2]} latent frames, but {loops} loop(s) of {num_frames} frames need "
+            f"{expected}: decode the LATENT made by the sampler without changing it"
+        )
+    total_frames = sum(f for _, f in segments)
+    takes_callback = "callback" in inspect.signature(codec.decode).parameters
+    videos, start, done = [], 0, 0
+    dtype = getattr(codec, "dtype", latents.dtype)
+    for count, frames in segments:
+        z = latents[:, :, start : start + count]
+        start += count
+
+        def chunk(n, of, base=done, frames=frames):
+            if callback is not None:
+                callback(base + int(round(frames * n / max(of, 1))), total_frames)
+
+        if takes_callback:
+            video = codec.decode(z.to(dtype), frames, callback=chunk)
+        else:
+            video = codec.decode(z.to(dtype), frames)
+            chunk(1, 1)
+        videos.append(video.float().cpu())
+        done += frames
+    return torch.cat(videos, dim=2)
+
+
+def default_condition_frames(profile: SamplingProfile, num_frames: int) -> int:
+    """Latent frames each later loop takes from the previous one when the user does not say.
+
+    With a chunked VAE this is Open-Sora's demo rule, a third of the clip's
+    latents in whole chunks (51 frames -> 5, 102 -> 10, 204 -> 20), at least
+    one chunk; otherwise the profile's ``loop_condition_frames``.
+    """
+    layout = profile.layout
+    per_chunk = layout.latents_per_chunk
+    if per_chunk > 1:
+        third = int(num_frames / layout.frames_per_chunk * per_chunk / 3)
+        return max(per_chunk, third // per_chunk * per_chunk)
+    return int(profile.loop_condition_frames)

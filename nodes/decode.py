@@ -1,0 +1,96 @@
+"""VAE decode: a video LATENT -> IMAGE frames (and core VIDEO on hosts that have it)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.pipeline import decode_latents, infer_num_frames
+from . import host
+from .handles import BUILTIN, CLIP_INFO_TYPE, LATENT_KEY, VAE_TYPE, ClipInfo, VAEHandle
+
+CATEGORY = "CharMotion/latent"
+DEFAULT_FPS = {BUILTIN: 8.0}
+
+
+def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInfo]:
+    """LATENT -> (IMAGE ``[frames, H, W, 3]`` 0..1 on the intermediate device, ClipInfo)."""
+    if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
+        raise InvalidInputError("samples must be a LATENT: connect CharMotion Sampler's output")
+    latents = samples["samples"]
+    if latents.dim() != 5:
+        raise InvalidInputError(
+            f"CharMotion decodes video latents [batch, channels, frames, h, w]; got {list(latents.shape)}"
+        )
+    if latents.shape[1] != vae.latent_channels:
+        raise InvalidInputError(
+            f"the latents have {latents.shape[1]} channels but the VAE {vae.name!r} decodes {vae.latent_channels}: "
+            "use the VAE that belongs to the model that made them"
+        )
+    info = dict(samples.get(LATENT_KEY) or {})
+    num_frames = int(info.get("num_frames") or infer_num_frames(vae.layout, latents.shape[2]))
+    loops = int(info.get("loops", 1))
+    total = int(info.get("total_frames", num_frames))
+    bar = host.Progress(total, "CharMotion decode")
+
+    def callback(done, _total):
+        bar.update(done)
+        host.throw_if_interrupted()
+
+    vae.load()
+    try:
+        video = decode_latents(vae.codec, latents, num_frames, loops=loops,
+                               condition_frames=int(info.get("condition_frames", 0)), layout=vae.layout,
+                               callback=callback)
+    finally:
+        bar.close()
+    frames = ((video.clamp(-1.0, 1.0) + 1.0) * 0.5).permute(0, 2, 3, 4, 1).reshape(-1, *video.shape[3:], 3)
+    key = info.get("key_color")
+    clip = ClipInfo(
+        fps=float(info.get("fps") or DEFAULT_FPS.get(vae.family, 24.0)),
+        key_color=None if key is None else tuple(int(v) for v in key),
+        had_alpha=bool(info.get("had_alpha", False)),
+        metadata={k: info[k] for k in ("model", "seed", "steps", "cfg", "prompts", "loops", "seamless") if k in info},
+    )
+    return frames.contiguous().to(host.intermediate_device()), clip
+
+
+class CharMotionVAEDecode:
+    """Decodes a CharMotion video LATENT into IMAGE frames (chunk by chunk, as the VAE codes them)."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "decode"
+    RETURN_TYPES = ("IMAGE", "FLOAT", CLIP_INFO_TYPE)
+    RETURN_NAMES = ("frames", "fps", "clip_info")
+    DESCRIPTION = (
+        "LATENT -> IMAGE frames (a batch, one image per frame), the clip's fps, and clip_info (fps, the "
+        "reference's key colour for transparent export) for CharMotion Export."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae": (VAE_TYPE,), "samples": ("LATENT",)}}
+
+    def decode(self, vae, samples):
+        frames, clip = decode_samples(vae, samples)
+        return (frames, clip.fps, clip)
+
+
+class CharMotionDecodeVideo:
+    """Decodes a CharMotion video LATENT into a core VIDEO (ComfyUI 0.3.30+), e.g. for core SaveVideo."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "decode"
+    RETURN_TYPES = ("VIDEO",)
+    RETURN_NAMES = ("video",)
+    DESCRIPTION = "LATENT -> core VIDEO at the clip's fps (needs ComfyUI 0.3.30 or newer)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"vae": (VAE_TYPE,), "samples": ("LATENT",)}}
+
+    def decode(self, vae, samples):
+        if not host.video_available():
+            host.make_video(None, 1.0)  # raises the error that says what to do
+        frames, clip = decode_samples(vae, samples)
+        return (host.make_video(frames.cpu(), clip.fps),)

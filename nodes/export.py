@@ -1,0 +1,141 @@
+"""Export node: IMAGE frames -> MP4 / WebM / GIF / WebP / APNG / PNG sequence / sprite sheet in ComfyUI's output folder."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..dit_core import images
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.export import FORMATS, export_frames
+from . import host
+from .handles import CLIP_INFO_TYPE, ClipInfo
+
+log = logging.getLogger("CharMotion")
+CATEGORY = "CharMotion/output"
+TRANSPARENCY = ("auto", "on", "off")
+
+
+def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: ClipInfo | None, mask, frames):
+    """-> (alpha or None, key colour or None) for :func:`export_frames`.
+
+    ``auto`` keys out the reference's key colour when the reference was
+    transparent (or uses a connected mask); ``on`` always makes a transparent
+    clip (key colour: the widget, else the reference's, else the frames'
+    dominant edge colour); ``off`` never. Formats without alpha get the key
+    colour as their background either way.
+    """
+    explicit = None if str(key_color).strip().lower() in ("", "auto") else images.parse_color(key_color)
+    info_key = None if clip_info is None else clip_info.key_color
+    if transparency == "off" or not FORMATS[fmt].alpha:
+        return False, None
+    wanted = transparency == "on" or (clip_info is not None and clip_info.had_alpha) or mask is not None
+    if not wanted:
+        return False, None
+    alpha = None
+    if mask is not None:
+        m = mask.detach().float().cpu()
+        if m.dim() == 2:
+            m = m[None]
+        if m.shape[-2:] != frames.shape[1:3]:
+            raise InvalidInputError(
+                f"the mask is {m.shape[-1]}x{m.shape[-2]} but the frames are {frames.shape[2]}x{frames.shape[1]}"
+            )
+        alpha = (1.0 - m).clamp(0, 1)
+        return alpha, explicit
+    key = explicit or info_key
+    if key is None:
+        first = images.to_uint8(frames[0])
+        key = images.dominant_edge_color(first[..., :3])
+        if key is None:
+            raise InvalidInputError(
+                "transparency is on but there is no key colour: the clip has no flat background colour at its edges. "
+                "Set key_color (e.g. #ff00ff) or transparency off"
+            )
+    return None, key
+
+
+class CharMotionExport:
+    """Writes the clip to ComfyUI's output folder and shows it in the node."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "export"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ()
+    DESCRIPTION = (
+        "MP4 (H.264), WebM (VP9), GIF, animated WebP, APNG, a PNG sequence or a sprite sheet (grid PNG + JSON atlas "
+        "with frame rects and fps). Transparent output keys out the reference's background colour (GIF/WebP/APNG/"
+        "PNG/sprite sheet/WebM). Files are never overwritten; the workflow is embedded where the format allows."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "Frames, e.g. from CharMotion VAE Decode."}),
+                "filename_prefix": ("STRING", {"default": "CharMotion/clip", "tooltip":
+                                    "Name in the output folder; may contain sub-folders."}),
+                "format": (list(FORMATS), {"default": "webp"}),
+                "fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "step": 1.0, "tooltip":
+                        "0 = the clip's own fps (from clip_info, else 8)."}),
+                "loop_count": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip":
+                               "0 = loop forever; N = play N times (GIF/WebP/APNG/sprite sheet)."}),
+                "pingpong": ("BOOLEAN", {"default": False, "tooltip": "Play forward, then backward."}),
+                "quality": ("INT", {"default": -1, "min": -1, "max": 100, "tooltip":
+                            "0-100, higher is better; -1 = the format's default (MP4 CRF 19, WebM CRF 30, WebP 90, "
+                            "GIF 256 colours)."}),
+                "lossless": ("BOOLEAN", {"default": False, "tooltip": "Lossless WebP / WebM / MP4."}),
+                "transparency": (list(TRANSPARENCY), {"default": "auto", "tooltip":
+                                 "auto: transparent when the reference was; on: key out the key colour; off: opaque."}),
+                "key_color": ("STRING", {"default": "auto", "tooltip":
+                              "Colour to make transparent: auto (the reference's background) or #rrggbb / name."}),
+                "tolerance": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                              "How far from the key colour a pixel may be and still become transparent."}),
+                "despill": ("BOOLEAN", {"default": True, "tooltip": "Remove the key colour's tint from the edges."}),
+            },
+            "optional": {
+                "clip_info": (CLIP_INFO_TYPE, {"tooltip": "From CharMotion VAE Decode: fps and key colour."}),
+                "mask": ("MASK", {"tooltip": "Transparency (1 = transparent), instead of keying."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def export(self, images, filename_prefix, format, fps, loop_count, pingpong, quality, lossless, transparency,
+               key_color, tolerance, despill, clip_info=None, mask=None, prompt=None, extra_pnginfo=None):
+        if format not in FORMATS:
+            raise InvalidInputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            raise InvalidInputError("images must be a ComfyUI IMAGE batch [frames, H, W, C]")
+        rate = float(fps) or (clip_info.fps if clip_info is not None else 8.0)
+        alpha, key = transparency_plan(format, transparency, key_color, clip_info, mask, images)
+        metadata = {}
+        if host.metadata_enabled():
+            if prompt is not None:
+                metadata["prompt"] = prompt
+            for name, value in (extra_pnginfo or {}).items():
+                metadata[name] = value
+            if clip_info is not None and clip_info.metadata:
+                metadata["charmotion"] = clip_info.metadata
+        height, width = int(images.shape[1]), int(images.shape[2])
+        folder, name, subfolder = host.save_location(filename_prefix, width, height)
+        result = export_frames(
+            images, folder, fmt=format, prefix=name, fps=rate, loop=int(loop_count), pingpong=bool(pingpong),
+            quality=None if int(quality) < 0 else int(quality), lossless=bool(lossless), alpha=alpha,
+            key_color=key, key_tolerance=float(tolerance), despill=bool(despill), metadata=metadata or None,
+        )
+        for note in result.notes:
+            log.info("CharMotion export: %s", note)
+        return {"ui": ui_entries(result, folder, subfolder)}
+
+
+def ui_entries(result, folder, subfolder: str) -> dict:
+    """The ``ui`` dict ComfyUI shows under the node (as core SaveAnimatedWEBP / SaveVideo return it)."""
+    spec = FORMATS[result.format]
+    if result.format == "png_sequence":
+        seq = result.path.name
+        sub = f"{subfolder}/{seq}" if subfolder else seq
+        frames = [p for p in result.files[1:] if p.suffix == ".png"]
+        return {"images": [{"filename": frames[0].name, "subfolder": sub, "type": "output"}], "animated": [False]}
+    entry = {"filename": result.path.name, "subfolder": subfolder, "type": "output"}
+    return {"images": [entry], "animated": [bool(spec.animated)]}

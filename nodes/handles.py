@@ -1,0 +1,173 @@
+"""The objects that travel on the pack's own socket types.
+
+=========================  ==================  ==========================================
+socket type                class               made by
+=========================  ==================  ==========================================
+``CHARMOTION_MODEL``       :class:`ModelHandle`      CharMotion Model Loader
+``CHARMOTION_VAE``         :class:`VAEHandle`        CharMotion VAE Loader
+``CHARMOTION_REFS``        :class:`ReferenceSet`     CharMotion Reference Encode
+``CHARMOTION_MOTION``      :class:`MotionControl`    CharMotion Motion Control
+``CHARMOTION_LOOP``        :class:`LoopControl`      CharMotion Loop Control
+``CHARMOTION_CLIP_INFO``   :class:`ClipInfo`         CharMotion VAE Decode
+=========================  ==================  ==========================================
+
+ComfyUI caches node outputs and may hand one object to several nodes, so
+nothing here is changed after it is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..dit_core.conditioning import TemporalLayout
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.pipeline import Reference, SamplingProfile
+from . import host
+
+MODEL_TYPE = "CHARMOTION_MODEL"
+VAE_TYPE = "CHARMOTION_VAE"
+REFS_TYPE = "CHARMOTION_REFS"
+MOTION_TYPE = "CHARMOTION_MOTION"
+LOOP_TYPE = "CHARMOTION_LOOP"
+CLIP_INFO_TYPE = "CHARMOTION_CLIP_INFO"
+
+LATENT_KEY = "charmotion"  # pack metadata inside a LATENT dict
+
+BUILTIN = "builtin"
+OPENSORA12 = "opensora12"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelHandle:
+    """A loaded denoiser and what the other nodes need to know about it."""
+
+    name: str
+    family: str  # BUILTIN for CharMotion tiny bundles, OPENSORA12 for STDiT3 files
+    model: torch.nn.Module
+    profile: SamplingProfile
+    managed: host.ManagedModule
+    attention: str
+    default_size: tuple[int, int]  # (height, width) when neither the sampler nor a reference sets one
+    motion_range: tuple[float, float]
+    text_encoder: Any = None  # the built-in model's own text encoder (a TinyBundle), else None
+    preview_codec: Any = None  # a codec cheap enough to decode a preview every step, else None
+
+    @property
+    def caption_length(self) -> int:
+        return int(self.model.y_embedder.y_embedding.shape[0])
+
+    @property
+    def caption_channels(self) -> int:
+        return int(self.model.y_embedder.y_embedding.shape[1])
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.model.config.in_channels)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def __repr__(self) -> str:
+        return f"<CharMotion model {self.name!r} ({self.family}, {self.dtype}, attention {self.attention})>"
+
+
+@dataclass(frozen=True, eq=False)
+class VAEHandle:
+    """A video VAE (Open-Sora VAE v1.2) or the built-in model's codec."""
+
+    name: str
+    family: str
+    codec: Any  # encode(x [n,3,F,H,W] in [-1,1]) / decode(z, num_frames, callback=) / latent_frames / ...
+    layout: TemporalLayout
+    managed: host.ManagedModule | None = None  # None for codecs without weights
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.codec.latent_channels)
+
+    @property
+    def spatial_factor(self) -> int:
+        return int(self.codec.spatial_factor)
+
+    def load(self) -> None:
+        if self.managed is not None:
+            self.managed.load()
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels ``[n, 3, F, H, W]`` in [-1, 1] -> latents (float32, on the CPU); posterior means."""
+        self.load()
+        codec = self.codec
+        z = codec.encode(x.to(device=getattr(codec, "device", x.device), dtype=getattr(codec, "dtype", x.dtype)))
+        return z.float().cpu()
+
+    def check_model(self, model: ModelHandle) -> None:
+        """Raise a clear error when this VAE does not fit ``model``."""
+        profile = model.profile
+        same = (
+            self.latent_channels == model.latent_channels
+            and self.spatial_factor == profile.spatial_factor
+            and self.layout == profile.layout
+        )
+        if not same:
+            raise InvalidInputError(
+                f"the VAE {self.name!r} ({self.latent_channels} latent channels, {self.spatial_factor}x space) does "
+                f"not fit the model {model.name!r} ({model.latent_channels} latent channels, "
+                f"{profile.spatial_factor}x space): use the built-in codec with the built-in model and the "
+                "Open-Sora VAE v1.2 with Open-Sora 1.2"
+            )
+
+    def __repr__(self) -> str:
+        return f"<CharMotion VAE {self.name!r} ({self.family})>"
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceSet:
+    """Encoded reference images, where they go in the clip, and the key colour for transparent export."""
+
+    references: tuple[Reference, ...]
+    height: int
+    width: int
+    latent_channels: int
+    spatial_factor: int
+    key_color: tuple[int, int, int] | None = None
+    had_alpha: bool = False
+    notes: tuple[str, ...] = ()
+
+    def check_model(self, model: ModelHandle) -> None:
+        if self.latent_channels != model.latent_channels or self.spatial_factor != model.profile.spatial_factor:
+            raise InvalidInputError(
+                f"the references were encoded with a VAE of {self.latent_channels} latent channels, but the model "
+                f"{model.name!r} takes {model.latent_channels}: encode them with the VAE that belongs to the model"
+            )
+
+
+@dataclass(frozen=True)
+class MotionControl:
+    """Open-Sora's score phrases: ``None`` leaves a phrase out of the prompt."""
+
+    motion: float | None = None
+    aesthetic: float | None = None
+    camera: str | None = None
+
+
+@dataclass(frozen=True)
+class LoopControl:
+    loops: int = 1
+    condition_frames: int | None = None  # latent frames; None: the model's default for the clip length
+    seamless: bool = False
+    condition_edit: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What the export node needs to know about decoded frames."""
+
+    fps: float
+    key_color: tuple[int, int, int] | None = None
+    had_alpha: bool = False
+    metadata: dict = field(default_factory=dict)

@@ -1,0 +1,181 @@
+"""Reference images: the sample sprites, and the encoder that turns images into the model's reference latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..dit_core import images
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.pipeline import Reference
+from . import host
+from .handles import BUILTIN, REFS_TYPE, VAE_TYPE, ReferenceSet, VAEHandle
+
+CATEGORY = "CharMotion/conditioning"
+SAMPLES_DIR = host.PACK_DIR / "assets" / "samples"
+RESOLUTION_CHOICES = ("auto",) + images.RESOLUTIONS + ("custom",)
+BUILTIN_PIXELS = 64 * 64
+
+
+def sample_names() -> list[str]:
+    if not SAMPLES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SAMPLES_DIR.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+
+
+class CharMotionSampleSprite:
+    """One of the pack's sample characters (RGBA PNG), as IMAGE + MASK like core LoadImage gives."""
+
+    CATEGORY = "CharMotion/image"
+    FUNCTION = "load"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "mask")
+    DESCRIPTION = "A sample game character shipped with the pack, to try the built-in model with no files of your own."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"sample": (sample_names(), {"tooltip": "Sample sprites in the pack's assets/samples."})}}
+
+    def load(self, sample):
+        from PIL import Image
+
+        path = SAMPLES_DIR / Path(str(sample)).name
+        if not path.is_file():
+            raise InvalidInputError(f"sample sprite {sample!r} is not in {SAMPLES_DIR}; choose one of {sample_names()}")
+        with Image.open(path) as im:
+            rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        device = host.intermediate_device()
+        image = torch.from_numpy(rgba[..., :3].copy())[None].to(device)
+        mask = (1.0 - torch.from_numpy(rgba[..., 3].copy()))[None].to(device)
+        return (image, mask)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, sample):
+        if sample not in sample_names():
+            return f"sample sprite {sample!r} not found; choose one of {', '.join(sample_names()) or '(none installed)'}"
+        return True
+
+
+def _masks(mask, count: int) -> list:
+    """A ComfyUI MASK (``1 - alpha``; [H, W], [1, H, W] or [B, H, W]) -> per-image opacity or None."""
+    if mask is None:
+        return [None] * count
+    m = mask.detach().float().cpu()
+    if m.dim() == 2:
+        m = m[None]
+    if m.dim() != 3 or m.shape[0] not in (1, count):
+        raise InvalidInputError(f"the mask has shape {list(mask.shape)}; give one mask, or one per reference image")
+    out = []
+    for i in range(count):
+        mi = m[min(i, m.shape[0] - 1)]
+        out.append(None if float(mi.max()) == 0.0 else (1.0 - mi).clamp(0.0, 1.0).numpy())  # all 0: opaque
+    return out
+
+
+def reference_size(vae: VAEHandle, resolution: str, width: int, height: int, aspect_hw: float) -> tuple[int, int]:
+    """``(height, width)`` for the references: a bucket of the model at the image's aspect, or custom."""
+    if resolution == "custom":
+        if width < 8 or height < 8:
+            raise InvalidInputError(f"custom size {width}x{height} is too small; use at least 8x8 pixels")
+        return int(height), int(width)
+    if resolution == "auto":
+        if vae.family == BUILTIN:
+            return images.budget_size(BUILTIN_PIXELS, aspect_hw, 2 * vae.spatial_factor)
+        resolution = "240p"
+    return images.bucket_size(resolution, aspect_hw)
+
+
+class CharMotionReferenceEncode:
+    """Reference image(s) -> the model's latent references at chosen frames."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = (REFS_TYPE, "IMAGE")
+    RETURN_NAMES = ("references", "prepared")
+    DESCRIPTION = (
+        "Prepares reference images as the model expects (transparent sprites composited on a key colour that "
+        "is remembered for transparent export, greyscale to RGB, resized to the model's size buckets) and "
+        "encodes them with the VAE. 'frames' says where each image goes: 0 = first frame, -1 = last, "
+        "'0, -1' = one image each (or one image at both). Open-Sora places references at 17-frame chunk starts."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": (VAE_TYPE,),
+                "image": ("IMAGE", {"tooltip": "One image, or a batch: one per entry of 'frames'."}),
+                "resolution": (list(RESOLUTION_CHOICES), {"default": "auto", "tooltip":
+                               "auto: the model's own size (built-in: 64x64 pixels' worth, Open-Sora: 240p) at "
+                               "the bucket nearest the image's aspect ratio; custom: width x height."}),
+                "width": ("INT", {"default": 426, "min": 8, "max": 4096, "step": 1, "tooltip": "Used with custom."}),
+                "height": ("INT", {"default": 240, "min": 8, "max": 4096, "step": 1, "tooltip": "Used with custom."}),
+                "fit": (list(images.FITS), {"default": "crop", "tooltip":
+                        "crop: fill and centre-crop (Open-Sora's way); pad: fit inside, pad with the key colour; "
+                        "stretch: ignore the aspect ratio."}),
+                "pixel_art": ("BOOLEAN", {"default": False, "tooltip":
+                              "Enlarge by whole factors with nearest neighbour first (crisp pixels)."}),
+                "background": ("STRING", {"default": "auto", "tooltip":
+                               "Key colour behind transparent pixels and for padding: auto (a colour the sprite "
+                               "does not use; for opaque images their edge colour), a name, #rrggbb or r,g,b."}),
+                "frames": ("STRING", {"default": "0", "tooltip":
+                           "Frame of each image: 0 first, -1 last, e.g. '0, -1'."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                             "1 keeps the frame exactly; lower values let the model change it."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Transparency from core LoadImage (1 = transparent)."}),
+                "references": (REFS_TYPE, {"tooltip": "Earlier references to add these to (same size)."}),
+            },
+        }
+
+    def encode(self, vae, image, resolution, width, height, fit, pixel_art, background, frames, strength,
+               mask=None, references=None):
+        if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
+            raise InvalidInputError("image must be a ComfyUI IMAGE [B, H, W, C]")
+        batch = image if image.dim() == 4 else image[None]
+        positions = images.parse_frame_positions(frames)
+        count = batch.shape[0]
+        if count == 1 and len(positions) > 1:
+            batch = batch.expand(len(positions), *batch.shape[1:])
+            masks = _masks(mask, 1) * len(positions)
+        elif len(positions) == count:
+            masks = _masks(mask, count)
+        else:
+            raise InvalidInputError(
+                f"{count} reference images but {len(positions)} frame position(s) ({frames!r}): give one position "
+                "per image, e.g. '0, 8, -1' for three"
+            )
+        if references is not None:
+            if references.latent_channels != vae.latent_channels:
+                raise InvalidInputError("the earlier references were encoded with another VAE")
+            h, w = references.height, references.width
+        else:
+            h, w = reference_size(vae, resolution, int(width), int(height), batch.shape[1] / batch.shape[2])
+        prepared = [
+            images.prepare_reference(batch[i].cpu(), height=h, width=w, alpha=masks[i], fit=fit,
+                                     pixel_art=bool(pixel_art), background=background)
+            for i in range(batch.shape[0])
+        ]
+        pixels = torch.stack([p.pixels for p in prepared])[:, :, None]  # [n, 3, 1, H, W]
+        latents = vae.encode(pixels)
+        new = tuple(Reference(latents=latents[i], frame=pos, strength=float(strength))
+                    for i, pos in enumerate(positions))
+        keyed = next((p for p in prepared if p.had_alpha), prepared[0])
+        notes = tuple(n for p in prepared for n in p.notes)
+        if references is not None:
+            result = ReferenceSet(
+                references=references.references + new, height=h, width=w, latent_channels=vae.latent_channels,
+                spatial_factor=vae.spatial_factor,
+                key_color=references.key_color if references.had_alpha or keyed.key_color is None else keyed.key_color,
+                had_alpha=references.had_alpha or keyed.had_alpha, notes=references.notes + notes,
+            )
+        else:
+            result = ReferenceSet(
+                references=new, height=h, width=w, latent_channels=vae.latent_channels,
+                spatial_factor=vae.spatial_factor, key_color=keyed.key_color, had_alpha=keyed.had_alpha, notes=notes,
+            )
+        shown = torch.from_numpy(np.stack([p.rgb for p in prepared]).astype(np.float32) / 255.0)
+        return (result, shown.to(host.intermediate_device()))

@@ -1,0 +1,163 @@
+"""The DiT temporal denoiser node: conditioning, references and controls -> a video LATENT."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.pipeline import default_condition_frames, generate
+from . import host
+from .handles import LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, VAE_TYPE, LoopControl, ModelHandle, ReferenceSet
+from .text import LOOP_KEY, PROMPT_KEY, conditioning_segments, conditions_for_loops
+
+log = logging.getLogger("CharMotion")
+CATEGORY = "CharMotion/sampling"
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def clip_size(model: ModelHandle, references: ReferenceSet | None, width: int, height: int) -> tuple[int, int]:
+    """``(height, width)``: the widgets when set, else the references' size, else the model's default."""
+    if width and height:
+        if references is not None and (references.height, references.width) != (height, width):
+            raise InvalidInputError(
+                f"the references were prepared at {references.width}x{references.height} but the sampler is set to "
+                f"{width}x{height}: set width and height to 0 to use the references' size, or give the reference "
+                "encoder the same size (resolution: custom)"
+            )
+        return int(height), int(width)
+    if width or height:
+        raise InvalidInputError(f"set both width and height, or both to 0 for automatic (got {width}x{height})")
+    if references is not None:
+        return references.height, references.width
+    return model.default_size
+
+
+def _preview(codec, latents: torch.Tensor):
+    """A PIL image of the middle frame of the current latents (for codecs cheap enough to run every step)."""
+    from PIL import Image
+
+    mid = latents.shape[2] // 2
+    with torch.no_grad():
+        frame = codec.decode(latents[:1, :, mid : mid + 1].float().cpu(), 1)[0, :, 0]
+    array = ((frame.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+class CharMotionSampler:
+    """Samples a clip with the spatial-temporal DiT (rectified flow, classifier-free guidance)."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    DESCRIPTION = (
+        "Runs the denoiser: conditioning from CharMotion Text Encode (or core CLIPTextEncode), optional "
+        "references and loop control -> a video LATENT for CharMotion VAE Decode. Without a negative prompt the "
+        "model's own empty caption is used (as Open-Sora does). width/height 0 = the references' size (else the "
+        "model's default)."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE,),
+                "positive": ("CONDITIONING",),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
+                                 "tooltip": "Same seed, same settings, same device: the same clip."}),
+                "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Open-Sora: 30; built-in: 20."}),
+                "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
+                                  "tooltip": "Guidance scale. Open-Sora: 7; built-in: 4."}),
+                "frames": ("INT", {"default": 51, "min": 1, "max": 1024, "tooltip":
+                           "Frames per loop. Open-Sora: 1 (image) or 17 and more, best 51, 102, 204 (17 x k); "
+                           "built-in: 2-64 (trained on 16)."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 1, "tooltip": "0 = automatic."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 1, "tooltip": "0 = automatic."}),
+                "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":
+                        "Frame rate the model is told and the clip plays at. Open-Sora: 24; built-in: 8."}),
+            },
+            "optional": {
+                "negative": ("CONDITIONING", {"tooltip": "Not in Open-Sora: leave empty for its learned empty caption."}),
+                "vae": (VAE_TYPE, {"tooltip": "Needed for loops > 1 (each loop re-encodes the previous one's end)."}),
+                "references": (REFS_TYPE,),
+                "loop": (LOOP_TYPE,),
+            },
+        }
+
+    def sample(self, model, positive, seed, steps, cfg, frames, width, height, fps,
+               negative=None, vae=None, references=None, loop=None):
+        loop = loop or LoopControl()
+        if vae is not None:
+            vae.check_model(model)
+        if references is not None:
+            references.check_model(model)
+        if loop.loops > 1 and vae is None:
+            raise InvalidInputError("loops > 1 need the VAE: connect CharMotion VAE Loader to the sampler's 'vae'")
+        h, w = clip_size(model, references, int(width), int(height))
+        segments = conditioning_segments(positive, model, "positive")
+        conditions = conditions_for_loops(segments, loop.loops)
+        uncond = None
+        if negative is not None:
+            uncond = conditioning_segments(negative, model, "negative")[0][1]
+        condition_frames = loop.condition_frames or default_condition_frames(model.profile, int(frames))
+
+        total = int(steps) * loop.loops
+        bar = host.Progress(total, "CharMotion sampling")
+        preview_codec = model.preview_codec if bar.wants_previews else None
+
+        def progress(step, _total, latents):
+            preview = None
+            if preview_codec is not None:
+                try:
+                    preview = _preview(preview_codec, latents)
+                except Exception:  # noqa: BLE001 - a preview never stops sampling
+                    preview = None
+            bar.update(step, preview)
+
+        def cancel():
+            host.throw_if_interrupted()  # raises ComfyUI's interrupt; never without a host
+            return False
+
+        model.managed.load()
+        if vae is not None and loop.loops > 1:
+            vae.load()
+        try:
+            result = generate(
+                model.model, conditions, codec=None if vae is None else vae.codec, negative=uncond,
+                references=() if references is None else references.references,
+                num_frames=int(frames), height=h, width=w, fps=float(fps), seed=int(seed), steps=int(steps),
+                cfg_scale=float(cfg), loops=loop.loops, condition_frames=condition_frames,
+                loop_edit=loop.condition_edit, seamless=loop.seamless, profile=model.profile, decode=False,
+                progress=progress, cancel=cancel,
+            )
+        finally:
+            bar.close()
+        prompts: dict[str, str] = {}
+        for entry in positive:
+            extras = entry[1] or {}
+            if extras.get(PROMPT_KEY):
+                prompts.setdefault(str(extras.get(LOOP_KEY, 0)), extras[PROMPT_KEY])
+        info = {
+            "num_frames": int(frames),
+            "loops": loop.loops,
+            "condition_frames": condition_frames if loop.loops > 1 else 0,
+            "total_frames": result.num_frames,
+            "fps": result.fps,
+            "height": result.height,
+            "width": result.width,
+            "seed": result.seed,
+            "steps": int(steps),
+            "cfg": float(cfg),
+            "seamless": loop.seamless,
+            "model": model.name,
+            "family": model.family,
+            "key_color": None if references is None or references.key_color is None else list(references.key_color),
+            "had_alpha": bool(references is not None and references.had_alpha),
+            "prompts": prompts,
+            "notes": list(result.notes) + ([] if references is None else list(references.notes)),
+        }
+        for note in info["notes"]:
+            log.info("CharMotion sampler: %s", note)
+        return ({"samples": result.latents.float().to(host.intermediate_device()), LATENT_KEY: info},)

@@ -1,0 +1,156 @@
+"""The export node: every format written into the output folder and read back."""
+
+from __future__ import annotations
+
+import json
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageSequence
+
+from charmotion.dit_core.errors import InvalidInputError
+from charmotion.dit_core.export import FFmpegNotFoundError, read_metadata
+from charmotion.nodes import NODE_CLASS_MAPPINGS as N
+from charmotion.nodes.handles import ClipInfo
+from node_fixtures import env, one_thread, tiny_weights  # noqa: F401 (fixtures)
+
+KEY = (255, 0, 255)
+T, H, W = 6, 21, 33  # odd sizes on purpose
+
+
+def clip_frames() -> torch.Tensor:
+    """A blue block moving over a magenta key background, as IMAGE [T, H, W, 3] 0..1."""
+    frames = np.zeros((T, H, W, 3), np.float32)
+    frames[...] = np.array(KEY) / 255.0
+    for i in range(T):
+        frames[i, 5:15, 3 + 2 * i : 13 + 2 * i] = (0.1, 0.2, 0.8)
+    return torch.from_numpy(frames)
+
+
+def export(**kwargs):
+    args = dict(filename_prefix="CharMotion/test", format="webp", fps=0.0, loop_count=0, pingpong=False, quality=-1,
+                lossless=True, transparency="auto", key_color="auto", tolerance=0.1, despill=True)
+    args.update(kwargs)
+    return N["CharMotionExport"]().export(images=args.pop("images", clip_frames()), **args)
+
+
+def only_file(ui, output):
+    (entry,) = ui["images"]
+    return output / entry["subfolder"] / entry["filename"]
+
+
+def pil_read(path):
+    with Image.open(path) as im:
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(im):
+            frame.load()
+            durations.append(frame.info.get("duration"))
+            frames.append(np.asarray(frame.convert("RGBA")))
+        return np.stack(frames), durations, im.info
+
+
+def ffmpeg_read(path):
+    gen = imageio_ffmpeg.read_frames(str(path))
+    meta = gen.__next__()
+    frames = [np.frombuffer(b, np.uint8) for b in gen]
+    return len(frames), meta
+
+
+INFO = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, metadata={"seed": 5})
+
+
+@pytest.mark.parametrize("fmt", ["gif", "webp", "apng"])
+def test_animated_images_are_transparent_when_the_reference_was(env, fmt):
+    out = export(format=fmt, clip_info=INFO, loop_count=2, prompt={"1": {"class_type": "X"}},
+                 extra_pnginfo={"workflow": {"nodes": []}})
+    path = only_file(out["ui"], env["output"])
+    assert out["ui"]["animated"] == [True] and out["ui"]["images"][0]["type"] == "output"
+    assert path.name == f"test_00001_.{'apng' if fmt == 'apng' else fmt}" and path.parent.name == "CharMotion"
+    frames, durations, info = pil_read(path)
+    assert frames.shape == (T, H, W, 4)
+    assert frames[0, 0, 0, 3] == 0 and frames[0, 10, 5, 3] == 255  # key colour keyed out, the block kept
+    assert sum(durations) == pytest.approx(T * 1000 / 8.0, abs=10)
+    meta = read_metadata(path)
+    assert meta["workflow"] == {"nodes": []} and meta["prompt"] == {"1": {"class_type": "X"}}
+    assert meta["charmotion"] == {"seed": 5}
+
+
+def test_opaque_when_the_reference_was_opaque_or_transparency_off(env):
+    frames, _, _ = pil_read(only_file(export(format="webp", clip_info=ClipInfo(fps=8.0, key_color=KEY))["ui"],
+                                      env["output"]))
+    assert (frames[..., 3] == 255).all()
+    frames, _, _ = pil_read(only_file(export(format="gif", clip_info=INFO, transparency="off")["ui"], env["output"]))
+    assert (frames[..., 3] == 255).all()
+    # "on" without clip info keys out the frames' own edge colour
+    frames, _, _ = pil_read(only_file(export(format="apng", transparency="on")["ui"], env["output"]))
+    assert frames[0, 0, 0, 3] == 0
+    # a MASK gives the alpha directly (1 = transparent)
+    mask = torch.zeros(T, H, W)
+    mask[:, :, :4] = 1.0
+    frames, _, _ = pil_read(only_file(export(format="webp", mask=mask)["ui"], env["output"]))
+    assert (frames[:, :, :4, 3] == 0).all() and (frames[:, :, 4:, 3] == 255).all()
+
+
+def test_mp4_and_webm(env):
+    out = export(format="mp4", clip_info=INFO, fps=12.0)
+    path = only_file(out["ui"], env["output"])
+    count, meta = ffmpeg_read(path)
+    assert count == T and meta["size"] == (W + 1, H + 1) and meta["fps"] == pytest.approx(12.0)  # even size
+    out = export(format="webm", clip_info=INFO, pingpong=True)
+    path = only_file(out["ui"], env["output"])
+    count, meta = ffmpeg_read(path)
+    assert count == 2 * T - 2 and meta["fps"] == pytest.approx(8.0) and meta["size"] == (W + 1, H + 1)
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgba", bpp=4, input_params=["-c:v", "libvpx-vp9"])
+    gen.__next__()
+    first = np.frombuffer(next(gen), np.uint8).reshape(H + 1, W + 1, 4)
+    assert first[0, 0, 3] < 16 and first[10, 8, 3] > 240  # VP9 keeps the keyed-out alpha
+
+
+def test_png_sequence_and_sprite_sheet(env):
+    out = export(format="png_sequence", clip_info=INFO, filename_prefix="seq/walk")
+    (entry,) = out["ui"]["images"]
+    folder = env["output"] / "seq" / "walk_00001_"
+    assert entry == {"filename": "frame_00000.png", "subfolder": "seq/walk_00001_", "type": "output"}
+    assert out["ui"]["animated"] == [False]
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == [f"frame_{i:05d}.png" for i in range(T)]
+    with Image.open(files[0]) as im:
+        assert im.mode == "RGBA" and im.size == (W, H) and im.getpixel((0, 0))[3] == 0
+    out = export(format="sprite_sheet", clip_info=INFO, fps=0.0, pingpong=True, filename_prefix="sheet")
+    sheet = only_file(out["ui"], env["output"])
+    assert out["ui"]["animated"] == [False]
+    atlas = json.loads(sheet.with_suffix(".json").read_text())
+    assert atlas["meta"]["fps"] == 8.0 and atlas["meta"]["frame_count"] == T
+    assert atlas["meta"]["frameTags"][0]["direction"] == "pingpong"
+    rect = atlas["frames"]["frame_00001"]["frame"]
+    assert (rect["w"], rect["h"]) == (W, H)
+    with Image.open(sheet) as im:
+        assert im.mode == "RGBA" and im.size == (atlas["meta"]["size"]["w"], atlas["meta"]["size"]["h"])
+        assert im.getpixel((rect["x"], rect["y"]))[3] == 0
+
+
+def test_files_are_never_overwritten(env):
+    first = only_file(export(format="gif")["ui"], env["output"])
+    second = only_file(export(format="gif")["ui"], env["output"])
+    assert first != second and first.exists() and second.exists()
+    assert second.name == "test_00002_.gif"
+
+
+def test_export_errors(env, monkeypatch):
+    with pytest.raises(InvalidInputError, match="sub-folders"):
+        export(filename_prefix="../outside")
+    with pytest.raises(InvalidInputError, match="no key colour"):
+        noisy = torch.rand(T, H, W, 3)
+        export(images=noisy, format="webp", transparency="on")
+    with pytest.raises(InvalidInputError, match="IMAGE"):
+        export(images=torch.rand(H, W, 3))
+
+    def no_ffmpeg():
+        raise RuntimeError("No ffmpeg exe could be found.")
+
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_ffmpeg)
+    with pytest.raises(FFmpegNotFoundError, match="pip install imageio-ffmpeg"):
+        export(format="mp4")
+    assert list(env["output"].rglob("*.mp4")) == [] and list(env["output"].rglob("*.part")) == []

@@ -1,0 +1,140 @@
+"""The shipped workflows: they load with no missing nodes, convert to API prompts, and the built-in one runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageSequence
+
+from charmotion.dit_core.export import read_metadata
+from charmotion.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from charmotion.nodes import reference as reference_nodes
+from comfy_executor import PromptError, core_nodes, execute, object_info, ui_to_api, validate_prompt, validate_workflow
+from node_fixtures import env, one_thread, tiny_weights  # noqa: F401 (fixtures)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
+SHIPPED = {"builtin_sprite_animation.json", "opensora12_image_to_video.json", "opensora12_loop_extension.json"}
+SHIPPED_SAMPLES = ROOT / "assets" / "samples"
+
+
+def test_the_sample_sprites_are_shipped():
+    names = sorted(p.name for p in SHIPPED_SAMPLES.glob("*.png"))
+    assert "knight.png" in names
+    with Image.open(SHIPPED_SAMPLES / "knight.png") as im:
+        assert im.mode == "RGBA" and im.size == (64, 64)
+
+
+@pytest.fixture
+def info(env, monkeypatch):
+    """object_info as a fresh ComfyUI with the Open-Sora files in place would report it (the pack's own samples)."""
+    monkeypatch.setattr(reference_nodes, "SAMPLES_DIR", SHIPPED_SAMPLES)
+    for folder, name in (("diffusion_models", "OpenSora-STDiT-v3/model.safetensors"),
+                         ("vae", "OpenSora-VAE-v1.2/model.safetensors")):
+        path = env["models"] / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    return object_info(NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS,
+                       core_nodes(images=["example.png"], text_encoders=["t5xxl_fp16.safetensors"]))
+
+
+def load(name: str) -> dict:
+    return json.loads((ROOT / "workflows" / name).read_text())
+
+
+def test_the_shipped_workflows_are_there():
+    assert {p.name for p in WORKFLOWS} == SHIPPED
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_workflow_loads_without_missing_nodes(path, info):
+    workflow = json.loads(path.read_text())
+    assert validate_workflow(workflow, info) == []
+    used = {n["type"] for n in workflow["nodes"]}
+    assert used - {"Note"} <= set(info)
+    prompt = ui_to_api(workflow, info)
+    assert validate_prompt(prompt, NODE_CLASS_MAPPINGS, info) == {}
+    assert "CharMotionExport" in {n["class_type"] for n in prompt.values()}
+    assert all(n["class_type"] != "Note" for n in prompt.values())
+
+
+def test_opensora_workflows_use_core_t5_as_pixart(info):
+    for name in ("opensora12_image_to_video.json", "opensora12_loop_extension.json"):
+        prompt = ui_to_api(load(name), info)
+        clip = next(n for n in prompt.values() if n["class_type"] == "CLIPLoader")
+        assert clip["inputs"]["type"] == "pixart"
+        sampler = next(n for n in prompt.values() if n["class_type"] == "CharMotionSampler")
+        assert (sampler["inputs"]["steps"], sampler["inputs"]["cfg"], sampler["inputs"]["frames"],
+                sampler["inputs"]["fps"]) == (30, 7.0, 51, 24.0)
+        assert "control_after_generate" not in sampler["inputs"]  # editor-only widget, not sent
+    loop = next(n for n in ui_to_api(load("opensora12_loop_extension.json"), info).values()
+                if n["class_type"] == "CharMotionLoopControl")
+    assert loop["inputs"]["loops"] == 3
+
+
+def test_validator_catches_broken_workflows(info):
+    workflow = load("builtin_sprite_animation.json")
+    sampler = next(n for n in workflow["nodes"] if n["type"] == "CharMotionSampler")
+    broken = copy.deepcopy(workflow)
+    next(n for n in broken["nodes"] if n["id"] == sampler["id"])["widgets_values"].pop(1)  # control_after_generate
+    assert any("widget values" in p for p in validate_workflow(broken, info))
+    broken = copy.deepcopy(workflow)
+    next(n for n in broken["nodes"] if n["type"] == "CharMotionModelLoader")["type"] = "CharMotionMissing"
+    assert any("does not exist" in p for p in validate_workflow(broken, info))
+    broken = copy.deepcopy(workflow)
+    link = next(l for l in broken["links"] if l[5] == "CHARMOTION_VAE" and l[3] == sampler["id"])
+    link[1], link[5] = next(n["id"] for n in broken["nodes"] if n["type"] == "CharMotionModelLoader"), "CHARMOTION_MODEL"
+    assert any("do not match" in p for p in validate_workflow(broken, info))
+    prompt = ui_to_api(workflow, info)
+    prompt[str(sampler["id"])]["inputs"]["steps"] = 0
+    assert validate_prompt(prompt, NODE_CLASS_MAPPINGS, info)
+
+
+def test_builtin_workflow_runs_end_to_end(env, info):
+    """The built-in sprite workflow, converted as the editor does, runs with no model files and writes its clips.
+
+    Sampling steps are cut from 20 to 4 to keep the test fast; everything else runs as shipped.
+    """
+    workflow = load("builtin_sprite_animation.json")
+    prompt = ui_to_api(workflow, info)
+    sampler_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionSampler")
+    assert prompt[sampler_id]["inputs"]["steps"] == 20
+    prompt[sampler_id]["inputs"]["steps"] = 4
+    result = execute(prompt, NODE_CLASS_MAPPINGS, info, extra_pnginfo={"workflow": workflow})
+    outputs = result["outputs"]
+    assert len(outputs) == 2
+    files = {}
+    for node_id, ui in outputs.items():
+        (entry,) = ui["images"]
+        files[prompt[node_id]["inputs"]["format"]] = env["output"] / entry["subfolder"] / entry["filename"]
+    webp, sheet = files["webp"], files["sprite_sheet"]
+    assert webp.name == "knight_walk_00001_.webp" and webp.exists()
+    frames, durations = [], []
+    with Image.open(webp) as im:
+        for frame in ImageSequence.Iterator(im):
+            frame.load()
+            durations.append(frame.info.get("duration"))
+            frames.append(np.asarray(frame.convert("RGBA")))
+    assert len(frames) == 16 and frames[0].shape == (64, 64, 4)
+    assert sum(durations) == pytest.approx(2000, abs=16)  # 16 frames at 8 fps
+    alpha = np.stack(frames)[..., 3]
+    assert alpha.min() == 0 and alpha.max() == 255  # transparent background, as the sample sprite has
+    assert read_metadata(webp)["workflow"]["nodes"][0]["type"] == workflow["nodes"][0]["type"]
+    atlas = json.loads(sheet.with_suffix(".json").read_text())
+    assert atlas["meta"]["frame_count"] == 16 and atlas["meta"]["fps"] == 8.0
+    assert atlas["meta"]["image"] == sheet.name
+    latent = result["results"][sampler_id][0]
+    assert latent["samples"].shape == (1, 48, 16, 16, 16) and latent["charmotion"]["seamless"] is True
+
+
+def test_unknown_sample_fails_validation(env, info):
+    prompt = ui_to_api(load("builtin_sprite_animation.json"), info)
+    sprite_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionSampleSprite")
+    prompt[sprite_id]["inputs"]["sample"] = "dragon.png"
+    with pytest.raises(PromptError) as err:
+        execute(prompt, NODE_CLASS_MAPPINGS, info)
+    assert "dragon.png" in str(err.value.node_errors[sprite_id])
