@@ -46,7 +46,9 @@ class TemporalLayout:
         if not 0 <= frame < num_frames:
             raise InvalidInputError(f"frame {frame} is outside a clip of {num_frames} frames")
         chunk, within = divmod(frame, self.frames_per_chunk)
-        return chunk * self.latents_per_chunk + math.ceil(within / self.temporal_factor)
+        chunk_length = min(self.frames_per_chunk, num_frames - chunk * self.frames_per_chunk)
+        front_pad = -chunk_length % self.temporal_factor  # causal padding in front of each chunk
+        return chunk * self.latents_per_chunk + (within + front_pad) // self.temporal_factor
 
     def chunk_frames(self, latent_frames: int) -> int:
         """Pixel frames covered by ``latent_frames`` whole chunks of latents."""

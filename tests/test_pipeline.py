@@ -46,6 +46,10 @@ def test_latent_index_of_pixel_frames():
     layout = OPENSORA_VAE_LAYOUT
     assert [layout.latent_index(f, 51) for f in (0, 1, 4, 5, 16, 17, 34, 50, -1)] == [0, 1, 1, 2, 4, 5, 10, 14, 14]
     assert FRAME_BY_FRAME.latent_index(-1, 16) == 15
+    # a partial last chunk (40 = 17 + 17 + 6 frames -> 5 + 5 + 2 latents) is padded in front by 2 frames
+    assert [layout.latent_index(f, 40) for f in (34, 35, 36, 39)] == [10, 10, 11, 11]
+    for frames in (1, 17, 22, 40, 51):
+        assert layout.latent_index(frames - 1, frames) == layout.latent_frames(frames) - 1
     with pytest.raises(InvalidInputError, match="outside a clip of 51 frames"):
         layout.latent_index(51, 51)
 
