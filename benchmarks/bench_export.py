@@ -15,24 +15,16 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-def load_pack():
-    spec = importlib.util.spec_from_file_location("charmotion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["charmotion"] = module
-    spec.loader.exec_module(module)
-    return module
+
 
 
 def make_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:

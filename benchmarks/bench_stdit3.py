@@ -14,16 +14,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 
 PRESETS = {
     # the golden test model: depth 2, hidden 64, 4 heads
@@ -39,12 +38,6 @@ DEFAULT_ROWS = [
 ]
 
 
-def load_pack():
-    spec = importlib.util.spec_from_file_location("charmotion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["charmotion"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def measure(row: dict) -> dict:

@@ -14,19 +14,14 @@ median frame-to-frame change) and seconds per clip (16 frames, 64x64).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-def load_pack():
-    spec = importlib.util.spec_from_file_location("charmotion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["charmotion"] = module
-    spec.loader.exec_module(module)
+
 
 
 def main():

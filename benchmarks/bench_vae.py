@@ -30,7 +30,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -38,9 +37,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 
 PRESETS = {
     # the golden test model (factor-2 2-D VAE, 16-channel temporal VAE)
@@ -59,14 +58,6 @@ PRESETS = {
 MODES = ("stream", "decode", "encode")
 
 
-def load_pack():
-    spec = importlib.util.spec_from_file_location(
-        "charmotion", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["charmotion"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def current_rss_mb() -> float:

@@ -168,8 +168,7 @@ def animate(args) -> int:
 
 def _load_models(args) -> dict:
     """The model, codec, text encoding and defaults for ``--model``."""
-    from .pipeline import OPENSORA12
-    from .prompts import preprocess_text, prompt_for_loop
+    from .prompts import prompt_for_loop
 
     if args.model == "opensora":
         return _load_opensora(args)

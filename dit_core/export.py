@@ -802,7 +802,7 @@ def _parse_ffmetadata(text: str) -> dict[str, str]:
     for entry in entries:
         if not entry or entry.startswith((";", "#", "[")):
             continue
-        key, value, cur, i, in_key = "", "", [], 0, True
+        key, cur, i, in_key = "", [], 0, True
         while i < len(entry):
             ch = entry[i]
             if ch == "\\" and i + 1 < len(entry):

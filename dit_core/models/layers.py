@@ -214,13 +214,6 @@ class CrossAttention(nn.Module):
         return self.proj(out.reshape(batch, tokens, channels))
 
 
-def select_frames(frame_mask: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-frame choice between two ``[B, 1 or T, 1, C]`` modulation tensors (``a`` where mask is True)."""
-    if frame_mask is None:
-        return a
-    return torch.where(frame_mask[:, :, None, None], a, b)
-
-
 class FinalLayer(nn.Module):
     """LayerNorm -> modulation by the pre-``t_block`` embedding -> linear to patch pixels."""
 

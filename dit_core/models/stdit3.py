@@ -29,7 +29,6 @@ from .layers import (
     ScalarEmbedder,
     SelfAttention,
     layer_norm,
-    select_frames,
     t2i_modulate,
 )
 

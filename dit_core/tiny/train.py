@@ -23,7 +23,6 @@ to ``log.jsonl`` and writes the bundle with ``save_tiny`` at the end.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import time
