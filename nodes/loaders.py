@@ -8,7 +8,6 @@ with core ``CLIPLoader`` (type ``pixart``).
 
 from __future__ import annotations
 
-import json
 
 import torch
 
@@ -129,15 +128,8 @@ def opensora_layout(codec) -> TemporalLayout:
 
 
 def builtin_codec(path=None) -> SpaceToDepthCodec:
-    """The built-in model's codec, from the bundle's config (its weights are not read)."""
-    source = WeightSource.open(path or tiny_bundle.BUILTIN_WEIGHTS) if (path or tiny_bundle.builtin_available()) else None
-    if source is None:
-        raise CheckpointError(
-            f"the built-in model file is missing ({tiny_bundle.BUILTIN_WEIGHTS}); reinstall the pack or check out "
-            "the repository again (the file is part of it)"
-        )
-    config = tiny_bundle.merged_config(json.loads(source.metadata.get("config", "{}")))
-    return SpaceToDepthCodec(factor=int(config["codec"]["factor"]), scale=float(config["codec"]["scale"]))
+    """The built-in model's codec (its basis, not the networks)."""
+    return tiny_bundle.load_tiny_codec(path)
 
 
 class CharMotionVAELoader:

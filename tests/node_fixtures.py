@@ -32,8 +32,10 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A randomly initialised built-in model bundle (the shipped file is trained; these tests need its format)."""
+    from charmotion.dit_core.tiny.train import fit_codec
+
     path = tmp_path_factory.mktemp("tiny") / "charmotion_tiny.safetensors"
-    tiny_bundle.save_tiny(tiny_bundle.build_tiny(seed=0), path)
+    tiny_bundle.save_tiny(tiny_bundle.build_tiny(seed=0, codec=fit_codec(0, 24, clips=12)), path)
     return path
 
 

@@ -15,9 +15,12 @@ from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
 from charmotion.nodes.handles import LATENT_KEY, ClipInfo, LoopControl, MotionControl
 from charmotion.nodes.text import LOOP_KEY, PROMPT_KEY, conditioning_segments, truncate_tokens
+from charmotion.dit_core.tiny import bundle as tiny_bundle
 from node_fixtures import (  # noqa: F401 (fixtures)
     FakeT5Clip, FakeT5ClipLegacy, env, one_thread, opensora_file, pool_vae, sprite_rgba, tiny_weights,
 )
+
+TINY_CHANNELS = tiny_bundle.DEFAULT_CONFIG["model"]["in_channels"]
 
 BUILTIN = "CharMotion tiny (built-in)"
 CODEC = "CharMotion tiny codec (built-in)"
@@ -49,8 +52,8 @@ def test_builtin_loaders(env):
     model, vae = builtin(env)
     assert model.family == "builtin" and model.dtype == torch.float32 and model.attention == "sdpa"
     assert model.default_size == (64, 64) and model.motion_range == (0.0, 10.0)
-    assert model.caption_length == 32 and model.caption_channels == 64 and model.latent_channels == 48
-    assert vae.latent_channels == 48 and vae.spatial_factor == 4
+    assert model.caption_length == 32 and model.caption_channels == 64 and model.latent_channels == TINY_CHANNELS
+    assert vae.latent_channels == TINY_CHANNELS and vae.spatial_factor == 4
     vae.check_model(model)
 
 
@@ -191,12 +194,12 @@ def test_sample_sprite_and_reference_encode(env):
     assert (refs.height, refs.width) == (64, 64) and len(refs.references) == 2
     assert refs.had_alpha and refs.key_color == (255, 0, 255)
     assert [r.frame for r in refs.references] == [0, -1] and refs.references[0].strength == 0.8
-    assert refs.references[0].latents.shape == (48, 1, 16, 16)
+    assert refs.references[0].latents.shape == (TINY_CHANNELS, 1, 16, 16)
     assert shown.shape == (2, 64, 64, 3)
     assert torch.allclose(shown[0, 0, 0], torch.tensor([1.0, 0.0, 1.0]))  # composited on the key colour
-    # the codec is lossless: decoding the reference latents gives the prepared image back
-    back = vae.codec.decode(refs.references[0].latents[None], 1)[0, :, 0]
-    torch.testing.assert_close(((back + 1) / 2).permute(1, 2, 0), shown[0], atol=1e-6, rtol=0)
+    # the reference latents are the codec's encoding of the prepared (composited) image
+    prepared = (shown[0] * 2 - 1).permute(2, 0, 1)[None, :, None]
+    torch.testing.assert_close(refs.references[0].latents[None], vae.codec.encode(prepared), atol=1e-5, rtol=0)
     # a second image chained on, custom size ignored for chained sets (they share the first set's size)
     more, _ = run("CharMotionReferenceEncode", vae=vae, image=image[:, :40], resolution="custom", width=128,
                   height=128, fit="pad", pixel_art=True, background="#00ff00", frames="8", strength=1.0,
@@ -235,7 +238,7 @@ def test_sampler_is_generate(env):
                   fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
     latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **SAMPLER)
     samples, info = latent["samples"], latent[LATENT_KEY]
-    assert samples.shape == (1, 48, 4, 8, 8) and samples.device.type == "cpu"
+    assert samples.shape == (1, TINY_CHANNELS, 4, 8, 8) and samples.device.type == "cpu"
     assert info["num_frames"] == 4 and info["total_frames"] == 4 and info["fps"] == 8.0 and info["seed"] == 3
     assert info["key_color"] == [255, 0, 255] and info["had_alpha"] is True
     assert info["prompts"] == {"0": "the knight jumps"}
@@ -469,9 +472,10 @@ def test_decode_rejects_foreign_latents_and_infers_frames(env):
         run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, 4, 8, 8)})
     with pytest.raises(InvalidInputError, match="channels"):
         run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, 4, 3, 8, 8)})
-    frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, 48, 3, 8, 8)})
+    frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, TINY_CHANNELS, 3, 8, 8)})
     assert frames.shape == (3, 32, 32, 3) and fps == 8.0 and info.key_color is None
-    assert torch.allclose(frames, torch.full_like(frames, 0.5))
+    blocks = frames.unfold(1, 4, 4).unfold(2, 4, 4)  # zero latents decode to the codec's mean 4x4 block everywhere
+    assert torch.allclose(blocks, blocks[:1, :1, :1].expand_as(blocks), atol=1e-5)
     pool = pool_vae()
     frames, fps, _ = run("CharMotionVAEDecode", vae=pool, samples={"samples": torch.zeros(1, 4, 10, 2, 2)})
     assert frames.shape == (34, 16, 16, 3) and fps == 24.0  # 10 latents: two 17-frame chunks

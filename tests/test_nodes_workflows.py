@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageSequence
 
 from charmotion.dit_core.export import read_metadata
+from charmotion.dit_core.tiny import bundle as tiny_bundle
 from charmotion.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from charmotion.nodes import reference as reference_nodes
 from comfy_executor import PromptError, core_nodes, execute, object_info, ui_to_api, validate_prompt, validate_workflow
@@ -128,7 +129,7 @@ def test_builtin_workflow_runs_end_to_end(env, info):
     assert atlas["meta"]["frame_count"] == 16 and atlas["meta"]["fps"] == 8.0
     assert atlas["meta"]["image"] == sheet.name
     latent = result["results"][sampler_id][0]
-    assert latent["samples"].shape == (1, 48, 16, 16, 16) and latent["charmotion"]["seamless"] is True
+    assert latent["samples"].shape == (1, tiny_bundle.DEFAULT_CONFIG["model"]["in_channels"], 16, 16, 16) and latent["charmotion"]["seamless"] is True
 
 
 def test_unknown_sample_fails_validation(env, info):

@@ -1,8 +1,9 @@
 """The built-in tiny model: an STDiT3, its text encoder, its codec and sampling profile in one file.
 
 The shipped file (``weights/charmotion_tiny.safetensors``) holds the
-denoiser under ``dit.``, the text encoder under ``tiny_text.`` and a JSON
-``config`` in the safetensors metadata (model sizes, codec, sampling
+denoiser under ``dit.``, the text encoder under ``tiny_text.``, the codec's
+fitted basis under ``tiny_codec.`` and a JSON ``config`` in the safetensors
+metadata (model sizes, codec, sampling
 defaults, training summary). It is small enough to live in the repository,
 so a fresh install animates a sprite with nothing to download.
 """
@@ -23,17 +24,17 @@ from ..models.layers import RotaryEmbedding
 from ..pipeline import SamplingProfile
 from ..prompts import preprocess_text
 from ..sampling import TextCondition
-from .codec import SpaceToDepthCodec
+from .codec import PatchPCACodec, SpaceToDepthCodec
 from .text_encoder import TextEncoderConfig, TinyTextEncoder
 
 BUILTIN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "charmotion_tiny.safetensors"
 BUILTIN_NAME = "CharMotion tiny (built-in)"
 
 DEFAULT_CONFIG = {
-    "model": dict(depth=4, hidden_size=160, num_heads=4, patch_size=[1, 2, 2], in_channels=48, caption_channels=64,
+    "model": dict(depth=4, hidden_size=160, num_heads=4, patch_size=[1, 2, 2], in_channels=24, caption_channels=64,
                   model_max_length=32, qk_norm=True, pred_sigma=False),
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4),
-    "codec": dict(kind="space_to_depth", factor=4, scale=1.0),
+    "codec": dict(kind="patch_pca", factor=4, components=24, scale=1.0),
     "sampling": dict(steps=20, cfg_scale=4.0, fps=8.0, use_timestep_transform=False, num_frames=16, size=64,
                      max_frames=64, loop_condition_frames=4, motion_scale=10.0),
 }
@@ -61,7 +62,7 @@ def tiny_profile(sampling: dict, factor: int) -> SamplingProfile:
 class TinyBundle:
     model: STDiT3
     text_encoder: TinyTextEncoder
-    codec: SpaceToDepthCodec
+    codec: SpaceToDepthCodec  # or its PatchPCACodec subclass
     config: dict
     info: dict = field(default_factory=dict)
 
@@ -89,6 +90,8 @@ class TinyBundle:
     def state_dict(self) -> dict:
         state = {f"dit.{k}": v for k, v in self.model.state_dict().items()}
         state.update({f"tiny_text.{k}": v for k, v in self.text_encoder.state_dict().items()})
+        if isinstance(self.codec, PatchPCACodec):
+            state.update({f"tiny_codec.{k}": v for k, v in self.codec.state_dict().items()})
         return state
 
 
@@ -102,21 +105,47 @@ def merged_config(config: dict | None) -> dict:
     return merged
 
 
-def _build(config: dict, device) -> tuple[STDiT3, TinyTextEncoder, SpaceToDepthCodec]:
+def _build(config: dict, device) -> tuple[STDiT3, TinyTextEncoder]:
     model = build_stdit3(STDiT3Config.from_dict(config["model"]), device=device)
     model.sampling_profile = tiny_profile(config["sampling"], int(config["codec"]["factor"]))
     with torch.device(device):
         text = TinyTextEncoder(TextEncoderConfig(**config["text_encoder"]))
-    codec = SpaceToDepthCodec(factor=int(config["codec"]["factor"]), scale=float(config["codec"]["scale"]))
-    return model, text, codec
+    return model, text
 
 
-def build_tiny(config: dict | None = None, seed: int = 0) -> TinyBundle:
-    """A freshly initialised bundle (for training)."""
+def make_codec(config: dict, weights: WeightSource | None = None) -> SpaceToDepthCodec:
+    """The codec a bundle config describes (a PCA codec reads its basis from ``weights``)."""
+    codec = config["codec"]
+    factor, scale = int(codec["factor"]), float(codec["scale"])
+    if codec["kind"] == "space_to_depth":
+        return SpaceToDepthCodec(factor=factor, scale=scale)
+    if codec["kind"] == "patch_pca":
+        if weights is None:
+            raise ValueError("a PCA codec needs its fitted basis: pass codec=PatchPCACodec.fit(...) to build_tiny")
+        return PatchPCACodec(weights.tensor("tiny_codec.mean"), weights.tensor("tiny_codec.basis"),
+                             weights.tensor("tiny_codec.std"), factor=factor)
+    raise CheckpointError(f"unknown codec kind {codec['kind']!r} in the model config")
+
+
+def build_tiny(config: dict | None = None, seed: int = 0, codec: SpaceToDepthCodec | None = None) -> TinyBundle:
+    """A freshly initialised bundle (for training); a fitted ``codec`` sets the latent channels."""
     config = merged_config(config)
+    if codec is not None:
+        config["model"]["in_channels"] = codec.latent_channels
+        config["codec"].update(factor=codec.factor, scale=codec.scale)  # a PCA codec keeps its scale per channel
+        if isinstance(codec, PatchPCACodec):
+            config["codec"].update(kind="patch_pca", components=codec.latent_channels)
+        else:
+            config["codec"].update(kind="space_to_depth")
+    elif config["codec"]["kind"] != "space_to_depth":
+        codec = PatchPCACodec(torch.zeros(3 * int(config["codec"]["factor"]) ** 2),
+                              torch.eye(int(config["codec"]["components"]), 3 * int(config["codec"]["factor"]) ** 2),
+                              factor=int(config["codec"]["factor"]))  # a placeholder basis until one is fitted
+    else:
+        codec = make_codec(config)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model, text, codec = _build(config, "cpu")
+        model, text = _build(config, "cpu")
         model.initialize_weights()
     return TinyBundle(model, text, codec, config)
 
@@ -152,6 +181,26 @@ def load_tiny(
     attention: str = "sdpa",
 ) -> TinyBundle:
     """Load the built-in model (``source=None``) or another bundle file in the same format."""
+    weights = _open_bundle(source)
+    config = merged_config(json.loads(weights.metadata.get("config", "{}")))
+    info = json.loads(weights.metadata.get("info", "{}"))
+    dtype = resolve_dtype(dtype)
+    model, text = _build(config, "meta")
+    codec = make_codec(config, weights)
+    head_dim = model.config.head_dim
+    load_weights(model, weights, dtype=dtype, device=device, expected_family="charmotion_tiny",
+                 what="the tiny model's denoiser", prefix="dit.",
+                 optional={"rope.freqs": lambda: RotaryEmbedding.default_freqs(head_dim)},
+                 ignore=lambda k: False)
+    load_weights(text, weights, dtype=torch.float32, device=device, expected_family="charmotion_tiny",
+                 what="the tiny model's text encoder", prefix="tiny_text.", ignore=lambda k: False)
+    _check_no_strays(weights)
+    model.eval().requires_grad_(False).set_attention_backend(attention)
+    text.eval().requires_grad_(False)
+    return TinyBundle(model, text, codec.to(device=device, dtype=dtype), config, info)
+
+
+def _open_bundle(source) -> WeightSource:
     if source is None:
         if not builtin_available():
             raise CheckpointError(
@@ -166,24 +215,17 @@ def load_tiny(
             f"{weights.name} is not a CharMotion tiny model bundle: it looks like {describe_family(family)}. "
             "Use the Open-Sora loaders for Open-Sora files."
         )
+    return weights
+
+
+def load_tiny_codec(source=None, *, dtype: "torch.dtype | str" = torch.float32, device="cpu") -> SpaceToDepthCodec:
+    """Only the codec of a bundle (the built-in one when ``source`` is None), without the networks."""
+    weights = _open_bundle(source)
     config = merged_config(json.loads(weights.metadata.get("config", "{}")))
-    info = json.loads(weights.metadata.get("info", "{}"))
-    dtype = resolve_dtype(dtype)
-    model, text, codec = _build(config, "meta")
-    head_dim = model.config.head_dim
-    load_weights(model, weights, dtype=dtype, device=device, expected_family="charmotion_tiny",
-                 what="the tiny model's denoiser", prefix="dit.",
-                 optional={"rope.freqs": lambda: RotaryEmbedding.default_freqs(head_dim)},
-                 ignore=lambda k: False)
-    load_weights(text, weights, dtype=torch.float32, device=device, expected_family="charmotion_tiny",
-                 what="the tiny model's text encoder", prefix="tiny_text.", ignore=lambda k: False)
-    _check_no_strays(weights)
-    model.eval().requires_grad_(False).set_attention_backend(attention)
-    text.eval().requires_grad_(False)
-    return TinyBundle(model, text, codec.to(device=device, dtype=dtype), config, info)
+    return make_codec(config, weights).to(device=device, dtype=resolve_dtype(dtype))
 
 
 def _check_no_strays(weights: WeightSource) -> None:
-    strays = [k for k in weights.keys() if not k.startswith(("dit.", "tiny_text."))]
+    strays = [k for k in weights.keys() if not k.startswith(("dit.", "tiny_text.", "tiny_codec."))]
     if strays:
         raise CheckpointError(f"{weights.name} has keys outside the tiny model bundle: {', '.join(strays[:5])}")

@@ -1,9 +1,17 @@
-"""The built-in model's codec: a lossless space-to-depth transform.
+"""The built-in model's codecs: frames <-> latents, frame by frame (no temporal compression).
 
-Each ``factor x factor`` block of RGB pixels becomes ``3 * factor**2``
-channels of one latent pixel, frame by frame (no temporal compression), so a
-64x64 frame is a 48x16x16 latent and decoding returns exactly what was
-encoded. It has the same interface as the Open-Sora video VAE.
+* ``SpaceToDepthCodec``: lossless; each ``factor x factor`` RGB block becomes
+  ``3 * factor**2`` channels of one latent pixel.
+* ``PatchPCACodec``: each block is projected on the first ``components``
+  principal components of sprite blocks (a basis fitted on the training data
+  and stored in the model file). It keeps far fewer channels than the
+  lossless transform (24 instead of 48 for 4x4 blocks), so a DiT token
+  (2x2 latent pixels) carries fewer numbers than the model's width - the
+  condition for it to predict noise precisely - at a reconstruction error
+  below what the eye sees on sprites (about 40 dB PSNR on average).
+
+Both have the Open-Sora video VAE's interface (``encode``, ``decode``,
+``latent_channels``, ``spatial_factor``, ``latent_frames``, ``latent_size``).
 """
 
 from __future__ import annotations
@@ -24,8 +32,12 @@ class SpaceToDepthCodec:
         self.device = torch.device(device)
 
     @property
-    def latent_channels(self) -> int:
+    def block_channels(self) -> int:
         return 3 * self.factor**2
+
+    @property
+    def latent_channels(self) -> int:
+        return self.block_channels
 
     @property
     def spatial_factor(self) -> int:
@@ -38,21 +50,81 @@ class SpaceToDepthCodec:
         return height // self.factor, width // self.factor
 
     def to(self, device=None, dtype=None) -> "SpaceToDepthCodec":
-        return SpaceToDepthCodec(self.factor, self.scale, dtype or self.dtype, device or self.device)
+        self.device = torch.device(device) if device is not None else self.device
+        self.dtype = dtype or self.dtype
+        return self
 
-    def encode(self, x: torch.Tensor, *, sample: bool = False, generator=None) -> torch.Tensor:
-        """``[n, 3, F, H, W]`` in [-1, 1] -> ``[n, 3*f*f, F, H//f, W//f]`` (sizes that do not divide are cropped)."""
+    def blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """``[n, 3, F, H, W]`` -> ``[n, 3*f*f, F, H//f, W//f]`` (sizes that do not divide are cropped)."""
         f = self.factor
         h, w = x.shape[-2] // f * f, x.shape[-1] // f * f
-        x = x[..., :h, :w]
-        z = rearrange(x, "n c t (h fh) (w fw) -> n (c fh fw) t h w", fh=f, fw=f)
-        return z * self.scale
+        return rearrange(x[..., :h, :w], "n c t (h fh) (w fw) -> n (c fh fw) t h w", fh=f, fw=f)
+
+    def unblocks(self, z: torch.Tensor) -> torch.Tensor:
+        f = self.factor
+        return rearrange(z, "n (c fh fw) t h w -> n c t (h fh) (w fw)", fh=f, fw=f)
+
+    def encode(self, x: torch.Tensor, *, sample: bool = False, generator=None) -> torch.Tensor:
+        """``[n, 3, F, H, W]`` in [-1, 1] -> latents ``[n, C, F, H//f, W//f]``."""
+        return self.blocks(x) * self.scale
 
     def decode(self, z: torch.Tensor, num_frames: int | None = None, *, callback=None) -> torch.Tensor:
-        f = self.factor
-        x = rearrange(z / self.scale, "n (c fh fw) t h w -> n c t (h fh) (w fw)", fh=f, fw=f)
+        x = self.unblocks(z / self.scale)
         if num_frames is not None:
             x = x[:, :, :num_frames]
         if callback is not None:
             callback(1, 1)
         return x
+
+
+class PatchPCACodec(SpaceToDepthCodec):
+    """Blocks projected on a fitted orthonormal basis, each coefficient scaled to unit variance:
+    ``z_k = (basis_k . (block - mean)) / std_k`` (like the per-channel shift/scale of Open-Sora's VAE)."""
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, std: torch.Tensor | None = None, factor: int = 4,
+                 dtype: torch.dtype = torch.float32, device="cpu"):
+        super().__init__(factor, 1.0, dtype, device)
+        if basis.shape[1] != self.block_channels or mean.shape != (self.block_channels,):
+            raise ValueError(f"a {factor}x{factor} PCA codec needs a mean of {self.block_channels} values and a "
+                             f"[components, {self.block_channels}] basis; got {list(mean.shape)} and {list(basis.shape)}")
+        self.mean = mean.float()
+        self.basis = basis.float()
+        self.std = torch.ones(basis.shape[0]) if std is None else std.float()
+
+    @classmethod
+    def fit(cls, frames: torch.Tensor, components: int, factor: int = 4) -> "PatchPCACodec":
+        """Fit the basis and the per-channel scale to ``[n, 3, F, H, W]`` frames in [-1, 1]."""
+        blocks = SpaceToDepthCodec(factor).blocks(frames.float())
+        data = blocks.movedim(1, -1).reshape(-1, blocks.shape[1]).double()
+        mean = data.mean(0)
+        _, _, vh = torch.linalg.svd(data - mean, full_matrices=False)
+        basis = vh[:components]
+        std = ((data - mean) @ basis.T).std(0)
+        return cls(mean.float(), basis.float(), std.float(), factor=factor)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.basis.shape[0])
+
+    def to(self, device=None, dtype=None) -> "PatchPCACodec":
+        super().to(device, dtype)
+        self.mean, self.basis, self.std = (t.to(self.device) for t in (self.mean, self.basis, self.std))
+        return self
+
+    def encode(self, x: torch.Tensor, *, sample: bool = False, generator=None) -> torch.Tensor:
+        blocks = self.blocks(x.float()) - self.mean.to(x.device)[:, None, None, None]
+        z = torch.einsum("kc,nc...->nk...", self.basis.to(x.device), blocks)
+        return (z / self.std.to(x.device)[:, None, None, None]).to(x.dtype)
+
+    def decode(self, z: torch.Tensor, num_frames: int | None = None, *, callback=None) -> torch.Tensor:
+        z = z.float() * self.std.to(z.device)[:, None, None, None]
+        blocks = torch.einsum("kc,nk...->nc...", self.basis.to(z.device), z)
+        x = self.unblocks(blocks + self.mean.to(z.device)[:, None, None, None]).to(z.dtype)
+        if num_frames is not None:
+            x = x[:, :, :num_frames]
+        if callback is not None:
+            callback(1, 1)
+        return x
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.cpu(), "basis": self.basis.cpu(), "std": self.std.cpu()}

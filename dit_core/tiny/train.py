@@ -3,7 +3,8 @@
     python -m dit_core.tiny.train --out runs/tiny --minutes 55
     python -m dit_core.tiny.train --out runs/tiny --minutes 30 --resume     # continue a run
 
-Rectified-flow training exactly as the sampler uses the model (Open-Sora 1.2's
+The codec's PCA basis is fitted first on training clips (seconds). Then
+rectified-flow training exactly as the sampler uses the model (Open-Sora 1.2's
 objective): ``x_t = (1 - t) x0 + t noise`` with logit-normal ``t``, the
 velocity ``x0 - noise`` as target, conditioned frames kept clean and shown as
 clean through ``x_mask``, and the loss taken over generated frames only. The
@@ -33,7 +34,8 @@ import torch
 
 from ..prompts import decorate_prompt, preprocess_text
 from .bundle import build_tiny, save_tiny
-from .dataset import iter_batches, make_example
+from .codec import PatchPCACodec
+from .dataset import example_seed, iter_batches, make_example
 from .actions import ACTIONS
 
 FPS = 8.0
@@ -82,6 +84,13 @@ def seamless_batch(seed: int, index: int, batch_size: int) -> dict:
     return {"frames": frames, "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
 
 
+def fit_codec(seed: int, components: int, clips: int = 160) -> PatchPCACodec:
+    """The PCA codec's basis, fitted on training clips (every third frame) of the same seeded stream."""
+    frames = np.concatenate([make_example(example_seed(seed, 2**31, i), "train", FRAMES, SIZE)["frames"][::3]
+                             for i in range(clips)])
+    return PatchPCACodec.fit(frames_to_pixels(frames[None])[0][None], components)
+
+
 def heldout_set(count: int, seed: int = 1234) -> dict:
     examples = [make_example(seed + i, "heldout", FRAMES, SIZE) for i in range(count)]
     return {
@@ -98,7 +107,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         config = json.loads(args.config) if args.config else None
-        self.bundle = build_tiny(config, seed=args.seed)
+        codec = fit_codec(args.seed, args.codec_components) if args.codec_components else None
+        self.bundle = build_tiny(config, seed=args.seed, codec=codec)
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
         self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -176,7 +186,9 @@ class Trainer:
     def train_step(self, batch: dict, seamless: bool) -> float:
         n = len(batch["prompt"])
         kinds = self.sample_kinds(n, seamless)
-        t = torch.sigmoid(torch.randn(n, generator=self.gen)) * 1000.0
+        t = torch.sigmoid(torch.randn(n, generator=self.gen) * self.args.t_scale) * 1000.0
+        uniform = torch.rand(n, generator=self.gen) < self.args.t_uniform
+        t = torch.where(uniform, torch.rand(n, generator=self.gen) * 1000.0, t)
         noise_shape = (n, self.bundle.codec.latent_channels, batch["frames"].shape[1], SIZE // 4, SIZE // 4)
         noise = torch.randn(noise_shape, generator=self.gen)
         drop = torch.rand(n, generator=self.gen) < 0.1
@@ -270,6 +282,9 @@ def main(argv=None):
     parser.add_argument("--decay-steps", type=int, default=2000, help="cosine decay length (to 10 %% of --lr)")
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seamless-every", type=int, default=8, help="every N-th batch trains seamless loops")
+    parser.add_argument("--t-scale", type=float, default=1.0, help="scale of the logit-normal timestep distribution")
+    parser.add_argument("--t-uniform", type=float, default=0.0,
+                        help="share of timesteps drawn uniformly instead (more low-noise steps for crisp pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="data worker processes")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
@@ -277,6 +292,8 @@ def main(argv=None):
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--save-minutes", type=float, default=5.0)
+    parser.add_argument("--codec-components", type=int, default=24,
+                        help="PCA codec channels per 4x4 block (0 = the lossless 48-channel space-to-depth codec)")
     parser.add_argument("--config", default=None, help="JSON overrides of the bundle config (model sizes...)")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
