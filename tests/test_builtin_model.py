@@ -18,8 +18,6 @@ from charmotion.dit_core.tiny.evaluate import animate_reference
 from charmotion.dit_core.tiny.dataset import make_example
 
 ROOT = Path(__file__).resolve().parents[1]
-# Actions whose motion is large enough to judge from a short, cheap run (jumps, travel, size).
-QUICK_ACTIONS = ("jump", "walk_left", "walk_right", "run_right", "grow", "shrink")
 QUICK_STEPS = 12
 
 
@@ -45,33 +43,68 @@ def test_generation_is_deterministic_for_a_seed(shipped):
     a, b, c = run(1), run(1), run(2)
     assert a.shape == (8, 64, 64, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert np.array_equal(a[0], example["frames"][0])  # the reference frame comes back exactly
+    assert metrics.frame0_psnr(a, example["frames"][0]) >= 30.0  # the reference frame comes back (through the codec)
 
 
-def heldout_recognition(bundle, seed: int = 0) -> tuple[int, list[str]]:
-    hits, missed = 0, []
-    for i, action in enumerate(QUICK_ACTIONS):
-        example = make_example(seed + 31 * i, "heldout", 16, action=action, amplitude=0.9)
-        clip = animate_reference(bundle, example["frames"][0], example["prompt"], strength=0.9, seed=seed + i,
-                                 steps=QUICK_STEPS)
-        if metrics.recognise_action(clip, example["key_color"], action):
-            hits += 1
-        else:
-            missed.append(f"{action} ({example['prompt']!r})")
-    return hits, missed
+def heldout_quality(bundle, clips: int = 4) -> dict:
+    """Measured on held-out characters and phrasings (never seen in training).
+
+    ``denoise``: mean MSE of the model's one-step clean-frame estimate at
+    t = 250 and 500, relative to the MSE of the noisy input (1 = no better than
+    doing nothing). ``background``: share of the generated frames' pixels far
+    from the character (> 6 px from its frame-0 silhouette) that stay the
+    reference's key colour.
+    """
+    from charmotion.dit_core.prompts import decorate_prompt
+    from charmotion.dit_core.tiny.train import frames_to_pixels
+
+    ratios, backgrounds = [], []
+    gen = torch.Generator().manual_seed(0)
+    for i in range(clips):
+        example = make_example(40 + i, "heldout", 16, amplitude=0.6)
+        text = bundle.encode_text(decorate_prompt(example["prompt"], motion=6.0))
+        x0 = bundle.codec.encode(frames_to_pixels(example["frames"][None]))
+        clean = torch.zeros(1, 16, dtype=torch.bool)
+        clean[0, 0] = True
+        for t in (250.0, 500.0):
+            noise = torch.randn(x0.shape, generator=gen)
+            xt = torch.where(clean[:, None, :, None, None], x0, (1 - t / 1000) * x0 + t / 1000 * noise)
+            v = bundle.model(xt, torch.tensor([t]), text.y, mask=text.mask, x_mask=~clean, fps=torch.tensor([8.0]),
+                             height=torch.tensor([64.0]), width=torch.tensor([64.0]))
+            estimate = xt + t / 1000 * v
+            ratios.append(float((estimate - x0)[:, :, 1:].pow(2).mean() / (xt - x0)[:, :, 1:].pow(2).mean()))
+        clip = animate_reference(bundle, example["frames"][0], example["prompt"], strength=0.6, seed=i, steps=QUICK_STEPS)
+        far = ~_dilate(metrics.silhouette(example["frames"][:1], example["key_color"])[0], 6)
+        key = np.asarray(example["key_color"], dtype=np.int16)
+        near_key = (np.abs(clip[1:].astype(np.int16) - key).max(axis=-1) <= 48)[:, far]
+        backgrounds.append(float(near_key.mean()))
+    return {"denoise": float(np.mean(ratios)), "background": float(np.mean(backgrounds))}
 
 
-def test_heldout_sprites_show_the_requested_action(shipped):
-    hits, missed = heldout_recognition(shipped)
-    assert hits >= len(QUICK_ACTIONS) - 1, f"recognised {hits}/{len(QUICK_ACTIONS)}; missed: {', '.join(missed)}"
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(radius):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
 
 
-def test_an_untrained_model_fails_the_same_check(tmp_path):
-    untrained = tiny_bundle.build_tiny(seed=3)
+def test_heldout_quality_of_the_shipped_model(shipped):
+    quality = heldout_quality(shipped)
+    assert quality["denoise"] < 0.5, quality
+    assert quality["background"] > 0.85, quality
+
+
+def test_an_untrained_model_fails_the_same_check():
+    untrained = tiny_bundle.build_tiny(seed=3, codec=tiny_bundle.load_tiny_codec())
     untrained.model.eval().requires_grad_(False)
     untrained.text_encoder.eval().requires_grad_(False)
-    hits, _ = heldout_recognition(untrained)
-    assert hits <= 1
+    quality = heldout_quality(untrained, clips=2)
+    assert quality["denoise"] > 0.9 or quality["background"] < 0.5, quality
 
 
 def test_demo_command_writes_an_animated_sprite(tmp_path):

@@ -78,8 +78,8 @@ class SpaceToDepthCodec:
 
 
 class PatchPCACodec(SpaceToDepthCodec):
-    """Blocks projected on a fitted orthonormal basis, each coefficient scaled to unit variance:
-    ``z_k = (basis_k . (block - mean)) / std_k`` (like the per-channel shift/scale of Open-Sora's VAE)."""
+    """Blocks projected on a fitted orthonormal basis and scaled:
+    ``z_k = (basis_k . (block - mean)) / std_k`` (like the shift/scale of Open-Sora's VAE)."""
 
     def __init__(self, mean: torch.Tensor, basis: torch.Tensor, std: torch.Tensor | None = None, factor: int = 4,
                  dtype: torch.dtype = torch.float32, device="cpu"):
@@ -92,14 +92,22 @@ class PatchPCACodec(SpaceToDepthCodec):
         self.std = torch.ones(basis.shape[0]) if std is None else std.float()
 
     @classmethod
-    def fit(cls, frames: torch.Tensor, components: int, factor: int = 4) -> "PatchPCACodec":
-        """Fit the basis and the per-channel scale to ``[n, 3, F, H, W]`` frames in [-1, 1]."""
+    def fit(cls, frames: torch.Tensor, components: int, factor: int = 4, whiten: bool = False) -> "PatchPCACodec":
+        """Fit the basis to ``[n, 3, F, H, W]`` frames in [-1, 1].
+
+        ``whiten`` gives every channel unit variance; otherwise one scale is
+        shared (unit variance on average), so the coarse components keep their
+        weight in the loss and fine detail is settled late in sampling, as in
+        pixel space.
+        """
         blocks = SpaceToDepthCodec(factor).blocks(frames.float())
         data = blocks.movedim(1, -1).reshape(-1, blocks.shape[1]).double()
         mean = data.mean(0)
         _, _, vh = torch.linalg.svd(data - mean, full_matrices=False)
         basis = vh[:components]
         std = ((data - mean) @ basis.T).std(0)
+        if not whiten:
+            std = std.pow(2).mean().sqrt().expand_as(std).clone()
         return cls(mean.float(), basis.float(), std.float(), factor=factor)
 
     @property

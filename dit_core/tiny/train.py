@@ -43,7 +43,8 @@ SIZE = 64
 FRAMES = 16
 
 # conditioning mix: (name, probability)
-CONDITIONING_MIX = (("first", 0.6), ("none", 0.1), ("first_last", 0.1), ("last", 0.05), ("first_middle", 0.05), ("seamless", 0.1))
+CONDITIONING_MIX = (("first", 0.7), ("none", 0.05), ("first_last", 0.1), ("last", 0.05), ("first_middle", 0.05),
+                    ("seamless", 0.1))
 
 
 def frames_to_pixels(frames: np.ndarray) -> torch.Tensor:
@@ -84,11 +85,11 @@ def seamless_batch(seed: int, index: int, batch_size: int) -> dict:
     return {"frames": frames, "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
 
 
-def fit_codec(seed: int, components: int, clips: int = 160) -> PatchPCACodec:
+def fit_codec(seed: int, components: int, clips: int = 160, whiten: bool = False) -> PatchPCACodec:
     """The PCA codec's basis, fitted on training clips (every third frame) of the same seeded stream."""
     frames = np.concatenate([make_example(example_seed(seed, 2**31, i), "train", FRAMES, SIZE)["frames"][::3]
                              for i in range(clips)])
-    return PatchPCACodec.fit(frames_to_pixels(frames[None])[0][None], components)
+    return PatchPCACodec.fit(frames_to_pixels(frames[None])[0][None], components, whiten=whiten)
 
 
 def heldout_set(count: int, seed: int = 1234) -> dict:
@@ -107,7 +108,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         config = json.loads(args.config) if args.config else None
-        codec = fit_codec(args.seed, args.codec_components) if args.codec_components else None
+        codec = fit_codec(args.seed, args.codec_components, whiten=args.whiten) if args.codec_components else None
         self.bundle = build_tiny(config, seed=args.seed, codec=codec)
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
         self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
@@ -294,6 +295,7 @@ def main(argv=None):
     parser.add_argument("--save-minutes", type=float, default=5.0)
     parser.add_argument("--codec-components", type=int, default=24,
                         help="PCA codec channels per 4x4 block (0 = the lossless 48-channel space-to-depth codec)")
+    parser.add_argument("--whiten", action="store_true", help="scale every codec channel to unit variance")
     parser.add_argument("--config", default=None, help="JSON overrides of the bundle config (model sizes...)")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
