@@ -32,6 +32,7 @@ def main():
     parser.add_argument("--actions", default=None, help="comma-separated subset of actions")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--cfg", type=float, default=None)
+    parser.add_argument("--denoise", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="also write every clip's scores to this file")
@@ -55,7 +56,7 @@ def main():
               file=sys.stderr, flush=True)
 
     scores = evaluate(bundle, actions=actions, characters=args.characters, levels=levels, seed=args.seed,
-                      steps=args.steps, cfg_scale=args.cfg, progress=progress)
+                      steps=args.steps, cfg_scale=args.cfg, denoise=args.denoise, progress=progress)
     print(file=sys.stderr)
     summary = summarise(scores)
     header = f"{'action':16} {'clips':>5} {'recog.':>7} {'PSNR0':>7} {'drift':>6} {'Spearman':>8} {'seam':>6} {'s/clip':>7}"

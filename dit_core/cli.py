@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
+    a.add_argument("--denoise", type=float, default=None,
+                   help="1 = start from pure noise; lower keeps the character closer to the reference with less "
+                        "motion (default: the model's; built-in 0.8, Open-Sora 1)")
     a.add_argument("--motion-strength", type=float, default=None,
                    help="motion score (built-in model: 0-10; Open-Sora: 0-100); omit to let the model choose")
     a.add_argument("--aesthetic", type=float, default=None, help="aesthetic score 4-7 (Open-Sora)")
@@ -146,7 +149,7 @@ def animate(args) -> int:
     try:
         result = generate(runtime["model"], conditions, codec=codec, references=[Reference(latents[0])],
                           num_frames=frames, height=height, width=width, seed=args.seed, steps=args.steps,
-                          cfg_scale=args.cfg, loops=args.loops, seamless=args.loop, progress=progress, profile=profile)
+                          cfg_scale=args.cfg, denoise=args.denoise, loops=args.loops, seamless=args.loop, progress=progress, profile=profile)
     finally:
         progress.close()
     seconds = time.perf_counter() - start

@@ -50,7 +50,7 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
         fps=float(info.get("fps") or DEFAULT_FPS.get(vae.family, 24.0)),
         key_color=None if key is None else tuple(int(v) for v in key),
         had_alpha=bool(info.get("had_alpha", False)),
-        metadata={k: info[k] for k in ("model", "seed", "steps", "cfg", "prompts", "loops", "seamless") if k in info},
+        metadata={k: info[k] for k in ("model", "seed", "steps", "cfg", "denoise", "prompts", "loops", "seamless") if k in info},
     )
     return frames.contiguous().to(host.intermediate_device()), clip
 

@@ -77,6 +77,10 @@ class CharMotionSampler:
                 "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 1, "tooltip": "0 = automatic."}),
                 "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":
                         "Frame rate the model is told and the clip plays at. Open-Sora: 24; built-in: 8."}),
+                "denoise": ("FLOAT", {"default": 1.0, "min": 0.05, "max": 1.0, "step": 0.01, "tooltip":
+                            "1 = start from pure noise (Open-Sora). Lower starts the free frames from the nearest "
+                            "reference with noise added: the character stays closer to the reference, with less "
+                            "motion. Built-in: 0.8."}),
             },
             "optional": {
                 "negative": ("CONDITIONING", {"tooltip": "Not in Open-Sora: leave empty for its learned empty caption."}),
@@ -86,7 +90,7 @@ class CharMotionSampler:
             },
         }
 
-    def sample(self, model, positive, seed, steps, cfg, frames, width, height, fps,
+    def sample(self, model, positive, seed, steps, cfg, frames, width, height, fps, denoise=1.0,
                negative=None, vae=None, references=None, loop=None):
         loop = loop or LoopControl()
         if vae is not None:
@@ -128,7 +132,7 @@ class CharMotionSampler:
                 model.model, conditions, codec=None if vae is None else vae.codec, negative=uncond,
                 references=() if references is None else references.references,
                 num_frames=int(frames), height=h, width=w, fps=float(fps), seed=int(seed), steps=int(steps),
-                cfg_scale=float(cfg), loops=loop.loops, condition_frames=condition_frames,
+                cfg_scale=float(cfg), denoise=float(denoise), loops=loop.loops, condition_frames=condition_frames,
                 loop_edit=loop.condition_edit, seamless=loop.seamless, profile=model.profile, decode=False,
                 progress=progress, cancel=cancel,
             )
@@ -150,6 +154,7 @@ class CharMotionSampler:
             "seed": result.seed,
             "steps": int(steps),
             "cfg": float(cfg),
+            "denoise": float(denoise),
             "seamless": loop.seamless,
             "model": model.name,
             "family": model.family,

@@ -76,7 +76,7 @@ def test_seed_widget_is_like_core():
     assert seed[1]["min"] == 0 and seed[1]["max"] == 0xFFFFFFFFFFFFFFFF
     assert seed[1]["control_after_generate"] is True
     widgets = [w[0] for w in widget_list(node_info("CharMotionSampler", NODE_CLASS_MAPPINGS["CharMotionSampler"]))]
-    assert widgets == ["seed", "control_after_generate", "steps", "cfg", "frames", "width", "height", "fps"]
+    assert widgets == ["seed", "control_after_generate", "steps", "cfg", "frames", "width", "height", "fps", "denoise"]
 
 
 def test_export_formats_and_hidden_inputs():

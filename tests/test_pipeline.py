@@ -16,7 +16,7 @@ from charmotion.dit_core.conditioning import (
 )
 from charmotion.dit_core.errors import GenerationCancelled, InvalidInputError
 from charmotion.dit_core.models import load_stdit3
-from charmotion.dit_core.pipeline import Reference, generate
+from charmotion.dit_core.pipeline import Reference, generate, start_from_references
 from charmotion.dit_core.sampling import TextCondition
 from fake_models import PoolCodec, RecordingModel
 from golden_data import case_weights_path, golden_cases, load_case_tensors
@@ -206,6 +206,8 @@ def test_generate_cancels_within_one_step():
         (dict(height=4), "too small"),
         (dict(num_frames=1, seamless=True), "single image cannot loop"),
         (dict(num_frames=20, seamless=True), "whole number of 17-frame chunks"),
+        (dict(denoise=0.0), "denoise must be above 0"),
+        (dict(denoise=1.5), "at most 1"),
     ],
 )
 def test_input_errors(kwargs, message):
@@ -219,3 +221,35 @@ def test_sizes_that_do_not_divide_are_rounded_down_with_a_note():
     result = generate(RecordingModel(), TextCondition(torch.ones(1, 1, 2, 8)), num_frames=17, height=30, width=20, steps=1)
     assert (result.height, result.width) == (24, 16)
     assert result.notes and "rounded down" in result.notes[0]
+
+
+def test_start_from_references_uses_the_nearest_reference_frame():
+    z = torch.randn(2, 3, 6, 2, 2)
+    z[0, :, 0], z[0, :, 4] = 1.0, -1.0  # sample 0: references at frames 0 and 4 (4 partly kept)
+    mask = torch.tensor([[0.0, 1, 1, 1, 0.5, 1], [1, 1, 1, 1, 1, 1]])
+    out = start_from_references(z, mask, 0.75)
+    for frame, anchor in [(1, 1.0), (2, 1.0), (3, -1.0), (5, -1.0)]:  # frame 2 is a tie: the earlier reference
+        torch.testing.assert_close(out[0, :, frame], 0.25 * anchor + 0.75 * z[0, :, frame])
+    assert torch.equal(out[0, :, [0, 4]], z[0, :, [0, 4]])
+    assert torch.equal(out[1], z[1])  # no reference: pure noise stays
+
+
+def test_denoise_runs_the_lower_part_of_the_schedule_from_the_reference():
+    model = RecordingModel()
+    ref = image_latent(0.5, 2, 2)
+    generate(model, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=8, height=16, width=16, steps=4, cfg_scale=1.0,
+             references=[Reference(ref)], denoise=0.5, profile=_frame_profile(), seed=5)
+    assert [float(c["t"][0]) for c in model.calls] == [500.0, 375.0, 250.0, 125.0]
+    first = model.calls[0]["x"]
+    noise = generate(RecordingModel(), TextCondition(torch.ones(1, 1, 2, 8)), num_frames=8, height=16, width=16,
+                     steps=1, cfg_scale=1.0, references=[Reference(ref)], profile=_frame_profile(), seed=5, decode=False)
+    # velocity 0: the result is the start itself, half reference and half the seed's noise
+    torch.testing.assert_close(first[:, :, 1:], 0.5 * 0.5 + 0.5 * noise.latents[:, :, 1:])
+
+
+def test_denoise_without_a_reference_starts_from_noise_with_a_note():
+    model = RecordingModel()
+    result = generate(model, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=8, height=16, width=16, steps=2,
+                      cfg_scale=1.0, denoise=0.5, profile=_frame_profile())
+    assert float(model.calls[0]["t"][0]) == 1000.0
+    assert any("needs a reference frame" in note for note in result.notes)

@@ -50,7 +50,8 @@ def uint8_to_pixels(image: np.ndarray) -> torch.Tensor:
 
 
 def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float | None, seed: int, frames: int = 16,
-                      steps: int | None = None, cfg_scale: float | None = None, seamless: bool = False) -> np.ndarray:
+                      steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
+                      seamless: bool = False) -> np.ndarray:
     """Animate a uint8 ``[H, W, 3]`` reference with the built-in model; returns uint8 frames ``[T, H, W, 3]``."""
     scale = float(bundle.config["sampling"]["motion_scale"])
     text = decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1))
@@ -58,13 +59,13 @@ def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float
     latents = bundle.codec.encode(uint8_to_pixels(image).to(bundle.codec.dtype))
     result = generate(bundle.model, cond, codec=bundle.codec, references=[Reference(latents)], num_frames=frames,
                       height=image.shape[0], width=image.shape[1], seed=seed, steps=steps, cfg_scale=cfg_scale,
-                      seamless=seamless)
+                      denoise=denoise, seamless=seamless)
     return pixels_to_uint8(result.video[0])
 
 
 def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
-             seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, frames: int = 16,
-             progress=None) -> list[ClipScore]:
+             seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
+             frames: int = 16, progress=None) -> list[ClipScore]:
     """Score clips of held-out characters: ``characters`` x ``levels`` per action, plus seamless clips of loopable ones."""
     actions = list(actions or ACTION_NAMES)
     jobs = []
@@ -81,7 +82,8 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
         reference, key = example["frames"][0], example["key_color"]
         start = time.perf_counter()
         clip = animate_reference(bundle, reference, example["prompt"], strength=strength, seed=example_seed,
-                                 frames=frames, steps=steps, cfg_scale=cfg_scale, seamless=seamless)
+                                 frames=frames, steps=steps, cfg_scale=cfg_scale, denoise=denoise,
+                                 seamless=seamless)
         seconds = time.perf_counter() - start
         scores.append(ClipScore(
             action=action, character=example_seed, strength=strength, seamless=seamless, prompt=example["prompt"],
