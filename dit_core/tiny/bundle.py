@@ -35,7 +35,7 @@ DEFAULT_CONFIG = {
                   model_max_length=32, qk_norm=True, pred_sigma=False),
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4),
     "codec": dict(kind="patch_pca", factor=4, components=24, scale=1.0),
-    "sampling": dict(steps=20, cfg_scale=4.0, fps=8.0, use_timestep_transform=False, num_frames=16, size=64,
+    "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, use_timestep_transform=False, num_frames=16, size=64,
                      max_frames=64, loop_condition_frames=4, motion_scale=10.0, denoise=0.8),
 }
 
