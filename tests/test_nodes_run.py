@@ -42,7 +42,7 @@ def sprite_image(size=32):
     return rgba[None, ..., :3].contiguous(), (1.0 - rgba[None, ..., 3]).contiguous()
 
 
-SAMPLER = dict(seed=3, steps=2, cfg=4.0, frames=4, width=32, height=32, fps=8.0)
+SAMPLER = dict(seed=3, steps=2, cfg=4.0, frames=4, width=32, height=32, fps=8.0, denoise=0.7)
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -240,11 +240,12 @@ def test_sampler_is_generate(env):
     samples, info = latent["samples"], latent[LATENT_KEY]
     assert samples.shape == (1, TINY_CHANNELS, 4, 8, 8) and samples.device.type == "cpu"
     assert info["num_frames"] == 4 and info["total_frames"] == 4 and info["fps"] == 8.0 and info["seed"] == 3
+    assert info["denoise"] == 0.7
     assert info["key_color"] == [255, 0, 255] and info["had_alpha"] is True
     assert info["prompts"] == {"0": "the knight jumps"}
     text = conditioning_segments(cond, model)[0][1]
     direct = generate(model.model, text, references=refs.references, num_frames=4, height=32, width=32, fps=8.0,
-                      seed=3, steps=2, cfg_scale=4.0, profile=model.profile, decode=False)
+                      seed=3, steps=2, cfg_scale=4.0, denoise=0.7, profile=model.profile, decode=False)
     torch.testing.assert_close(samples, direct.latents)
     again, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **SAMPLER)
     torch.testing.assert_close(again["samples"], samples)  # same seed, same clip
@@ -321,12 +322,12 @@ def test_looped_clip_decodes_like_generate(env, opensora_file, family):
         cond, = run("CharMotionTextEncode", model=model, text="|0|walk|1|jump", clip=clip)
         frames, size, cfl = 35, 64, 5  # 35 frames: not a whole number of 17-frame chunks
     loop = run("CharMotionLoopControl", loops=3, condition_frames=cfl, seamless=False, condition_edit=0.0)[0]
-    params = dict(seed=11, steps=2, cfg=3.0, frames=frames, width=size, height=size, fps=8.0)
+    params = dict(seed=11, steps=2, cfg=3.0, frames=frames, width=size, height=size, fps=8.0, denoise=0.6)
     latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, **params)
     decoded, fps, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
     segments = conditioning_segments(cond, model)
     direct = generate(model.model, [segments[0][1], segments[1][1], segments[1][1]], codec=vae.codec, num_frames=frames,
-                      height=size, width=size, fps=8.0, seed=11, steps=2, cfg_scale=3.0, loops=3,
+                      height=size, width=size, fps=8.0, seed=11, steps=2, cfg_scale=3.0, denoise=0.6, loops=3,
                       condition_frames=cfl, profile=model.profile)
     expected = ((direct.video.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 3, 0)
     assert decoded.shape == (direct.num_frames, size, size, 3)
