@@ -21,10 +21,7 @@ import time
 
 import numpy as np
 
-from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-
-
-
+from _pack import load_pack  # benchmarks/ is on sys.path when run as a script
 
 
 def make_clip(frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:

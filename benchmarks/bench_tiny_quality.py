@@ -18,10 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-
-
-
+from _pack import load_pack  # benchmarks/ is on sys.path when run as a script
 
 
 def main():

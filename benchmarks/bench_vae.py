@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 
-from _pack import load_pack  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _pack import load_pack  # benchmarks/ is on sys.path when run as a script
 
 
 PRESETS = {

@@ -149,7 +149,8 @@ def animate(args) -> int:
     try:
         result = generate(runtime["model"], conditions, codec=codec, references=[Reference(latents[0])],
                           num_frames=frames, height=height, width=width, seed=args.seed, steps=args.steps,
-                          cfg_scale=args.cfg, denoise=args.denoise, loops=args.loops, seamless=args.loop, progress=progress, profile=profile)
+                          cfg_scale=args.cfg, denoise=args.denoise, loops=args.loops, seamless=args.loop,
+                          progress=progress, profile=profile)
     finally:
         progress.close()
     seconds = time.perf_counter() - start

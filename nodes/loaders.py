@@ -8,7 +8,6 @@ with core ``CLIPLoader`` (type ``pixart``).
 
 from __future__ import annotations
 
-
 import torch
 
 from ..dit_core.attention import check_backend

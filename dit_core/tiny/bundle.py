@@ -122,7 +122,8 @@ def make_codec(config: dict, weights: WeightSource | None = None) -> SpaceToDept
         return SpaceToDepthCodec(factor=factor, scale=scale)
     if codec["kind"] == "patch_pca":
         if weights is None:
-            raise ValueError("a PCA codec needs its fitted basis: pass codec=PatchPCACodec.fit(...) to build_tiny")
+            raise ValueError("a PCA codec needs its fitted basis: pass codec=PatchPCACodec.fit(...) (or a "
+                             "SpaceToDepthCodec) to build_tiny")
         return PatchPCACodec(weights.tensor("tiny_codec.mean"), weights.tensor("tiny_codec.basis"),
                              weights.tensor("tiny_codec.std"), factor=factor)
     raise CheckpointError(f"unknown codec kind {codec['kind']!r} in the model config")
@@ -138,10 +139,6 @@ def build_tiny(config: dict | None = None, seed: int = 0, codec: SpaceToDepthCod
             config["codec"].update(kind="patch_pca", components=codec.latent_channels)
         else:
             config["codec"].update(kind="space_to_depth")
-    elif config["codec"]["kind"] != "space_to_depth":
-        codec = PatchPCACodec(torch.zeros(3 * int(config["codec"]["factor"]) ** 2),
-                              torch.eye(int(config["codec"]["components"]), 3 * int(config["codec"]["factor"]) ** 2),
-                              factor=int(config["codec"]["factor"]))  # a placeholder basis until one is fitted
     else:
         codec = make_codec(config)
     with torch.random.fork_rng():
@@ -183,7 +180,7 @@ def load_tiny(
 ) -> TinyBundle:
     """Load the built-in model (``source=None``) or another bundle file in the same format."""
     weights = _open_bundle(source)
-    config = merged_config(json.loads(weights.metadata.get("config", "{}")))
+    config = _bundle_config(weights)
     info = json.loads(weights.metadata.get("info", "{}"))
     dtype = resolve_dtype(dtype)
     model, text = _build(config, "meta")
@@ -222,8 +219,11 @@ def _open_bundle(source) -> WeightSource:
 def load_tiny_codec(source=None, *, dtype: "torch.dtype | str" = torch.float32, device="cpu") -> SpaceToDepthCodec:
     """Only the codec of a bundle (the built-in one when ``source`` is None), without the networks."""
     weights = _open_bundle(source)
-    config = merged_config(json.loads(weights.metadata.get("config", "{}")))
-    return make_codec(config, weights).to(device=device, dtype=resolve_dtype(dtype))
+    return make_codec(_bundle_config(weights), weights).to(device=device, dtype=resolve_dtype(dtype))
+
+
+def _bundle_config(weights: WeightSource) -> dict:
+    return merged_config(json.loads(weights.metadata.get("config", "{}")))
 
 
 def _check_no_strays(weights: WeightSource) -> None:

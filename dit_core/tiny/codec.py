@@ -7,8 +7,9 @@
   and stored in the model file). It keeps far fewer channels than the
   lossless transform (24 instead of 48 for 4x4 blocks), so a DiT token
   (2x2 latent pixels) carries fewer numbers than the model's width - the
-  condition for it to predict noise precisely - at a reconstruction error
-  below what the eye sees on sprites (about 40 dB PSNR on average).
+  condition for it to predict noise precisely - at a modest reconstruction
+  error (held-out sprites: median 36 dB PSNR, mean 39 dB, worst about 27 dB on
+  busy pixel art).
 
 Both have the Open-Sora video VAE's interface (``encode``, ``decode``,
 ``latent_channels``, ``spatial_factor``, ``latent_frames``, ``latent_size``).
@@ -64,12 +65,19 @@ class SpaceToDepthCodec:
         f = self.factor
         return rearrange(z, "n (c fh fw) t h w -> n c t (h fh) (w fw)", fh=f, fw=f)
 
+    def project(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Blocks ``[n, 3*f*f, F, h, w]`` -> latents (here: scaled)."""
+        return blocks * self.scale
+
+    def unproject(self, z: torch.Tensor) -> torch.Tensor:
+        return z / self.scale
+
     def encode(self, x: torch.Tensor, *, sample: bool = False, generator=None) -> torch.Tensor:
         """``[n, 3, F, H, W]`` in [-1, 1] -> latents ``[n, C, F, H//f, W//f]``."""
-        return self.blocks(x) * self.scale
+        return self.project(self.blocks(x))
 
     def decode(self, z: torch.Tensor, num_frames: int | None = None, *, callback=None) -> torch.Tensor:
-        x = self.unblocks(z / self.scale)
+        x = self.unblocks(self.unproject(z))
         if num_frames is not None:
             x = x[:, :, :num_frames]
         if callback is not None:
@@ -119,20 +127,15 @@ class PatchPCACodec(SpaceToDepthCodec):
         self.mean, self.basis, self.std = (t.to(self.device) for t in (self.mean, self.basis, self.std))
         return self
 
-    def encode(self, x: torch.Tensor, *, sample: bool = False, generator=None) -> torch.Tensor:
-        blocks = self.blocks(x.float()) - self.mean.to(x.device)[:, None, None, None]
-        z = torch.einsum("kc,nc...->nk...", self.basis.to(x.device), blocks)
-        return (z / self.std.to(x.device)[:, None, None, None]).to(x.dtype)
+    def project(self, blocks: torch.Tensor) -> torch.Tensor:
+        centred = blocks.float() - self.mean.to(blocks.device)[:, None, None, None]
+        z = torch.einsum("kc,nc...->nk...", self.basis.to(blocks.device), centred)
+        return (z / self.std.to(blocks.device)[:, None, None, None]).to(blocks.dtype)
 
-    def decode(self, z: torch.Tensor, num_frames: int | None = None, *, callback=None) -> torch.Tensor:
-        z = z.float() * self.std.to(z.device)[:, None, None, None]
-        blocks = torch.einsum("kc,nk...->nc...", self.basis.to(z.device), z)
-        x = self.unblocks(blocks + self.mean.to(z.device)[:, None, None, None]).to(z.dtype)
-        if num_frames is not None:
-            x = x[:, :, :num_frames]
-        if callback is not None:
-            callback(1, 1)
-        return x
+    def unproject(self, z: torch.Tensor) -> torch.Tensor:
+        scaled = z.float() * self.std.to(z.device)[:, None, None, None]
+        blocks = torch.einsum("kc,nk...->nc...", self.basis.to(z.device), scaled)
+        return (blocks + self.mean.to(z.device)[:, None, None, None]).to(z.dtype)
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.cpu(), "basis": self.basis.cpu(), "std": self.std.cpu()}

@@ -637,6 +637,9 @@ def classify_action(frames, key_color, tol: float = DEFAULT_TOL) -> str | None:
 # Scalar metrics
 
 
+DEVIATION_WEIGHT = 8.0  # deviation is ~5-20x smaller than the path; this balances the two
+
+
 def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL, action: str | None = None) -> float:
     """How much the clip moves (a scalar that grows with the motion size).
 
@@ -662,8 +665,6 @@ def motion_amplitude(frames, key_color, tol: float = DEFAULT_TOL, action: str | 
     path, deviation = c.motion
     return path + DEVIATION_WEIGHT * deviation
 
-
-DEVIATION_WEIGHT = 8.0  # deviation is ~5-20x smaller than the path; this balances the two
 
 
 def _top_profile_drop(c: Clip) -> np.ndarray:

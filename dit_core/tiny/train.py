@@ -1,7 +1,7 @@
 """Train the built-in tiny model on procedurally generated sprite clips.
 
-    python -m dit_core.tiny.train --out runs/tiny --minutes 55
-    python -m dit_core.tiny.train --out runs/tiny --minutes 30 --resume     # continue a run
+    python -m dit_core.tiny.train --out runs/tiny --steps 1650          # the shipped recipe, about an hour on 2 cores
+    python -m dit_core.tiny.train --out runs/tiny --resume --minutes 140 --steps 2600 --decay-steps 2600  # continue
 
 The codec's PCA basis is fitted first on training clips (seconds). Then
 rectified-flow training exactly as the sampler uses the model (Open-Sora 1.2's
@@ -34,7 +34,7 @@ import torch
 
 from ..prompts import decorate_prompt, preprocess_text
 from .bundle import build_tiny, save_tiny
-from .codec import PatchPCACodec
+from .codec import PatchPCACodec, SpaceToDepthCodec
 from .dataset import example_seed, iter_batches, make_example
 from .actions import ACTIONS
 
@@ -108,7 +108,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         config = json.loads(args.config) if args.config else None
-        codec = fit_codec(args.seed, args.codec_components, whiten=args.whiten) if args.codec_components else None
+        codec = (fit_codec(args.seed, args.codec_components, whiten=args.whiten) if args.codec_components
+                 else SpaceToDepthCodec(factor=4))
         self.bundle = build_tiny(config, seed=args.seed, codec=codec)
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
         self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
@@ -275,16 +276,16 @@ class Trainer:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log, final bundle)")
-    parser.add_argument("--minutes", type=float, default=55.0, help="training time budget (wall clock spent in steps)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training time budget (wall clock spent in steps)")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=6e-4)
+    parser.add_argument("--lr", type=float, default=8e-4)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--decay-steps", type=int, default=2000, help="cosine decay length (to 10 %% of --lr)")
+    parser.add_argument("--decay-steps", type=int, default=1650, help="cosine decay length (to 10 %% of --lr)")
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seamless-every", type=int, default=8, help="every N-th batch trains seamless loops")
     parser.add_argument("--t-scale", type=float, default=1.0, help="scale of the logit-normal timestep distribution")
-    parser.add_argument("--t-uniform", type=float, default=0.0,
+    parser.add_argument("--t-uniform", type=float, default=0.2,
                         help="share of timesteps drawn uniformly instead (more low-noise steps for crisp pixels)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="data worker processes")

@@ -166,25 +166,21 @@ class OpenSoraVAE(nn.Module):
         return half if torch.isfinite(half).all() else out
 
     # -- spatial stage ---------------------------------------------------------
-    def _spatial_moments(self, frames: torch.Tensor) -> torch.Tensor:
-        vae = self.spatial_vae.module
+    def _spatial(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, encode: bool) -> torch.Tensor:
+        """Run the 2-D VAE's ``fn`` on frames (encode) or latents (decode), in spatial tiles when tiling is on."""
         if self.tiling is None:
-            return vae.moments(frames)
+            return fn(x)
         tile, overlap = self.tiling.in_latents(self.spatial_factor)
-        return tiled_apply(
-            vae.moments, frames, grid=self.latent_size(*frames.shape[-2:]), tile=tile, overlap=overlap,
-            in_scale=self.spatial_factor, out_scale=1,
-        )
+        f = self.spatial_factor
+        grid = self.latent_size(*x.shape[-2:]) if encode else tuple(x.shape[-2:])
+        return tiled_apply(fn, x, grid=grid, tile=tile, overlap=overlap,
+                           in_scale=f if encode else 1, out_scale=1 if encode else f)
+
+    def _spatial_moments(self, frames: torch.Tensor) -> torch.Tensor:
+        return self._spatial(self.spatial_vae.module.moments, frames, encode=True)
 
     def _spatial_decode(self, latents: torch.Tensor) -> torch.Tensor:
-        vae = self.spatial_vae.module
-        if self.tiling is None:
-            return vae.decode(latents)
-        tile, overlap = self.tiling.in_latents(self.spatial_factor)
-        return tiled_apply(
-            vae.decode, latents, grid=tuple(latents.shape[-2:]), tile=tile, overlap=overlap,
-            in_scale=1, out_scale=self.spatial_factor,
-        )
+        return self._spatial(self.spatial_vae.module.decode, latents, encode=False)
 
     def _encode_frames(self, clip: torch.Tensor, sample: bool, generator: torch.Generator | None) -> torch.Tensor:
         b = clip.shape[0]
