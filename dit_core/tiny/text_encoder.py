@@ -89,8 +89,9 @@ class TinyTextEncoder(nn.Module):
                     number_slots.append(i * length + j)
         words = self.ngrams(torch.tensor(ids, device=device), torch.tensor(offsets, device=device))
         if numbers:
-            extra = torch.zeros_like(words)
-            extra[torch.tensor(number_slots, device=device)] = self.number(torch.stack(numbers).to(device))
+            values = self.number(torch.stack(numbers).to(device))
+            extra = torch.zeros(words.shape, dtype=values.dtype, device=device)
+            extra[torch.tensor(number_slots, device=device)] = values
             words = words + extra
         words = words.view(len(texts), length, -1) + self.position[:length]
         mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in token_lists], device=device)

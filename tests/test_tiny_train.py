@@ -1,0 +1,57 @@
+"""The built-in model's training script: timestep sampling, bfloat16 autocast, a short run that resumes and saves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from charmotion.dit_core.tiny import train
+from charmotion.dit_core.tiny.bundle import load_tiny
+from charmotion.dit_core.tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
+
+SMALL = {
+    "model": {"depth": 1, "hidden_size": 32, "num_heads": 2, "caption_channels": 16, "model_max_length": 16},
+    "text_encoder": {"dim": 16, "buckets": 256, "max_length": 16, "layers": 1, "heads": 2},
+}
+
+
+def test_timestep_shift_moves_training_toward_high_noise():
+    plain = train.sample_timesteps(20000, torch.Generator().manual_seed(0))
+    shifted = train.sample_timesteps(20000, torch.Generator().manual_seed(0), shift=3.0)
+    assert abs(plain.median().item() - 500) < 15
+    assert abs(shifted.median().item() - 750) < 15  # 3 * 0.5 / (1 + 2 * 0.5)
+    assert (shifted > 850).float().mean().item() > 0.2 > (plain > 850).float().mean().item()
+    assert 0 <= shifted.min().item() and shifted.max().item() <= 1000
+    mixed = train.sample_timesteps(20000, torch.Generator().manual_seed(0), shift=3.0, uniform=1.0)
+    assert abs(mixed.median().item() - 500) < 15  # all drawn uniformly
+
+
+def test_text_encoder_runs_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    encoder = TinyTextEncoder(TextEncoderConfig(dim=16, buckets=256, max_length=16, layers=1, heads=2)).eval()
+    prompts = ["the fox walks left. motion score: 7.5.", "jump"]  # a number goes through its own embedding
+    with torch.no_grad():
+        full = encoder(prompts).y
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = encoder(prompts).y
+    assert half.shape == full.shape and full.shape[:2] == (2, 1) and full.shape[-1] == 16
+    assert (half.float() - full).abs().max().item() < 0.1 * full.abs().max().item()
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_a_short_run_logs_resumes_and_writes_a_loadable_bundle(tmp_path, bf16):
+    common = ["--out", str(tmp_path), "--batch-size", "2", "--codec-components", "0", "--heldout-clips", "2",
+              "--log-every", "1", "--eval-every", "2", "--warmup", "1", "--seamless-every", "2",
+              "--t-shift", "3", "--config", json.dumps(SMALL)] + (["--bf16"] if bf16 else [])
+    train.main(common + ["--steps", "2"])
+    train.main(common + ["--steps", "3", "--resume"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [entry["step"] for entry in log if "loss" in entry]
+    assert steps == [1, 2, 3]  # the second call went on from step 2
+    assert all(0 < entry["loss"] < 10 for entry in log if "loss" in entry)
+    assert [entry["step"] for entry in log if "heldout_loss" in entry] == [2, 2, 3]  # eval, end of call 1, end
+    bundle = load_tiny(tmp_path / "charmotion_tiny.safetensors")
+    assert bundle.info["steps"] == 3 and bundle.config["model"]["hidden_size"] == 32
+    assert bundle.config["codec"]["kind"] == "space_to_depth" and bundle.model.config.in_channels == 48
