@@ -1,7 +1,8 @@
 """Train the built-in tiny model on procedurally generated sprite clips.
 
-    python -m dit_core.tiny.train --out runs/tiny --steps 1650          # the shipped recipe, about an hour on 2 cores
+    python -m dit_core.tiny.train --out runs/tiny --steps 1650          # first stage (the defaults), about an hour on 2 cores
     python -m dit_core.tiny.train --out runs/tiny --resume --minutes 140 --steps 2600 --decay-steps 2600  # continue
+    python -m dit_core.tiny.train --out runs/tiny --resume --minutes 300 --steps 7756 --decay-steps 9000 --bf16 --t-shift 3
 
 The codec's PCA basis is fitted first on training clips (seconds). Then
 rectified-flow training exactly as the sampler uses the model (Open-Sora 1.2's
