@@ -55,3 +55,22 @@ def test_a_short_run_logs_resumes_and_writes_a_loadable_bundle(tmp_path, bf16):
     bundle = load_tiny(tmp_path / "charmotion_tiny.safetensors")
     assert bundle.info["steps"] == 3 and bundle.config["model"]["hidden_size"] == 32
     assert bundle.config["codec"]["kind"] == "space_to_depth" and bundle.model.config.in_channels == 48
+
+
+def test_init_starts_from_a_bundle_and_repeat_reuses_batches(tmp_path):
+    small = ["--batch-size", "2", "--codec-components", "0", "--heldout-clips", "2", "--log-every", "1",
+             "--eval-every", "100", "--warmup", "1", "--seamless-every", "2"]
+    train.main(["--out", str(tmp_path / "a"), "--steps", "2", "--config", json.dumps(SMALL)] + small)
+    source = tmp_path / "a" / "charmotion_tiny.safetensors"
+    train.main(["--out", str(tmp_path / "b"), "--steps", "0", "--init", str(source)] + small)
+    a, b = load_tiny(source), load_tiny(tmp_path / "b" / "charmotion_tiny.safetensors")
+    assert b.info["init"]["steps"] == 2 and b.info["steps"] == 0
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name  # no step taken: the same weights come out
+    train.main(["--out", str(tmp_path / "c"), "--steps", "4", "--init", str(source), "--repeat", "2",
+                "--workers", "2"] + small)
+    c = load_tiny(tmp_path / "c" / "charmotion_tiny.safetensors")
+    assert c.info["steps"] == 4 and c.info["repeat"] == 2 and c.config == a.config
+    assert not torch.equal(c.model.final_layer.linear.weight, a.model.final_layer.linear.weight)
+    with pytest.raises(SystemExit, match="drop --config"):
+        train.main(["--out", str(tmp_path / "d"), "--init", str(source), "--config", json.dumps(SMALL)] + small)

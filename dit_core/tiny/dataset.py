@@ -232,15 +232,30 @@ def iter_batches(
     _split_code(split)
     indices = range(start, start + num_batches) if num_batches is not None else _count(start)
     jobs = ((seed, i, batch_size, split, num_frames, size) for i in indices)
+    yield from prefetch(_batch_job, jobs, num_workers)
+
+
+def prefetch(function, jobs, num_workers: int = 0, depth: int | None = None) -> Iterator:
+    """``function(job)`` for every job, in order; with ``num_workers`` > 0 computed ahead in worker processes
+    (forked where the platform allows), at most ``depth`` (default ``2 * num_workers``) results waiting, so a
+    slow consumer never piles finished batches up in memory."""
     if num_workers <= 0:
         for job in jobs:
-            yield _batch_job(job)
+            yield function(job)
         return
     import multiprocessing as mp
+    from collections import deque
 
+    depth = depth or 2 * num_workers
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with mp.get_context(method).Pool(num_workers) as pool:
-        yield from pool.imap(_batch_job, jobs, chunksize=1)
+        pending = deque()
+        for job in jobs:
+            pending.append(pool.apply_async(function, (job,)))
+            if len(pending) >= depth:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
 
 
 def _count(start: int):

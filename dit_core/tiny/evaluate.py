@@ -56,7 +56,7 @@ def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float
     scale = float(bundle.config["sampling"]["motion_scale"])
     text = decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1))
     cond = bundle.encode_text(text)
-    latents = bundle.codec.encode(uint8_to_pixels(image).to(bundle.codec.dtype))
+    latents = bundle.codec.encode(uint8_to_pixels(image).to(device=bundle.codec.device, dtype=bundle.codec.dtype))
     result = generate(bundle.model, cond, codec=bundle.codec, references=[Reference(latents)], num_frames=frames,
                       height=image.shape[0], width=image.shape[1], seed=seed, steps=steps, cfg_scale=cfg_scale,
                       denoise=denoise, seamless=seamless)

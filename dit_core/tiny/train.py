@@ -35,9 +35,9 @@ import torch
 
 from ..prompts import decorate_prompt, preprocess_text
 from ..sampling.schedule import transform_timesteps
-from .bundle import build_tiny, save_tiny
+from .bundle import build_tiny, load_tiny, save_tiny
 from .codec import PatchPCACodec, SpaceToDepthCodec
-from .dataset import example_seed, iter_batches, make_example
+from .dataset import example_seed, make_batch, make_example, prefetch
 from .actions import ACTIONS
 
 FPS = 8.0
@@ -49,9 +49,9 @@ CONDITIONING_MIX = (("first", 0.7), ("none", 0.05), ("first_last", 0.1), ("last"
                     ("seamless", 0.1))
 
 
-def frames_to_pixels(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, H, W]`` in [-1, 1]."""
-    x = torch.from_numpy(frames).float().div_(127.5).sub_(1.0)
+def frames_to_pixels(frames: np.ndarray, device="cpu") -> torch.Tensor:
+    """uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, H, W]`` in [-1, 1] on ``device``."""
+    x = torch.from_numpy(frames).to(device).float().div_(127.5).sub_(1.0)
     return x.permute(0, 4, 1, 2, 3).contiguous()
 
 
@@ -87,6 +87,13 @@ def seamless_batch(seed: int, index: int, batch_size: int) -> dict:
     return {"frames": frames, "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
 
 
+def training_batch(job: tuple) -> dict:
+    """The batch a training step uses: ``job = (seed, step, batch_size, seamless)``; it depends on nothing else."""
+    seed, step, batch_size, seamless = job
+    batch = seamless_batch(seed, step, batch_size) if seamless else make_batch(seed, step, batch_size, "train", FRAMES, SIZE)
+    return {**batch, "seamless": seamless}
+
+
 def fit_codec(seed: int, components: int, clips: int = 160, whiten: bool = False) -> PatchPCACodec:
     """The PCA codec's basis, fitted on training clips (every third frame) of the same seeded stream."""
     frames = np.concatenate([make_example(example_seed(seed, 2**31, i), "train", FRAMES, SIZE)["frames"][::3]
@@ -120,12 +127,26 @@ class Trainer:
         self.out = Path(args.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
-        config = json.loads(args.config) if args.config else None
-        codec = (fit_codec(args.seed, args.codec_components, whiten=args.whiten) if args.codec_components
-                 else SpaceToDepthCodec(factor=4))
-        self.bundle = build_tiny(config, seed=args.seed, codec=codec)
+        self.device = torch.device(args.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; train with --device cpu")
+        if args.init:
+            if args.config:
+                raise SystemExit("--init takes the model's config from the bundle; drop --config")
+            source = load_tiny(args.init)  # its codec too: the weights only fit that codec
+            self.bundle = build_tiny(source.config, seed=args.seed, codec=source.codec)
+            self.bundle.model.load_state_dict(source.model.state_dict())
+            self.bundle.text_encoder.load_state_dict(source.text_encoder.state_dict())
+            self.init_info = source.info
+        else:
+            self.init_info = None
+            config = json.loads(args.config) if args.config else None
+            codec = (fit_codec(args.seed, args.codec_components, whiten=args.whiten) if args.codec_components
+                     else SpaceToDepthCodec(factor=4))
+            self.bundle = build_tiny(config, seed=args.seed, codec=codec)
+        self.bundle.to(device=self.device)
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
-        if args.bf16:  # CPU flash attention's bfloat16 backward is slow; these sequences are short
+        if args.bf16 and self.device.type == "cpu":  # CPU flash attention's bfloat16 backward is slow here
             self.model.set_attention_backend("math")
         self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -172,9 +193,11 @@ class Trainer:
         return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def loss(self, batch: dict, kinds: list[str], t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
-        x0 = self.bundle.codec.encode(frames_to_pixels(batch["frames"]))
+        device = self.device
+        t, noise, drop = t.to(device), noise.to(device), drop.to(device)
+        x0 = self.bundle.codec.encode(frames_to_pixels(batch["frames"], device))
         frames = x0.shape[2]
-        clean = condition_masks(kinds, frames)
+        clean = condition_masks(kinds, frames).to(device)
         prompts = [caption(p, a, self.rng, self.motion_scale) for p, a in zip(batch["prompt"], batch["amplitude"])]
         text = self.text(prompts)
         y = text.y
@@ -187,7 +210,8 @@ class Trainer:
         n = x0.shape[0]
         pred = self.model(
             xt, t, y, mask=text.mask, x_mask=~clean,
-            fps=torch.full((n,), FPS), height=torch.full((n,), float(SIZE)), width=torch.full((n,), float(SIZE)),
+            fps=torch.full((n,), FPS, device=device), height=torch.full((n,), float(SIZE), device=device),
+            width=torch.full((n,), float(SIZE), device=device),
         )
         err = (pred - (x0 - noise)).pow(2).mean(dim=(1, 3, 4))  # [B, T]
         weight = (~clean).float()
@@ -200,16 +224,16 @@ class Trainer:
         probs = np.asarray(probs) / sum(probs)
         return [names[i] for i in self.rng.choice(len(names), size=n, p=probs)]
 
-    def train_step(self, batch: dict, seamless: bool) -> float:
+    def train_step(self, batch: dict) -> float:
         n = len(batch["prompt"])
-        kinds = self.sample_kinds(n, seamless)
+        kinds = self.sample_kinds(n, batch["seamless"])
         t = sample_timesteps(n, self.gen, scale=self.args.t_scale, shift=self.args.t_shift, uniform=self.args.t_uniform)
         noise_shape = (n, self.bundle.codec.latent_channels, batch["frames"].shape[1], SIZE // 4, SIZE // 4)
         noise = torch.randn(noise_shape, generator=self.gen)
         drop = torch.rand(n, generator=self.gen) < 0.1
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
             loss = self.loss(batch, kinds, t, noise, drop)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,6 +271,14 @@ class Trainer:
                 p.copy_(v)
 
     # -- run ------------------------------------------------------------------
+    def batch_jobs(self):
+        """Jobs for :func:`training_batch` from the current step on; every batch serves ``--repeat`` steps."""
+        every = self.args.seamless_every
+        index = self.step // self.args.repeat
+        while True:
+            yield self.args.seed, index, self.args.batch_size, every > 0 and index % every == every - 1
+            index += 1
+
     def run(self):
         args = self.args
         if args.resume and self.state_path().exists():
@@ -254,14 +286,15 @@ class Trainer:
             print(f"resumed at step {self.step} ({self.seconds / 60:.1f} min trained)")
         budget = args.minutes * 60.0
         log = (self.out / "log.jsonl").open("a")
-        batches = iter_batches(args.seed, args.batch_size, "train", FRAMES, SIZE, start=self.step, num_workers=args.workers)
+        batches = prefetch(training_batch, self.batch_jobs(), args.workers)
+        batch = None
         recent = []
         last_save = time.time()
         while self.seconds < budget and (args.steps is None or self.step < args.steps):
             start = time.perf_counter()
-            seamless = args.seamless_every > 0 and self.step % args.seamless_every == args.seamless_every - 1
-            batch = seamless_batch(args.seed, self.step, args.batch_size) if seamless else next(batches)
-            recent.append(self.train_step(batch, seamless))
+            if batch is None or self.step % args.repeat == 0:
+                batch = next(batches)
+            recent.append(self.train_step(batch))
             self.seconds += time.perf_counter() - start
             if self.step % args.log_every == 0:
                 entry = {"step": self.step, "minutes": round(self.seconds / 60, 2), "loss": round(float(np.mean(recent)), 5),
@@ -281,7 +314,11 @@ class Trainer:
         log.write(json.dumps(final) + "\n")
         self.swap_in(self.ema)
         info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
-                "heldout_loss": final["heldout_loss"], "seed": args.seed}
+                "heldout_loss": final["heldout_loss"], "seed": args.seed, "device": self.device.type}
+        if args.repeat > 1:
+            info["repeat"] = args.repeat
+        if self.init_info is not None:
+            info["init"] = self.init_info
         path = save_tiny(self.bundle, self.out / "charmotion_tiny.safetensors", info=info)
         print(f"wrote {path}")
         return path
@@ -308,6 +345,12 @@ def main(argv=None):
                         help="bfloat16 autocast (about 1.4x faster on CPUs with AVX-512 BF16; weights stay float32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="data worker processes")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="train on every batch this many steps (fresh noise, timesteps, captions each time); "
+                             "keeps a fast GPU busy when drawing clips is the bottleneck")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--init", default=None,
+                        help="start from the weights (and codec) of this bundle file, e.g. the built-in model")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--heldout-clips", type=int, default=12)
     parser.add_argument("--log-every", type=int, default=10)
@@ -319,6 +362,8 @@ def main(argv=None):
     parser.add_argument("--config", default=None, help="JSON overrides of the bundle config (model sizes...)")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     Trainer(args).run()
