@@ -41,7 +41,26 @@ def _xformers_ops():
     return xops, None
 
 
-def xformers_available() -> bool:
+@functools.lru_cache(maxsize=None)
+def _xformers_cuda_problem(device: str) -> str | None:
+    """Why xformers cannot run attention on this CUDA device (None when it can): an installed xformers built
+    for another torch or CUDA imports fine but has no working kernels, so one tiny call is made to find out."""
+    xops, reason = _xformers_ops()
+    if xops is None:
+        return reason
+    try:
+        q = torch.zeros(1, 8, 2, 64, device=device, dtype=torch.float16)
+        xops.memory_efficient_attention(q, q, q)
+    except Exception as exc:  # NotImplementedError: no operator built for this torch/CUDA
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+    return None
+
+
+def xformers_available(device: torch.device | str | None = None) -> bool:
+    """xformers imports (and, for a CUDA ``device``, really runs attention there)."""
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        return _xformers_cuda_problem(str(device)) is None
     return _xformers_ops()[0] is not None
 
 
@@ -51,7 +70,7 @@ def check_backend(name: str, device: torch.device | str | None = None) -> str:
         raise AttentionBackendError(f"unknown attention backend {name!r}; choose one of {', '.join(BACKENDS)}")
     device = torch.device(device) if device is not None else None
     if name == "auto":
-        if device is not None and device.type == "cuda" and xformers_available():
+        if device is not None and device.type == "cuda" and xformers_available(device):
             return "xformers"
         return "sdpa"
     if name == "xformers":
@@ -65,6 +84,15 @@ def check_backend(name: str, device: torch.device | str | None = None) -> str:
             raise AttentionBackendError(
                 "attention 'xformers' was requested but xformers cannot be imported "
                 f"({reason}). Install the xformers build that matches your torch and CUDA "
+                "(pip install xformers --index-url https://download.pytorch.org/whl/cu<version>), "
+                "or choose attention 'sdpa'/'auto'."
+            )
+        problem = _xformers_cuda_problem(str(device)) if device is not None and device.type == "cuda" else None
+        if problem is not None:
+            raise AttentionBackendError(
+                "attention 'xformers' was requested but the installed xformers "
+                f"cannot run on {device} ({problem}); it was most likely built for another torch or CUDA "
+                f"(this is torch {torch.__version__}). Install the matching build "
                 "(pip install xformers --index-url https://download.pytorch.org/whl/cu<version>), "
                 "or choose attention 'sdpa'/'auto'."
             )
@@ -111,15 +139,11 @@ def _unpack_keys(k: torch.Tensor, v: torch.Tensor, kv_lens: Sequence[int]):
     if all(n == longest for n in lens):
         shape = (batch, longest) + tuple(k.shape[2:])
         return k.reshape(shape), v.reshape(shape), None
+    key_mask = torch.arange(longest, device=k.device)[None] < torch.tensor(lens, device=k.device)[:, None]
     padded_k = k.new_zeros((batch, longest) + tuple(k.shape[2:]))
     padded_v = v.new_zeros((batch, longest) + tuple(v.shape[2:]))
-    key_mask = torch.zeros(batch, longest, dtype=torch.bool, device=k.device)
-    start = 0
-    for i, n in enumerate(lens):
-        padded_k[i, :n] = k[0, start : start + n]
-        padded_v[i, :n] = v[0, start : start + n]
-        key_mask[i, :n] = True
-        start += n
+    padded_k[key_mask] = k[0]  # the mask's True cells, row by row, are the packed order
+    padded_v[key_mask] = v[0]
     return padded_k, padded_v, key_mask
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 FORWARD_CASES = golden_cases("stdit3_forward")
 VAE_CASES = golden_cases("vae_pipeline")
-BACKENDS = ["math", "sdpa"] + (["xformers"] if xformers_available() else [])
+BACKENDS = ["math", "sdpa"] + (["xformers"] if torch.cuda.is_available() and xformers_available("cuda") else [])
 
 
 @pytest.fixture(autouse=True)

@@ -164,9 +164,34 @@ def test_xformers_on_cpu_or_missing_is_an_actionable_error(monkeypatch):
     from charmotion.dit_core import attention as attention_module
 
     monkeypatch.setattr(attention_module, "_xformers_ops", lambda: (None, "ModuleNotFoundError: No module named 'xformers'"))
+    attention_module._xformers_cuda_problem.cache_clear()
     with pytest.raises(AttentionBackendError, match="pip install xformers"):
         attention_module.check_backend("xformers", "cuda")
     assert attention_module.check_backend("auto", "cuda") == "sdpa"
+    attention_module._xformers_cuda_problem.cache_clear()
+
+
+def test_xformers_that_imports_but_cannot_run_is_not_used(monkeypatch):
+    """An xformers wheel built for another torch imports, then has no kernels: 'auto' falls back to SDPA and an
+    explicit request says why."""
+    from charmotion.dit_core import attention as attention_module
+
+    class BrokenOps:
+        @staticmethod
+        def memory_efficient_attention(q, k, v):
+            raise NotImplementedError("No operator found for `memory_efficient_attention_forward`\n details")
+
+    monkeypatch.setattr(attention_module, "_xformers_ops", lambda: (BrokenOps, None))
+    monkeypatch.setattr(attention_module.torch, "zeros", lambda *a, **k: None)  # no GPU needed to reach the call
+    attention_module._xformers_cuda_problem.cache_clear()
+    try:
+        assert attention_module.check_backend("auto", "cuda") == "sdpa"
+        assert not attention_module.xformers_available("cuda") and attention_module.xformers_available()
+        with pytest.raises(AttentionBackendError, match=r"cannot run on cuda \(NotImplementedError: No operator found for "
+                                                        r"`memory_efficient_attention_forward`\).*built for another torch"):
+            attention_module.check_backend("xformers", "cuda")
+    finally:
+        attention_module._xformers_cuda_problem.cache_clear()
     with pytest.raises(AttentionBackendError, match="unknown attention backend"):
         attention_module.check_backend("flash")
 
