@@ -149,7 +149,8 @@ class Trainer:
         if args.bf16 and self.device.type == "cpu":  # CPU flash attention's bfloat16 backward is slow here
             self.model.set_attention_backend("math")
         self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
-        self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
+        self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
+                                     fused=self.device.type == "cuda" or None)  # one kernel per step on a GPU
         self.ema = [p.detach().clone() for p in self.params]
         self.step = 0
         self.seconds = 0.0
@@ -241,8 +242,7 @@ class Trainer:
         self.opt.step()
         decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
         with torch.no_grad():
-            for e, p in zip(self.ema, self.params):
-                e.lerp_(p.detach(), 1 - decay)
+            torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
         self.step += 1
         return float(loss.detach())
 
