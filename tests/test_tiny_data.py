@@ -284,3 +284,12 @@ def test_classify_action_names_clear_clips():
     assert hits == len(names)
     ex = D.make_example(1, "train", action="idle", amplitude=0.5)
     assert M.classify_action(np.repeat(ex["frames"][:1], 8, axis=0), ex["key_color"]) is None
+
+
+def test_prefetch_keeps_the_order_with_workers_and_a_short_queue():
+    import math
+
+    expected = [math.factorial(i) for i in range(12)]
+    assert list(D.prefetch(math.factorial, range(12))) == expected
+    assert list(D.prefetch(math.factorial, iter(range(12)), num_workers=2, depth=1)) == expected
+    assert list(D.prefetch(math.factorial, iter(range(12)), num_workers=3)) == expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
 
 import pytest
@@ -57,7 +59,7 @@ def test_a_short_run_logs_resumes_and_writes_a_loadable_bundle(tmp_path, bf16):
     assert bundle.config["codec"]["kind"] == "space_to_depth" and bundle.model.config.in_channels == 48
 
 
-def test_init_starts_from_a_bundle_and_repeat_reuses_batches(tmp_path):
+def test_init_starts_from_a_bundle_and_trains_with_repeat_and_workers(tmp_path):
     small = ["--batch-size", "2", "--codec-components", "0", "--heldout-clips", "2", "--log-every", "1",
              "--eval-every", "100", "--warmup", "1", "--seamless-every", "2"]
     train.main(["--out", str(tmp_path / "a"), "--steps", "2", "--config", json.dumps(SMALL)] + small)
@@ -74,3 +76,14 @@ def test_init_starts_from_a_bundle_and_repeat_reuses_batches(tmp_path):
     assert not torch.equal(c.model.final_layer.linear.weight, a.model.final_layer.linear.weight)
     with pytest.raises(SystemExit, match="drop --config"):
         train.main(["--out", str(tmp_path / "d"), "--init", str(source), "--config", json.dumps(SMALL)] + small)
+
+
+def test_each_batch_serves_repeat_steps_and_seamless_batches_come_in_turn():
+    trainer = train.Trainer.__new__(train.Trainer)  # batch_jobs needs only the arguments and the step
+    trainer.args = argparse.Namespace(seed=3, batch_size=2, seamless_every=3, repeat=2)
+    trainer.step = 5  # resumed mid-batch: steps 4 and 5 share batch 2
+    jobs = list(itertools.islice(trainer.batch_jobs(), 4))
+    assert jobs == [(3, 2, 2, True), (3, 3, 2, False), (3, 4, 2, False), (3, 5, 2, True)]
+    batch = train.training_batch(jobs[0])
+    assert batch["seamless"] and batch["frames"].shape == (2, train.FRAMES + 1, train.SIZE, train.SIZE, 3)
+    assert not train.training_batch(jobs[1])["seamless"]
