@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +29,35 @@ def test_timestep_shift_moves_training_toward_high_noise():
     assert 0 <= shifted.min().item() and shifted.max().item() <= 1000
     mixed = train.sample_timesteps(20000, torch.Generator().manual_seed(0), shift=3.0, uniform=1.0)
     assert abs(mixed.median().item() - 500) < 15  # all drawn uniformly
+
+
+def test_motion_map_marks_what_moved_away_from_frame_0():
+    x0 = torch.zeros(2, 3, 4, 4, 4)
+    x0[0, :, 2:, 1, 1] = 2.0  # clip 0: one token changes from frame 2 on
+    x0[0, :, 3, 2, 2] = -1.0  # and another, half as much, in the last frame
+    moved = train.motion_map(x0)
+    assert moved.shape == (2, 4, 4, 4)
+    assert moved[0, 2:, 1, 1].tolist() == [1.0, 1.0] and moved[0, 3, 2, 2] == 0.5
+    assert moved[0].sum() == 2.5 and moved[1].abs().sum() == 0  # a still clip weighs nothing extra
+
+
+def test_motion_weight_changes_the_loss_of_moving_clips_only(tmp_path):
+    trainer = train.Trainer(argparse.Namespace(
+        out=str(tmp_path), seed=0, device="cpu", init=None, config=json.dumps(SMALL), codec_components=0, whiten=False,
+        bf16=False, lr=1e-3, heldout_clips=2))
+    moving = train.heldout_set(2, seed=11)
+    still = {**moving, "frames": np.repeat(moving["frames"][:, :1], train.FRAMES, axis=1)}
+    shape = (2, trainer.bundle.codec.latent_channels, train.FRAMES, 16, 16)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    t, drop = torch.full((2,), 600.0), torch.zeros(2, dtype=torch.bool)
+
+    def loss(batch, weight):
+        trainer.rng = np.random.default_rng(0)  # the same captions every time
+        with torch.no_grad():
+            return float(trainer.loss(batch, ["first"] * 2, t, noise, drop, motion_weight=weight))
+
+    assert loss(moving, 4.0) != pytest.approx(loss(moving, 0.0), rel=1e-4)
+    assert loss(still, 4.0) == pytest.approx(loss(still, 0.0), rel=1e-6)
 
 
 def test_text_encoder_runs_under_bfloat16_autocast():
