@@ -31,6 +31,8 @@ def main():
     parser.add_argument("--cfg", type=float, default=None)
     parser.add_argument("--denoise", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--palette", type=int, default=None,
+                        help="palette lock: redraw clips in up to N reference colours (0 = off; default: the model's)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="also write every clip's scores to this file")
     args = parser.parse_args()
@@ -53,7 +55,8 @@ def main():
               file=sys.stderr, flush=True)
 
     scores = evaluate(bundle, actions=actions, characters=args.characters, levels=levels, seed=args.seed,
-                      steps=args.steps, cfg_scale=args.cfg, denoise=args.denoise, progress=progress)
+                      steps=args.steps, cfg_scale=args.cfg, denoise=args.denoise, palette=args.palette,
+                      progress=progress)
     print(file=sys.stderr)
     summary = summarise(scores)
     header = f"{'action':16} {'clips':>5} {'recog.':>7} {'PSNR0':>7} {'drift':>6} {'Spearman':>8} {'seam':>6} {'s/clip':>7}"

@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
     a.add_argument("--denoise", type=float, default=None,
                    help="1 = start from pure noise; lower keeps the character closer to the reference with less "
-                        "motion (default: the model's; built-in 0.8, Open-Sora 1)")
+                        "motion (default: the model's: 1)")
+    a.add_argument("--palette", type=int, default=None,
+                   help="palette lock: redraw the frames in at most N of the reference's colours, 0 = off "
+                        "(default: the model's; built-in 256, Open-Sora off)")
     a.add_argument("--motion-strength", type=float, default=None,
                    help="motion score (built-in model: 0-10; Open-Sora: 0-100); omit to let the model choose")
     a.add_argument("--aesthetic", type=float, default=None, help="aesthetic score 4-7 (Open-Sora)")
@@ -123,13 +126,16 @@ class _Progress:
 def animate(args) -> int:
     import torch
 
-    from .export import export_frames
+    from .export import export_frames, frames_uint8
+    from .palette import check_colors, lock_palette
     from .images import prepare_reference
     from .pipeline import Reference, generate
     from .prompts import prepare_prompt
 
     torch.set_grad_enabled(False)
     path, fmt = output_target(args.out)
+    if args.palette:
+        check_colors(args.palette)
     image = load_image(args.image)
     runtime = _load_models(args)
     profile = runtime["profile"]
@@ -157,6 +163,9 @@ def animate(args) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     video = ((result.video[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()  # [T, H, W, 3] in 0..1
+    colors = profile.palette_colors if args.palette is None else args.palette
+    if colors:
+        video = lock_palette(frames_uint8(video), prepared.rgb, colors)
     transparent = prepared.had_alpha if args.transparent == "auto" else args.transparent == "yes"
     exported = export_frames(
         video, path, fmt=fmt, fps=args.fps or result.fps,

@@ -373,12 +373,12 @@ def _as_uint8(a: np.ndarray, what: str) -> np.ndarray:
     )
 
 
-def _frames_uint8(frames: Any) -> np.ndarray:
+def frames_uint8(frames: Any) -> np.ndarray:
     """Frames in any accepted form -> contiguous uint8 ``[T,H,W,C]``, C in {3, 4}."""
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("No frames to export (empty list).")
-        parts = [_frames_uint8(f) for f in frames]
+        parts = [frames_uint8(f) for f in frames]
         shapes = {p.shape[1:3] for p in parts}
         if len(shapes) != 1:
             raise ValueError(f"All frames must have the same size; got {sorted(shapes)} (H, W).")
@@ -511,7 +511,7 @@ def key_out(
     the edge are never changed. A grey key colour has no hue, so only the
     transparent-pixel fill applies.
     """
-    rgb = _frames_uint8(frames_rgb)[..., :3]
+    rgb = frames_uint8(frames_rgb)[..., :3]
     key = _parse_color(key_color).astype(np.float32)
     if not 0.0 <= float(tolerance) <= 1.0:
         raise ValueError(f"key tolerance must be within 0..1; got {tolerance}.")
@@ -1252,7 +1252,7 @@ def export_frames(
         _ffmpeg_exe()  # fail before any work when ffmpeg is missing
 
     notes: list[str] = []
-    data = _frames_uint8(frames)
+    data = frames_uint8(frames)
     rgb, a = _resolve_alpha(data, spec, alpha, key_color, key_tolerance, key_softness, despill, background, notes)
     padded = (0, 0)
     if spec.even_size:

@@ -35,6 +35,7 @@ class SamplingProfile:
     num_timesteps: int = 1000
     use_timestep_transform: bool = True
     denoise: float = 1.0
+    palette_colors: int = 0  # palette lock of the decoded frames by default (see palette.py); 0 = off
     align: int | None = 5
     min_video_frames: int = 17
     max_frames: int = 816

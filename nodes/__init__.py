@@ -10,6 +10,7 @@ from .controls import CharMotionLoopControl, CharMotionMotionControl
 from .decode import CharMotionDecodeVideo, CharMotionVAEDecode
 from .export import CharMotionExport
 from .loaders import CharMotionModelLoader, CharMotionVAELoader
+from .palette import CharMotionPaletteLock
 from .reference import CharMotionReferenceEncode, CharMotionSampleSprite
 from .sampler import CharMotionSampler
 from .text import CharMotionTextEncode
@@ -27,6 +28,7 @@ NODE_CLASS_MAPPINGS = {
     "CharMotionSampler": CharMotionSampler,
     "CharMotionVAEDecode": CharMotionVAEDecode,
     "CharMotionDecodeVideo": CharMotionDecodeVideo,
+    "CharMotionPaletteLock": CharMotionPaletteLock,
     "CharMotionExport": CharMotionExport,
 }
 
@@ -41,6 +43,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CharMotionSampler": "CharMotion Sampler (DiT)",
     "CharMotionVAEDecode": "CharMotion VAE Decode",
     "CharMotionDecodeVideo": "CharMotion Decode to VIDEO",
+    "CharMotionPaletteLock": "CharMotion Palette Lock",
     "CharMotionExport": "CharMotion Export",
 }
 

@@ -130,3 +130,29 @@ def test_demo_command_reports_bad_input(tmp_path):
                            "--prompt", "x", "--out", str(tmp_path / "x.gif")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "image not found" in done.stderr
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_demo_command_locks_the_palette_by_default(tmp_path):
+    from charmotion.dit_core.cli import load_image
+    from charmotion.dit_core.images import prepare_reference
+
+    image = ROOT / "assets/samples/slime.png"
+    reference = prepare_reference(load_image(str(image)), height=64, width=64, fit="pad").rgb
+    palette = {tuple(v) for v in reference.reshape(-1, 3).tolist()}
+    base = [sys.executable, "-m", "dit_core", "animate", "--image", str(image), "--prompt", "the slime bounces",
+            "--quiet", "--steps", "3", "--frames", "4", "--transparent", "no"]
+
+    def colours(folder, *extra):
+        done = subprocess.run(base + ["--out", f"{folder}/", *extra], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        files = sorted(Path(folder).glob("*.png"))
+        assert len(files) == 4
+        return {tuple(v) for f in files for v in np.asarray(Image.open(f).convert("RGB")).reshape(-1, 3).tolist()}
+
+    assert colours(tmp_path / "locked") <= palette
+    assert not colours(tmp_path / "free", "--palette", "0") <= palette  # the model's own colours drift off it
+    done = subprocess.run(base + ["--out", str(tmp_path / "x.gif"), "--palette", "1"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "palette colours must be 2 to 256, or 0" in done.stderr
+    assert not (tmp_path / "x.gif").exists()

@@ -20,7 +20,7 @@ HIDDEN = {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT"}
 EXPECTED = {
     "CharMotionModelLoader", "CharMotionVAELoader", "CharMotionTextEncode", "CharMotionMotionControl",
     "CharMotionLoopControl", "CharMotionSampleSprite", "CharMotionReferenceEncode", "CharMotionSampler",
-    "CharMotionVAEDecode", "CharMotionDecodeVideo", "CharMotionExport",
+    "CharMotionVAEDecode", "CharMotionDecodeVideo", "CharMotionPaletteLock", "CharMotionExport",
 }
 NODES = sorted(NODE_CLASS_MAPPINGS.items())
 

@@ -537,3 +537,23 @@ def test_host_uses_comfyui_folders_and_save_paths(env, monkeypatch, tmp_path):
     assert calls == [("CharMotion/x", str(tmp_path / "comfy_out"), 64, 32)]
     with pytest.raises(InvalidInputError, match="cannot be used: Saving image outside"):
         host.save_location("../x")
+
+
+def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
+    image, mask = run("CharMotionSampleSprite", sample="knight.png")
+    colours = {(40, 60, 200), (240, 200, 160), (30, 30, 30)}  # the sprite's opaque colours (node_fixtures)
+    noisy = (image.repeat(3, 1, 1, 1) + 0.04 * torch.randn(3, 64, 64, 3, generator=torch.Generator().manual_seed(0)))
+    clip = ClipInfo(fps=8.0, key_color=(255, 0, 255))
+    (locked,) = run("CharMotionPaletteLock", frames=noisy.clamp(0, 1), reference=image, colors=256, mask=mask,
+                    clip_info=clip)
+    assert locked.shape == (3, 64, 64, 3) and locked.dtype == torch.float32
+    found = {tuple(v) for v in (locked * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
+    assert found <= colours | {(255, 0, 255)}
+    assert torch.equal((locked[:, 32, 30] * 255).round(), torch.tensor([[40.0, 60, 200]] * 3))  # the body
+    # without the mask the colours under the transparent pixels (black here) join the palette
+    (unmasked,) = run("CharMotionPaletteLock", frames=image, reference=image, colors=256)
+    assert torch.equal(unmasked, image)
+    with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):
+        run("CharMotionPaletteLock", frames=image, reference=image, colors=256, mask=mask[:, :32])
+    with pytest.raises(InvalidInputError, match="frames must be an IMAGE batch"):
+        run("CharMotionPaletteLock", frames=image[0], reference=image, colors=256)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image, ImageSequence
 
@@ -125,6 +126,13 @@ def test_builtin_workflow_runs_end_to_end(env, info):
     alpha = np.stack(frames)[..., 3]
     assert alpha.min() == 0 and alpha.max() == 255  # transparent background, as the sample sprite has
     assert read_metadata(webp)["workflow"]["nodes"][0]["type"] == workflow["nodes"][0]["type"]
+    palette_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionPaletteLock")
+    sprite_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionSampleSprite")
+    image, mask = result["results"][sprite_id]
+    sprite = {tuple(v) for v in (image[mask < 0.5] * 255).round().to(torch.uint8).tolist()}
+    (locked,) = result["results"][palette_id]
+    colours = {tuple(v) for v in (locked * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
+    assert colours <= sprite | {(255, 0, 255)} and len(colours) > 2  # palette lock: the sprite's colours and the key
     atlas = json.loads(sheet.with_suffix(".json").read_text())
     assert atlas["meta"]["frame_count"] == 16 and atlas["meta"]["fps"] == 8.0
     assert atlas["meta"]["image"] == sheet.name

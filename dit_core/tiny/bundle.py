@@ -36,7 +36,8 @@ DEFAULT_CONFIG = {
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4),
     "codec": dict(kind="patch_pca", factor=4, components=24, scale=1.0),
     "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, use_timestep_transform=False, num_frames=16, size=64,
-                     max_frames=64, loop_condition_frames=4, motion_scale=10.0, denoise=0.8),
+                     max_frames=64, loop_condition_frames=4, motion_scale=10.0, denoise=1.0,
+                     palette=256),
 }
 
 
@@ -51,6 +52,7 @@ def tiny_profile(sampling: dict, factor: int) -> SamplingProfile:
         image_fps=float(sampling["fps"]),
         use_timestep_transform=bool(sampling["use_timestep_transform"]),
         denoise=float(sampling.get("denoise", 1.0)),
+        palette_colors=int(sampling.get("palette", 0)),
         align=None,
         min_video_frames=2,
         max_frames=int(sampling["max_frames"]),

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..palette import lock_palette
 from ..pipeline import Reference, generate
 from ..prompts import decorate_prompt
 from . import metrics
@@ -51,8 +52,10 @@ def uint8_to_pixels(image: np.ndarray) -> torch.Tensor:
 
 def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float | None, seed: int, frames: int = 16,
                       steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
-                      seamless: bool = False) -> np.ndarray:
-    """Animate a uint8 ``[H, W, 3]`` reference with the built-in model; returns uint8 frames ``[T, H, W, 3]``."""
+                      seamless: bool = False, palette: int | None = None) -> np.ndarray:
+    """Animate a uint8 ``[H, W, 3]`` reference with the built-in model; returns uint8 frames ``[T, H, W, 3]``,
+    redrawn in at most ``palette`` of the reference's colours (see :mod:`..palette`; None = the model's default,
+    0 = off)."""
     scale = float(bundle.config["sampling"]["motion_scale"])
     text = decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1))
     cond = bundle.encode_text(text)
@@ -60,12 +63,14 @@ def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float
     result = generate(bundle.model, cond, codec=bundle.codec, references=[Reference(latents)], num_frames=frames,
                       height=image.shape[0], width=image.shape[1], seed=seed, steps=steps, cfg_scale=cfg_scale,
                       denoise=denoise, seamless=seamless)
-    return pixels_to_uint8(result.video[0])
+    clip = pixels_to_uint8(result.video[0])
+    palette = bundle.profile.palette_colors if palette is None else palette
+    return lock_palette(clip, image, palette) if palette else clip
 
 
 def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
              seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
-             frames: int = 16, progress=None) -> list[ClipScore]:
+             frames: int = 16, palette: int | None = None, progress=None) -> list[ClipScore]:
     """Score clips of held-out characters: ``characters`` x ``levels`` per action, plus seamless clips of loopable ones."""
     actions = list(actions or ACTION_NAMES)
     jobs = []
@@ -83,7 +88,7 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
         start = time.perf_counter()
         clip = animate_reference(bundle, reference, example["prompt"], strength=strength, seed=example_seed,
                                  frames=frames, steps=steps, cfg_scale=cfg_scale, denoise=denoise,
-                                 seamless=seamless)
+                                 seamless=seamless, palette=palette)
         seconds = time.perf_counter() - start
         scores.append(ClipScore(
             action=action, character=example_seed, strength=strength, seamless=seamless, prompt=example["prompt"],

@@ -1,0 +1,72 @@
+"""Palette lock node: decoded frames redrawn in the reference sprite's own colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.palette import MAX_COLORS, lock_palette
+from . import host
+from .handles import CLIP_INFO_TYPE
+
+
+def _uint8(images: torch.Tensor, what: str) -> np.ndarray:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[-1] < 3:
+        shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InvalidInputError(f"{what} must be an IMAGE batch [N, H, W, 3]; got {shape}")
+    return (images[..., :3].detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+
+
+def palette_source(reference: torch.Tensor, mask: torch.Tensor | None, key_color) -> np.ndarray:
+    """The reference's opaque pixels (all images of the batch) plus the key colour, as one uint8 ``[1, N, 3]`` row."""
+    pixels = _uint8(reference, "reference").reshape(reference.shape[0], -1, 3)
+    if mask is not None:
+        opaque = (mask.detach().float().cpu().reshape(mask.shape[0] if mask.dim() == 3 else 1, -1) < 0.5).numpy()
+        if opaque.shape[1] != pixels.shape[1]:
+            raise InvalidInputError(f"mask is {list(mask.shape)} but reference is {list(reference.shape)}: connect "
+                                    "the MASK that came with the reference image")
+        opaque = np.broadcast_to(opaque, pixels.shape[:2])
+        pixels = pixels[opaque]
+    pixels = pixels.reshape(-1, 3)
+    if key_color is not None:
+        pixels = np.concatenate([pixels, np.asarray([key_color], np.uint8)])
+    if len(pixels) == 0:
+        raise InvalidInputError("the mask hides the whole reference: no colours left to lock the palette to")
+    return pixels[None]
+
+
+class CharMotionPaletteLock:
+    """Maps every pixel of the frames to the nearest colour of the reference sprite's palette."""
+
+    CATEGORY = "CharMotion/image"
+    FUNCTION = "lock"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("frames",)
+    DESCRIPTION = (
+        "Redraws the frames with the reference's own colours (nearest colour, no dithering): removes colour noise "
+        "and keeps a pixel-art palette exact. Connect the reference image (and its mask, for transparent sprites) "
+        "and clip_info from CharMotion VAE Decode so the key background stays the key colour."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "frames": ("IMAGE",),
+                "reference": ("IMAGE", {"tooltip": "The character image the clip was made from (any size)."}),
+                "colors": ("INT", {"default": MAX_COLORS, "min": 2, "max": MAX_COLORS, "tooltip":
+                                   "Most colours to keep (all of the reference's when it has fewer)."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "The reference's mask: transparent pixels do not count as colours."}),
+                "clip_info": (CLIP_INFO_TYPE, {"tooltip": "From CharMotion VAE Decode: adds the key background colour."}),
+            },
+        }
+
+    def lock(self, frames, reference, colors, mask=None, clip_info=None):
+        key = getattr(clip_info, "key_color", None)
+        source = palette_source(reference, mask, key)
+        locked = lock_palette(_uint8(frames, "frames"), source, int(colors))
+        out = torch.from_numpy(locked.astype(np.float32) / 255.0)
+        return (out.to(host.intermediate_device()),)

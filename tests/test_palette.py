@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from dit_core.errors import InvalidInputError
+from dit_core.palette import lock_palette
+from dit_core.tiny.dataset import make_example
+
+
+def _colours(array: np.ndarray) -> set[tuple[int, int, int]]:
+    return set(map(tuple, array.reshape(-1, 3).tolist()))
+
+
+def test_pixel_art_clip_keeps_its_colours_and_noise_is_snapped_back():
+    example = make_example(3, "heldout", 4, 64)
+    frames, reference = example["frames"], example["frames"][0]
+    assert len(_colours(reference)) <= 256
+    assert np.array_equal(lock_palette(frames[:1], reference), frames[:1])  # the reference is already in its palette
+    noise = np.random.default_rng(0).integers(-6, 7, frames.shape)
+    noisy = np.clip(frames.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    locked = lock_palette(noisy, reference)
+    assert _colours(locked) <= _colours(reference)
+    assert np.abs(locked.astype(int) - frames).mean() < 0.25 * np.abs(noisy.astype(int) - frames).mean()
+
+
+def test_palette_size_limits_the_colours():
+    rows, cols = np.meshgrid(np.arange(64) * 4, np.arange(64) * 4, indexing="ij")
+    gradient = np.stack([rows, cols, np.full((64, 64), 128)], -1)
+    reference = gradient.astype(np.uint8)
+    locked = lock_palette(reference[None], reference, colors=8)
+    assert len(_colours(locked)) <= 8
+    assert np.abs(locked.astype(int) - reference).mean() < 24
+
+
+def test_bad_input_says_what_is_expected():
+    reference = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(InvalidInputError, match=r"frames must be uint8 RGB \[T, H, W, 3\]"):
+        lock_palette(np.zeros((2, 8, 8, 3), np.float32), reference)
+    with pytest.raises(InvalidInputError, match="palette colours must be 2 to 256, or 0 for no palette lock"):
+        lock_palette(np.zeros((2, 8, 8, 3), np.uint8), reference, colors=1)
