@@ -30,6 +30,8 @@ def main():
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--cfg", type=float, default=None)
     parser.add_argument("--denoise", type=float, default=None)
+    parser.add_argument("--shift", type=float, default=None,
+                        help="sampling timestep shift toward high noise (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--palette", type=int, default=None,
                         help="palette lock: redraw clips in up to N reference colours (0 = off; default: the model's)")
@@ -47,6 +49,10 @@ def main():
         torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     bundle = load_tiny(args.model)
+    if args.shift is not None:
+        from dataclasses import replace
+
+        bundle.model.sampling_profile = replace(bundle.profile, timestep_shift=args.shift)
     levels = tuple(float(v) for v in args.levels.split(","))
     actions = args.actions.split(",") if args.actions else None
 

@@ -34,6 +34,7 @@ class SamplingProfile:
     image_fps: float = 120.0
     num_timesteps: int = 1000
     use_timestep_transform: bool = True
+    timestep_shift: float = 1.0  # a fixed shift toward high noise when use_timestep_transform is off
     denoise: float = 1.0
     palette_colors: int = 0  # palette lock of the decoded frames by default (see palette.py); 0 = off
     align: int | None = 5
@@ -260,7 +261,7 @@ def generate(
         frame_mask = apply_placements(z, loop_refs, loop_places, loop=loop, align=align)
         timesteps = rectified_flow_timesteps(
             steps, num_timesteps=profile.num_timesteps, use_timestep_transform=profile.use_timestep_transform,
-            height=height, width=width, num_frames=frames_k, ratio_dtype=ratio_dtype,
+            height=height, width=width, num_frames=frames_k, ratio_dtype=ratio_dtype, shift=profile.timestep_shift,
         )
         if denoise < 1.0:
             if frame_mask is not None and bool((frame_mask < 1).any()):

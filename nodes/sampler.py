@@ -78,9 +78,9 @@ class CharMotionSampler:
                 "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":
                         "Frame rate the model is told and the clip plays at. Open-Sora: 24; built-in: 8."}),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.05, "max": 1.0, "step": 0.01, "tooltip":
-                            "1 = start from pure noise (Open-Sora). Lower starts the free frames from the nearest "
-                            "reference with noise added: the character stays closer to the reference, with less "
-                            "motion. Built-in: 0.8."}),
+                            "1 = start from pure noise (the default for both models). Lower starts the free frames "
+                            "from the nearest reference with noise added: the character stays closer to the "
+                            "reference, with much less motion."}),
             },
             "optional": {
                 "negative": ("CONDITIONING", {"tooltip": "Not in Open-Sora: leave empty for its learned empty caption."}),

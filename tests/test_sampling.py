@@ -89,6 +89,15 @@ def test_first_timestep_is_clamped_to_1000():
     assert t.max().item() <= 1000.0
 
 
+def test_fixed_shift_without_the_transform():
+    plain = rectified_flow_timesteps(4, use_timestep_transform=False)
+    assert plain.tolist() == [1000.0, 750.0, 500.0, 250.0]
+    assert torch.equal(rectified_flow_timesteps(4, use_timestep_transform=False, shift=1.0), plain)
+    shifted = rectified_flow_timesteps(4, use_timestep_transform=False, shift=3.0)
+    # t' = 3t / (1 + 2t): 0.75 -> 0.9, 0.5 -> 0.75, 0.25 -> 0.5
+    torch.testing.assert_close(shifted, torch.tensor([1000.0, 900.0, 750.0, 500.0]))
+
+
 @pytest.mark.parametrize("frames", [2, 8, 16])
 def test_short_videos_are_refused(frames):
     with pytest.raises(InvalidInputError, match="at least 17 frames"):

@@ -54,10 +54,14 @@ def rectified_flow_timesteps(
     width: float | None = None,
     num_frames: int | None = None,
     ratio_dtype: torch.dtype = torch.float32,
+    shift: float = 1.0,
 ) -> torch.Tensor:
-    """The ``steps`` timesteps (float32, high noise first) the sampler evaluates."""
+    """The ``steps`` timesteps (float32, high noise first) the sampler evaluates. Without Open-Sora's transform,
+    ``shift`` > 1 applies the same transform with that fixed ratio (more of the steps at high noise)."""
     timesteps = torch.tensor(base_timesteps(steps, num_timesteps), dtype=torch.float32)
     if not use_timestep_transform:
+        if shift != 1.0:
+            return transform_timesteps(timesteps, torch.tensor(float(shift)), num_timesteps)
         return timesteps
     if height is None or width is None or num_frames is None:
         raise ValueError("the timestep transform needs height, width and num_frames")

@@ -51,6 +51,7 @@ def tiny_profile(sampling: dict, factor: int) -> SamplingProfile:
         fps=float(sampling["fps"]),
         image_fps=float(sampling["fps"]),
         use_timestep_transform=bool(sampling["use_timestep_transform"]),
+        timestep_shift=float(sampling.get("timestep_shift", 1.0)),
         denoise=float(sampling.get("denoise", 1.0)),
         palette_colors=int(sampling.get("palette", 0)),
         align=None,
