@@ -23,7 +23,7 @@ def palette_source(reference: torch.Tensor, mask: torch.Tensor | None, key_color
     pixels = _uint8(reference, "reference").reshape(reference.shape[0], -1, 3)
     if mask is not None:
         opaque = (mask.detach().float().cpu().reshape(mask.shape[0] if mask.dim() == 3 else 1, -1) < 0.5).numpy()
-        if opaque.shape[1] != pixels.shape[1]:
+        if opaque.shape[1] != pixels.shape[1] or opaque.shape[0] not in (1, pixels.shape[0]):
             raise InvalidInputError(f"mask is {list(mask.shape)} but reference is {list(reference.shape)}: connect "
                                     "the MASK that came with the reference image")
         opaque = np.broadcast_to(opaque, pixels.shape[:2])

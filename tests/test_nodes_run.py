@@ -555,5 +555,8 @@ def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
     assert torch.equal(unmasked, image)
     with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):
         run("CharMotionPaletteLock", frames=image, reference=image, colors=256, mask=mask[:, :32])
+    with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):
+        run("CharMotionPaletteLock", frames=image, reference=image.repeat(2, 1, 1, 1), colors=256,
+            mask=mask.repeat(3, 1, 1))
     with pytest.raises(InvalidInputError, match="frames must be an IMAGE batch"):
         run("CharMotionPaletteLock", frames=image[0], reference=image, colors=256)
