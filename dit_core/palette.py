@@ -43,13 +43,19 @@ def lock_palette(frames: np.ndarray, reference: np.ndarray, colors: int = MAX_CO
     """uint8 frames ``[T, H, W, 3]`` redrawn with the nearest (Euclidean RGB) colours of the uint8
     ``reference [H, W, 3]``'s palette."""
     frames = _rgb_uint8(frames, "frames", ndim=4)
-    palette = reference_palette(reference, colors).astype(np.int32)
-    out = np.empty_like(frames)
-    for t, frame in enumerate(frames):
-        pixels = frame.reshape(-1, 1, 3).astype(np.int32)
-        nearest = ((pixels - palette[None]) ** 2).sum(axis=2).argmin(axis=1)
-        out[t] = palette[nearest].reshape(frame.shape)
-    return out
+    palette = reference_palette(reference, colors)
+    # |p - c|^2 = |p|^2 - 2 p.c + |c|^2; |p|^2 is the same for every c. Integers below 2^24: exact in float32.
+    centres = palette.astype(np.float32)
+    norms = (centres**2).sum(axis=1)
+    pixels = frames.reshape(-1, 3)
+    nearest = np.empty(len(pixels), np.intp)
+    for start in range(0, len(pixels), _CHUNK):
+        chunk = pixels[start : start + _CHUNK].astype(np.float32)
+        nearest[start : start + _CHUNK] = (norms - 2.0 * (chunk @ centres.T)).argmin(axis=1)
+    return palette[nearest].reshape(frames.shape)
+
+
+_CHUNK = 1 << 14  # pixels per distance matrix (16 MB at 256 colours)
 
 
 def _rgb_uint8(array: np.ndarray, name: str, ndim: int = 3) -> np.ndarray:

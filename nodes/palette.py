@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..dit_core.errors import InvalidInputError
+from ..dit_core.export import frames_uint8
 from ..dit_core.palette import MAX_COLORS, lock_palette
 from . import host
 from .handles import CLIP_INFO_TYPE
@@ -15,14 +16,15 @@ def _uint8(images: torch.Tensor, what: str) -> np.ndarray:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[-1] < 3:
         shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise InvalidInputError(f"{what} must be an IMAGE batch [N, H, W, 3]; got {shape}")
-    return (images[..., :3].detach().float().clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return frames_uint8(images[..., :3].detach().float().cpu().numpy())
 
 
 def palette_source(reference: torch.Tensor, mask: torch.Tensor | None, key_color) -> np.ndarray:
     """The reference's opaque pixels (all images of the batch) plus the key colour, as one uint8 ``[1, N, 3]`` row."""
     pixels = _uint8(reference, "reference").reshape(reference.shape[0], -1, 3)
     if mask is not None:
-        opaque = (mask.detach().float().cpu().reshape(mask.shape[0] if mask.dim() == 3 else 1, -1) < 0.5).numpy()
+        masks = mask if mask.dim() == 3 else mask[None]  # a MASK is [N, H, W] or [H, W]; 1 = transparent
+        opaque = (masks.detach().float().cpu().reshape(masks.shape[0], -1) < 0.5).numpy()
         if opaque.shape[1] != pixels.shape[1] or opaque.shape[0] not in (1, pixels.shape[0]):
             raise InvalidInputError(f"mask is {list(mask.shape)} but reference is {list(reference.shape)}: connect "
                                     "the MASK that came with the reference image")

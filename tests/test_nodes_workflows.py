@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image, ImageSequence
 
 from charmotion.dit_core.export import read_metadata
