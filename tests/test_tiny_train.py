@@ -12,6 +12,7 @@ import torch
 
 from charmotion.dit_core.tiny import train
 from charmotion.dit_core.tiny.bundle import load_tiny
+from charmotion.dit_core.tiny import text_encoder
 from charmotion.dit_core.tiny.text_encoder import TextEncoderConfig, TinyTextEncoder
 
 SMALL = {
@@ -64,6 +65,8 @@ def test_text_encoder_runs_under_bfloat16_autocast():
     torch.manual_seed(0)
     encoder = TinyTextEncoder(TextEncoderConfig(dim=16, buckets=256, max_length=16, layers=1, heads=2)).eval()
     prompts = ["the fox walks left. motion score: 7.5.", "jump"]  # a number goes through its own embedding
+    assert text_encoder.word_buckets("jump", 256) == tuple(text_encoder.stable_bucket(g, 256)
+                                                            for g in text_encoder.word_ngrams("jump"))
     with torch.no_grad():
         full = encoder(prompts).y
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -117,3 +120,25 @@ def test_each_batch_serves_repeat_steps_and_seamless_batches_come_in_turn():
     batch = train.training_batch(jobs[0])
     assert batch["seamless"] and batch["frames"].shape == (2, train.FRAMES + 1, train.SIZE, train.SIZE, 3)
     assert not train.training_batch(jobs[1])["seamless"]
+
+
+def test_the_learning_rate_decays_over_steps_or_over_the_time_budget():
+    trainer = train.Trainer.__new__(train.Trainer)  # lr_at needs only the arguments
+    trainer.args = argparse.Namespace(lr=1e-3, warmup=2, decay_steps=102, minutes=1.0, decay_over_budget=False)
+    assert trainer.lr_at(0) == pytest.approx(5e-4) and trainer.lr_at(2) == pytest.approx(1e-3)
+    assert trainer.lr_at(52, seconds=59.0) == pytest.approx(5.5e-4)  # half way through the steps; time ignored
+    assert trainer.lr_at(500) == pytest.approx(1e-4)
+    trainer.args.decay_over_budget = True
+    assert trainer.lr_at(0, seconds=50.0) == pytest.approx(5e-4)  # warm-up still counts steps
+    assert trainer.lr_at(500, seconds=0.0) == pytest.approx(1e-3)
+    assert trainer.lr_at(3, seconds=30.0) == pytest.approx(5.5e-4)  # half the 1-minute budget
+    assert trainer.lr_at(3, seconds=90.0) == pytest.approx(1e-4)
+
+
+def test_a_run_decaying_over_its_budget_records_it(tmp_path):
+    train.main(["--out", str(tmp_path), "--steps", "2", "--minutes", "5", "--decay-over-budget", "--batch-size", "2",
+                "--codec-components", "0", "--heldout-clips", "2", "--warmup", "1", "--log-every", "1",
+                "--config", json.dumps(SMALL)])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if "lr" in line]
+    assert [entry["step"] for entry in log] == [1, 2] and log[0]["lr"] >= log[1]["lr"]
+    assert load_tiny(tmp_path / "charmotion_tiny.safetensors").info["decay_minutes"] == 5.0

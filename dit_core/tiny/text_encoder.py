@@ -14,6 +14,7 @@ import math
 import re
 import zlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import torch
 from torch import nn
@@ -44,6 +45,12 @@ def word_ngrams(word: str) -> list[str]:
 
 def stable_bucket(text: str, buckets: int) -> int:
     return zlib.crc32(text.encode("utf-8")) % (buckets - 1) + 1  # bucket 0 is padding
+
+
+@lru_cache(maxsize=65536)
+def word_buckets(word: str, buckets: int) -> tuple[int, ...]:
+    """The embedding rows of a word's n-grams (cached: captions repeat the same few hundred words)."""
+    return tuple(stable_bucket(g, buckets) for g in word_ngrams(word))
 
 
 class TinyTextEncoder(nn.Module):
@@ -83,7 +90,7 @@ class TinyTextEncoder(nn.Module):
                     ids.append(0)
                     continue
                 token = tokens[j]
-                ids.extend(stable_bucket(g, self.config.buckets) for g in word_ngrams(token))
+                ids.extend(word_buckets(token, self.config.buckets))
                 if NUMBER_PATTERN.fullmatch(token):
                     numbers.append(self._number_features(float(token)))
                     number_slots.append(i * length + j)

@@ -166,6 +166,9 @@ class Trainer:
         self.seconds = 0.0
         self.rng = np.random.default_rng(args.seed)
         self.gen = torch.Generator().manual_seed(args.seed)
+        # the noise is the bulk of the random numbers (millions per step): on a GPU it is drawn there
+        self.noise_gen = (self.gen if self.device.type == "cpu"
+                          else torch.Generator(device=self.device).manual_seed(args.seed))
         self.motion_scale = float(self.bundle.config["sampling"]["motion_scale"])
         self.heldout = heldout_set(args.heldout_clips)
         self.heldout_gen = torch.Generator().manual_seed(99)
@@ -180,6 +183,8 @@ class Trainer:
             "ema": self.ema, "step": self.step, "seconds": self.seconds,
             "rng": json.dumps(self.rng.bit_generator.state), "gen": self.gen.get_state(),
         }
+        if self.noise_gen is not self.gen:
+            state["noise_gen"] = self.noise_gen.get_state()
         tmp = self.state_path().with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(self.state_path())
@@ -194,18 +199,28 @@ class Trainer:
         self.step, self.seconds = int(state["step"]), float(state["seconds"])
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.gen.set_state(state["gen"])
+        if self.noise_gen is not self.gen:
+            if "noise_gen" not in state:
+                raise SystemExit(f"{self.state_path()} was saved by a CPU run; resume it with --device cpu")
+            self.noise_gen.set_state(state["noise_gen"])
 
     # -- one step ---------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
+    def lr_at(self, step: int, seconds: float = 0.0) -> float:
+        """Linear warm-up over ``--warmup`` steps, then a cosine decay to 10 % of ``--lr`` over ``--decay-steps``
+        steps or, with ``--decay-over-budget``, over the ``--minutes`` budget (``seconds`` trained so far)."""
         warm = self.args.warmup
         if step < warm:
             return self.args.lr * (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, self.args.decay_steps - warm))
+        if self.args.decay_over_budget:
+            progress = min(1.0, seconds / (self.args.minutes * 60.0))
+        else:
+            progress = min(1.0, (step - warm) / max(1, self.args.decay_steps - warm))
         return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def loss(self, batch: dict, kinds: list[str], t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor,
              motion_weight: float = 0.0) -> torch.Tensor:
         device = self.device
+        any_drop = bool(drop.any())  # decided before the move: reading a GPU tensor would wait for the GPU
         t, noise, drop = t.to(device), noise.to(device), drop.to(device)
         x0 = self.bundle.codec.encode(frames_to_pixels(batch["frames"], device))
         frames = x0.shape[2]
@@ -213,7 +228,7 @@ class Trainer:
         prompts = [caption(p, a, self.rng, self.motion_scale) for p, a in zip(batch["prompt"], batch["amplitude"])]
         text = self.text(prompts)
         y = text.y
-        if drop.any():
+        if any_drop:
             null = self.model.y_embedder.y_embedding[: y.shape[2]]
             y = torch.where(drop[:, None, None, None], null[None, None].expand_as(y), y)
         w = (t / 1000.0).view(-1, 1, 1, 1, 1)
@@ -238,15 +253,17 @@ class Trainer:
         probs = np.asarray(probs) / sum(probs)
         return [names[i] for i in self.rng.choice(len(names), size=n, p=probs)]
 
-    def train_step(self, batch: dict) -> float:
+    def train_step(self, batch: dict) -> torch.Tensor:
+        """One optimizer step; returns the loss as a tensor (reading it waits for the device, so the caller
+        reads losses only when it logs and a GPU step can overlap with preparing the next one)."""
         n = len(batch["prompt"])
         kinds = self.sample_kinds(n, batch["seamless"])
         t = sample_timesteps(n, self.gen, scale=self.args.t_scale, shift=self.args.t_shift, uniform=self.args.t_uniform)
         noise_shape = (n, self.bundle.codec.latent_channels, batch["frames"].shape[1], SIZE // 4, SIZE // 4)
-        noise = torch.randn(noise_shape, generator=self.gen)
+        noise = torch.randn(noise_shape, generator=self.noise_gen, device=self.noise_gen.device)
         drop = torch.rand(n, generator=self.gen) < 0.1
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = self.lr_at(self.step, self.seconds)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
             loss = self.loss(batch, kinds, t, noise, drop, self.args.motion_weight)
         self.opt.zero_grad(set_to_none=True)
@@ -257,7 +274,7 @@ class Trainer:
         with torch.no_grad():
             torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
         self.step += 1
-        return float(loss.detach())
+        return loss.detach()
 
     @torch.no_grad()
     def heldout_loss(self) -> float:
@@ -310,8 +327,9 @@ class Trainer:
             recent.append(self.train_step(batch))
             self.seconds += time.perf_counter() - start
             if self.step % args.log_every == 0:
-                entry = {"step": self.step, "minutes": round(self.seconds / 60, 2), "loss": round(float(np.mean(recent)), 5),
-                         "lr": self.lr_at(self.step)}
+                entry = {"step": self.step, "minutes": round(self.seconds / 60, 2),
+                         "loss": round(float(torch.stack(recent).float().mean()), 5),
+                         "lr": self.lr_at(self.step, self.seconds)}
                 recent = []
                 if self.step % args.eval_every == 0:
                     entry["heldout_loss"] = round(self.heldout_loss(), 5)
@@ -332,6 +350,8 @@ class Trainer:
             info["repeat"] = args.repeat
         if args.motion_weight:
             info["motion_weight"] = args.motion_weight
+        if args.decay_over_budget:
+            info["decay_minutes"] = args.minutes
         if self.init_info is not None:
             info["init"] = self.init_info
         path = save_tiny(self.bundle, self.out / "charmotion_tiny.safetensors", info=info)
@@ -348,6 +368,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=8e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--decay-steps", type=int, default=1650, help="cosine decay length (to 10 %% of --lr)")
+    parser.add_argument("--decay-over-budget", action="store_true",
+                        help="decay over the --minutes budget instead of --decay-steps (when the step time is not "
+                             "known beforehand, e.g. a first run on a new GPU)")
     parser.add_argument("--ema", type=float, default=0.998)
     parser.add_argument("--seamless-every", type=int, default=8, help="every N-th batch trains seamless loops")
     parser.add_argument("--t-scale", type=float, default=1.0, help="scale of the logit-normal timestep distribution")
