@@ -86,20 +86,27 @@ def test_builtin_model_gives_the_cpu_clip_on_cuda():
     assert diff.mean() < 0.5 and diff.max() <= 8, f"CUDA clip differs from the CPU clip: mean {diff.mean():.3f}, max {diff.max()}"
 
 
-def test_training_on_cuda_draws_noise_there_and_resumes(tmp_path):
+def test_training_on_cuda_draws_noise_there_and_resumes(tmp_path, capsys):
     import json
 
     from charmotion.dit_core.tiny import train
 
     small = {"model": {"depth": 1, "hidden_size": 32, "num_heads": 2, "caption_channels": 16, "model_max_length": 16},
              "text_encoder": {"dim": 16, "buckets": 256, "max_length": 16, "layers": 1, "heads": 2}}
-    common = ["--out", str(tmp_path), "--device", "cuda", "--bf16", "--batch-size", "2", "--codec-components", "0",
-              "--heldout-clips", "2", "--log-every", "1", "--eval-every", "100", "--warmup", "1",
-              "--config", json.dumps(small)]
-    train.main(common + ["--steps", "2"])
-    state = torch.load(tmp_path / "train_state.pt", map_location="cpu", weights_only=True)
+
+    def run(out, device, *extra):
+        train.main(["--out", str(out), "--device", device, "--bf16", "--batch-size", "2", "--codec-components", "0",
+                    "--heldout-clips", "2", "--log-every", "1", "--eval-every", "100", "--warmup", "1",
+                    "--config", json.dumps(small), *extra])
+
+    run(tmp_path / "gpu", "cuda", "--steps", "2")
+    state = torch.load(tmp_path / "gpu" / "train_state.pt", map_location="cpu", weights_only=True)
     assert state["noise_gen"].numel() > 0  # the CUDA generator's state is kept for --resume
-    train.main(common + ["--steps", "3", "--resume"])
-    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if "lr" in line]
+    run(tmp_path / "gpu", "cuda", "--steps", "3", "--resume")
+    log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines() if "lr" in line]
     assert [entry["step"] for entry in log] == [1, 2, 3] and all(0 < entry["loss"] < 10 for entry in log)
-    assert load_tiny(tmp_path / "charmotion_tiny.safetensors").info["device"] == "cuda"
+    assert load_tiny(tmp_path / "gpu" / "charmotion_tiny.safetensors").info["device"] == "cuda"
+    run(tmp_path / "moved", "cpu", "--steps", "2")  # a CPU run continued on the GPU
+    capsys.readouterr()
+    run(tmp_path / "moved", "cuda", "--steps", "3", "--resume")
+    assert "saved by a CPU run; the noise on cuda is a new stream" in capsys.readouterr().out

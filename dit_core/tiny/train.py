@@ -200,9 +200,11 @@ class Trainer:
         self.rng.bit_generator.state = json.loads(state["rng"])
         self.gen.set_state(state["gen"])
         if self.noise_gen is not self.gen:
-            if "noise_gen" not in state:
-                raise SystemExit(f"{self.state_path()} was saved by a CPU run; resume it with --device cpu")
-            self.noise_gen.set_state(state["noise_gen"])
+            if "noise_gen" in state:
+                self.noise_gen.set_state(state["noise_gen"])
+            else:  # a CPU run continued on a GPU: the noise comes from a new stream from here on
+                self.noise_gen.manual_seed(self.args.seed * 1_000_003 + self.step)
+                print(f"note: {self.state_path()} was saved by a CPU run; the noise on {self.device} is a new stream")
 
     # -- one step ---------------------------------------------------------------
     def lr_at(self, step: int, seconds: float = 0.0) -> float:
