@@ -3,9 +3,10 @@
     python -m dit_core.tiny.train --out runs/tiny --steps 1650          # first stage (the defaults), about an hour on 2 cores
     python -m dit_core.tiny.train --out runs/tiny --resume --minutes 140 --steps 2600 --decay-steps 2600  # continue
     python -m dit_core.tiny.train --out runs/tiny --resume --minutes 300 --steps 7756 --decay-steps 9000 --bf16 --t-shift 3
-    # on a GPU, starting from a bundle (a fresh optimizer; a new --seed draws clips the earlier stages did not see)
+    # on a GPU, starting from a bundle (a fresh optimizer; a new --seed draws clips the earlier stages did not see),
+    # the learning rate decayed over a 9-minute budget
     python -m dit_core.tiny.train --out runs/gpu --init runs/tiny/charmotion_tiny.safetensors --device cuda --bf16 \
-        --batch-size 192 --workers 15 --repeat 2 --lr 4e-4 --warmup 200 --t-shift 3 --steps 720 --decay-steps 720 --seed 1
+        --batch-size 192 --workers 15 --lr 3e-4 --warmup 100 --t-shift 3 --minutes 9 --decay-over-budget --seed 5
 
 The codec's PCA basis is fitted first on training clips (seconds). Then
 rectified-flow training exactly as the sampler uses the model (Open-Sora 1.2's
