@@ -140,5 +140,5 @@ def test_a_run_decaying_over_its_budget_records_it(tmp_path):
                 "--codec-components", "0", "--heldout-clips", "2", "--warmup", "1", "--log-every", "1",
                 "--config", json.dumps(SMALL)])
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if "lr" in line]
-    assert [entry["step"] for entry in log] == [1, 2] and log[0]["lr"] >= log[1]["lr"]
+    assert [entry["step"] for entry in log] == [1, 2]  # the schedule itself: the test above
     assert load_tiny(tmp_path / "charmotion_tiny.safetensors").info["decay_minutes"] == 5.0
