@@ -12,12 +12,15 @@ Backends:
 Tensors use the ``[batch, tokens, heads, head_dim]`` layout (what a fused qkv
 projection gives with a plain ``view``). For cross-attention to variable-length
 text, keys/values are *packed* (``[1, sum(kv_lens), heads, head_dim]``) and
-``kv_lens`` gives each batch element's number of text tokens.
+``kv_lens`` gives each batch element's number of text tokens: a list of ints, or a
+:class:`KeyLengths` a model builds once per forward so that its padding mask and
+scatter index are not rebuilt (and copied to the device) in every attention call.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -28,6 +31,32 @@ BACKENDS = ("auto", "sdpa", "xformers", "math")
 
 class AttentionBackendError(RuntimeError):
     """An attention backend was asked for but cannot run here; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class KeyLengths:
+    """Per-sample key counts of packed keys, with what unpacking them needs.
+
+    ``mask`` ``[B, max(lens)]`` marks each row's real keys and ``index`` holds
+    their flat positions in the padded ``[B * max(lens)]`` layout; both are None
+    when every sample has the same count (packed keys then reshape as they are).
+    """
+
+    lens: tuple[int, ...]
+    mask: torch.Tensor | None
+    index: torch.Tensor | None
+
+    @classmethod
+    def build(cls, lens: Sequence[int], device: torch.device | str | None = None) -> "KeyLengths":
+        lens = tuple(int(n) for n in lens)
+        if not lens or min(lens) < 1:
+            raise ValueError(f"every sample needs at least one key, got lengths {list(lens)}")
+        longest = max(lens)
+        if all(n == longest for n in lens):
+            return cls(lens, None, None)
+        mask = torch.arange(longest)[None] < torch.tensor(lens)[:, None]
+        index = mask.flatten().nonzero().squeeze(1)
+        return cls(lens, mask.to(device), index.to(device))
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,7 +134,7 @@ def attention(
     v: torch.Tensor,
     *,
     backend: str = "sdpa",
-    kv_lens: Sequence[int] | None = None,
+    kv_lens: Sequence[int] | KeyLengths | None = None,
 ) -> torch.Tensor:
     """Softmax attention with scale ``head_dim ** -0.5``.
 
@@ -116,6 +145,8 @@ def attention(
     """
     if backend == "auto":
         backend = check_backend("auto", q.device)
+    if kv_lens is not None and not isinstance(kv_lens, KeyLengths):
+        kv_lens = KeyLengths.build(kv_lens, q.device)
     if backend == "xformers":
         return _xformers_attention(q, k, v, kv_lens)
 
@@ -132,19 +163,16 @@ def attention(
     raise AttentionBackendError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-def _unpack_keys(k: torch.Tensor, v: torch.Tensor, kv_lens: Sequence[int]):
-    """Packed ``[1, sum(L), H, D]`` keys -> padded ``[B, max(L), H, D]`` and a key mask (None if all equal)."""
-    lens = [int(n) for n in kv_lens]
-    batch, longest = len(lens), max(lens)
-    if all(n == longest for n in lens):
+def _unpack_keys(k: torch.Tensor, v: torch.Tensor, lengths: KeyLengths):
+    """Packed ``[1, sum(L), H, D]`` keys -> padded ``[B, max(L), H, D]`` and the key mask (None if all equal)."""
+    batch, longest = len(lengths.lens), max(lengths.lens)
+    if lengths.mask is None:
         shape = (batch, longest) + tuple(k.shape[2:])
         return k.reshape(shape), v.reshape(shape), None
-    key_mask = torch.arange(longest, device=k.device)[None] < torch.tensor(lens, device=k.device)[:, None]
-    padded_k = k.new_zeros((batch, longest) + tuple(k.shape[2:]))
-    padded_v = v.new_zeros((batch, longest) + tuple(v.shape[2:]))
-    padded_k[key_mask] = k[0]  # the mask's True cells, row by row, are the packed order
-    padded_v[key_mask] = v[0]
-    return padded_k, padded_v, key_mask
+    rest = tuple(k.shape[2:])
+    padded_k = k.new_zeros((batch * longest,) + rest).index_copy_(0, lengths.index, k[0])
+    padded_v = v.new_zeros((batch * longest,) + rest).index_copy_(0, lengths.index, v[0])
+    return padded_k.view((batch, longest) + rest), padded_v.view((batch, longest) + rest), lengths.mask
 
 
 def _math_attention(q, k, v, key_mask):
@@ -167,7 +195,7 @@ def _xformers_attention(q, k, v, kv_lens):
     if kv_lens is None:
         return xops.memory_efficient_attention(q.contiguous(), k.contiguous(), v.contiguous())
     batch, lq = q.shape[0], q.shape[1]
-    bias = xops.fmha.BlockDiagonalMask.from_seqlens([lq] * batch, [int(n) for n in kv_lens])
+    bias = xops.fmha.BlockDiagonalMask.from_seqlens([lq] * batch, list(kv_lens.lens))
     out = xops.memory_efficient_attention(
         q.reshape(1, batch * lq, *q.shape[2:]).contiguous(), k.contiguous(), v.contiguous(), attn_bias=bias
     )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from charmotion.dit_core.attention import AttentionBackendError, attention
+from charmotion.dit_core.attention import AttentionBackendError, KeyLengths, attention
 from charmotion.dit_core.checkpoint import CheckpointError
 from charmotion.dit_core.models import STDIT3_XL_2, STDiT3Config, build_stdit3, infer_stdit3_config, load_stdit3
 from golden_data import case_weights_path, golden_cases, golden_dir, load_case_tensors
@@ -206,6 +206,17 @@ def test_variable_length_cross_attention_matches_per_sample():
     reference = torch.cat(
         [attention(q[i : i + 1], k[:, s : s + n], v[:, s : s + n], backend="math") for i, (s, n) in enumerate(zip(starts, lens))]
     )
+    prepared = KeyLengths.build(lens)
+    assert prepared.mask.tolist() == [[n > i for i in range(7)] for n in lens]
+    assert prepared.index.tolist() == [0, 1, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14]
     for backend in ("math", "sdpa"):
-        out = attention(q, k, v, backend=backend, kv_lens=lens)
-        assert (out - reference).abs().max() < 1e-5, backend
+        for kv_lens in (lens, prepared):
+            out = attention(q, k, v, backend=backend, kv_lens=kv_lens)
+            assert (out - reference).abs().max() < 1e-5, backend
+
+
+def test_key_lengths_equal_lengths_need_no_mask_and_empty_captions_are_refused():
+    same = KeyLengths.build([5, 5])
+    assert same.lens == (5, 5) and same.mask is None and same.index is None
+    with pytest.raises(ValueError, match="at least one key"):
+        KeyLengths.build([3, 0])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attention import attention
+from ..attention import KeyLengths, attention
 
 LAYERNORM_EPS = 1e-6
 
@@ -206,7 +206,7 @@ class CrossAttention(nn.Module):
         self.kv_linear = nn.Linear(hidden_size, 2 * hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, text_lens: list[int], backend: str) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_lens: KeyLengths, backend: str) -> torch.Tensor:
         batch, tokens, channels = x.shape
         q = self.q_linear(x).view(batch, tokens, self.num_heads, self.head_dim)
         k, v = self.kv_linear(text).view(1, text.shape[1], 2, self.num_heads, self.head_dim).unbind(2)

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..attention import check_backend
+from ..attention import KeyLengths, check_backend
 from .layers import (
     CaptionEmbedder,
     CrossAttention,
@@ -160,8 +160,9 @@ class STDiT3(nn.Module):
         return self
 
     # -- inputs ---------------------------------------------------------------
-    def encode_text(self, y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, list[int]]:
-        """``y`` ``[B, 1, L, Cy]`` (+ mask ``[b, L]``, tiled to B) -> packed ``[1, sum(L_i), C]`` and lengths."""
+    def encode_text(self, y: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, KeyLengths]:
+        """``y`` ``[B, 1, L, Cy]`` (+ mask ``[b, L]``, tiled to B) -> packed ``[1, sum(L_i), C]`` and its
+        :class:`KeyLengths` (built once here for all the cross-attention calls of the forward)."""
         if y.dim() == 4:
             y = y.squeeze(1)
         batch, length, _ = y.shape
@@ -177,7 +178,7 @@ class STDiT3(nn.Module):
             if min(lens) == 0:
                 raise ValueError("every caption needs at least one valid token (its text mask is all zeros)")
             rows = y[keep]
-        return self.y_embedder(rows)[None], lens
+        return self.y_embedder(rows)[None], KeyLengths.build(lens, y.device)
 
     def _resolution_scale(self, height, width) -> float:
         h = float(height[0]) if torch.is_tensor(height) else float(height)
