@@ -33,7 +33,7 @@ class AttentionBackendError(RuntimeError):
     """An attention backend was asked for but cannot run here; the message says what to do."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: compared by identity
 class KeyLengths:
     """Per-sample key counts of packed keys, with what unpacking them needs.
 
