@@ -50,7 +50,8 @@ class KeyLengths:
     def build(cls, lens: Sequence[int], device: torch.device | str | None = None) -> "KeyLengths":
         lens = tuple(int(n) for n in lens)
         if not lens or min(lens) < 1:
-            raise ValueError(f"every sample needs at least one key, got lengths {list(lens)}")
+            raise ValueError(f"every caption needs at least one valid token, got token counts {list(lens)} (a text "
+                             "mask row is all zeros); encode a non-empty prompt")
         longest = max(lens)
         if all(n == longest for n in lens):
             return cls(lens, None, None)

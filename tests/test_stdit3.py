@@ -215,8 +215,16 @@ def test_variable_length_cross_attention_matches_per_sample():
             assert (out - reference).abs().max() < 1e-5, backend
 
 
+def test_a_caption_with_no_valid_token_is_refused_by_the_model():
+    config = STDiT3Config(depth=1, hidden_size=48, num_heads=3, in_channels=4, caption_channels=8, model_max_length=4)
+    model = build_stdit3(config, device="cpu")
+    x, y = torch.zeros(2, 4, 1, 4, 4), torch.zeros(2, 1, 4, 8)
+    with pytest.raises(ValueError, match=r"token counts \[2, 0\].*encode a non-empty prompt"):
+        model(x, torch.tensor([500.0, 500.0]), y, mask=torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]))
+
+
 def test_key_lengths_equal_lengths_need_no_mask_and_empty_captions_are_refused():
     same = KeyLengths.build([5, 5])
     assert same.lens == (5, 5) and same.mask is None and same.index is None
-    with pytest.raises(ValueError, match="at least one key"):
+    with pytest.raises(ValueError, match=r"token counts \[3, 0\].*encode a non-empty prompt"):
         KeyLengths.build([3, 0])
