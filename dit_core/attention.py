@@ -71,6 +71,11 @@ def _xformers_ops():
     return xops, None
 
 
+def _probe_query(device: str) -> torch.Tensor:
+    """The tiny query ``[batch, tokens, heads, head_dim]`` of the xformers probe, half precision on ``device``."""
+    return torch.zeros(1, 8, 2, 64, device=device, dtype=torch.float16)
+
+
 @functools.lru_cache(maxsize=None)
 def _xformers_cuda_problem(device: str) -> str | None:
     """Why xformers cannot run attention on this CUDA device (None when it can): an installed xformers built
@@ -79,7 +84,7 @@ def _xformers_cuda_problem(device: str) -> str | None:
     if xops is None:
         return reason
     try:
-        q = torch.zeros(1, 8, 2, 64, device=device, dtype=torch.float16)
+        q = _probe_query(device)
         xops.memory_efficient_attention(q, q, q)
     except Exception as exc:  # NotImplementedError: no operator built for this torch/CUDA
         return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"

@@ -178,13 +178,16 @@ def test_xformers_that_imports_but_cannot_run_is_not_used(monkeypatch):
     explicit request says why."""
     from charmotion.dit_core import attention as attention_module
 
+    probes = []
+
     class BrokenOps:
         @staticmethod
         def memory_efficient_attention(q, k, v):
+            probes.append(q.shape)
             raise NotImplementedError("No operator found for `memory_efficient_attention_forward`\n details")
 
     monkeypatch.setattr(attention_module, "_xformers_ops", lambda: (BrokenOps, None))
-    monkeypatch.setattr(attention_module.torch, "zeros", lambda *a, **k: None)  # no GPU needed to reach the call
+    monkeypatch.setattr(attention_module, "_probe_query", lambda device: torch.zeros(1, 8, 2, 64))  # no GPU needed
     attention_module._xformers_cuda_problem.cache_clear()
     try:
         assert attention_module.check_backend("auto", "cuda") == "sdpa"
@@ -192,6 +195,7 @@ def test_xformers_that_imports_but_cannot_run_is_not_used(monkeypatch):
         with pytest.raises(AttentionBackendError, match=r"cannot run on cuda \(NotImplementedError: No operator found for "
                                                         r"`memory_efficient_attention_forward`\).*built for another torch"):
             attention_module.check_backend("xformers", "cuda")
+        assert probes == [(1, 8, 2, 64)]  # one probe for the device, then its answer is reused
     finally:
         attention_module._xformers_cuda_problem.cache_clear()
 
