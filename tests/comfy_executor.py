@@ -271,7 +271,7 @@ def validate_workflow(workflow: dict, info: Mapping[str, dict]) -> list[str]:
 def ui_to_api(workflow: dict, info: Mapping[str, dict]) -> dict:
     """Convert a UI workflow to the API prompt the editor would send (ComfyUI reference, section 7)."""
     nodes = {n["id"]: n for n in workflow.get("nodes", [])}
-    links = {l[0]: l for l in workflow.get("links", [])}
+    links = {link[0]: link for link in workflow.get("links", [])}
 
     def source(link_id, want_type=None):
         """Follow a link upstream through reroutes and bypassed nodes -> ("link", id, slot) / ("value", v) / None."""

@@ -88,7 +88,7 @@ def test_validator_catches_broken_workflows(info):
     next(n for n in broken["nodes"] if n["type"] == "CharMotionModelLoader")["type"] = "CharMotionMissing"
     assert any("does not exist" in p for p in validate_workflow(broken, info))
     broken = copy.deepcopy(workflow)
-    link = next(l for l in broken["links"] if l[5] == "CHARMOTION_VAE" and l[3] == sampler["id"])
+    link = next(lk for lk in broken["links"] if lk[5] == "CHARMOTION_VAE" and lk[3] == sampler["id"])
     link[1], link[5] = next(n["id"] for n in broken["nodes"] if n["type"] == "CharMotionModelLoader"), "CHARMOTION_MODEL"
     assert any("do not match" in p for p in validate_workflow(broken, info))
     prompt = ui_to_api(workflow, info)
