@@ -9,6 +9,7 @@ median frame-to-frame change) and seconds per clip (16 frames, 64x64).
 
     python benchmarks/bench_tiny_quality.py                    # shipped model: 227 clips, ~12 min on 2 cores
     python benchmarks/bench_tiny_quality.py --model runs/x/charmotion_tiny.safetensors --characters 1
+    python benchmarks/bench_tiny_quality.py --ground-truth     # the drawn clips through the codec: the ceiling
 
 Four characters per action by default: with two, the same model scored 31 %
 and 19 % recognised on two disjoint pairs of characters, too coarse to tell
@@ -39,6 +40,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--palette", type=int, default=None,
                         help="palette lock: redraw clips in up to N reference colours (0 = off; default: the model's)")
+    parser.add_argument("--ground-truth", action="store_true",
+                        help="score the drawn clips (through the model's codec and palette lock) instead of "
+                             "generated ones: what a model that drew the true motion would score")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--json", help="also write every clip's scores to this file")
     args = parser.parse_args()
@@ -66,7 +70,7 @@ def main():
 
     scores = evaluate(bundle, actions=actions, characters=args.characters, levels=levels, seed=args.seed,
                       steps=args.steps, cfg_scale=args.cfg, denoise=args.denoise, palette=args.palette,
-                      progress=progress)
+                      ground_truth=args.ground_truth, progress=progress)
     print(file=sys.stderr)
     summary = summarise(scores)
     header = f"{'action':16} {'clips':>5} {'recog.':>7} {'PSNR0':>7} {'drift':>6} {'Spearman':>8} {'seam':>6} {'s/clip':>7}"
