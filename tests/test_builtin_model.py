@@ -56,7 +56,7 @@ def heldout_quality(bundle, clips: int = 4) -> dict:
     reference's key colour.
     """
     from charmotion.dit_core.prompts import decorate_prompt
-    from charmotion.dit_core.tiny.train import frames_to_pixels
+    from charmotion.dit_core.tiny.evaluate import frames_to_pixels
 
     ratios, backgrounds = [], []
     gen = torch.Generator().manual_seed(0)

@@ -9,7 +9,7 @@ import torch
 from charmotion.dit_core.tiny import bundle as tiny_bundle
 from charmotion.dit_core.tiny.codec import PatchPCACodec, SpaceToDepthCodec
 from charmotion.dit_core.tiny.dataset import make_example
-from charmotion.dit_core.tiny.train import frames_to_pixels
+from charmotion.dit_core.tiny.evaluate import frames_to_pixels
 
 
 def sprite_clip(seed: int, split: str = "heldout") -> torch.Tensor:

@@ -45,9 +45,21 @@ def pixels_to_uint8(video: torch.Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
+def frames_to_pixels(frames: np.ndarray, device="cpu") -> torch.Tensor:
+    """uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, H, W]`` in [-1, 1] on ``device``."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).float().div_(127.5).sub_(1.0)
+    return x.permute(0, 4, 1, 2, 3).contiguous()
+
+
 def uint8_to_pixels(image: np.ndarray) -> torch.Tensor:
     """uint8 ``[H, W, 3]`` -> ``[1, 3, 1, H, W]`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).float().div(127.5).sub(1).permute(2, 0, 1)[None, :, None]
+    return frames_to_pixels(image[None, None])
+
+
+def _lock(bundle, clip: np.ndarray, reference: np.ndarray, palette: int | None) -> np.ndarray:
+    """The palette lock of the output path (``palette``: None = the model's default, 0 = off)."""
+    palette = bundle.profile.palette_colors if palette is None else palette
+    return lock_palette(clip, reference, palette) if palette else clip
 
 
 def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float | None, seed: int, frames: int = 16,
@@ -63,20 +75,15 @@ def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float
     result = generate(bundle.model, cond, codec=bundle.codec, references=[Reference(latents)], num_frames=frames,
                       height=image.shape[0], width=image.shape[1], seed=seed, steps=steps, cfg_scale=cfg_scale,
                       denoise=denoise, seamless=seamless)
-    clip = pixels_to_uint8(result.video[0])
-    palette = bundle.profile.palette_colors if palette is None else palette
-    return lock_palette(clip, image, palette) if palette else clip
+    return _lock(bundle, pixels_to_uint8(result.video[0]), image, palette)
 
 
 def drawn_clip(bundle, frames: np.ndarray, *, palette: int | None = None) -> np.ndarray:
     """A drawn uint8 clip ``[T, H, W, 3]`` as the model's output path shows it - through the bundle's codec and
     palette lock (``palette`` as in :func:`animate_reference`): what a model that drew the true motion would score."""
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
     codec = bundle.codec
-    video = codec.decode(codec.encode(pixels.to(device=codec.device, dtype=codec.dtype)))
-    clip = pixels_to_uint8(video[0].float())
-    palette = bundle.profile.palette_colors if palette is None else palette
-    return lock_palette(clip, frames[0], palette) if palette else clip
+    video = codec.decode(codec.encode(frames_to_pixels(frames[None], codec.device).to(codec.dtype)))
+    return _lock(bundle, pixels_to_uint8(video[0].float()), frames[0], palette)
 
 
 def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,

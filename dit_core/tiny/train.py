@@ -42,6 +42,7 @@ from ..sampling.schedule import transform_timesteps
 from .bundle import build_tiny, load_tiny, save_tiny
 from .codec import PatchPCACodec, SpaceToDepthCodec
 from .dataset import example_seed, make_batch, make_example, prefetch
+from .evaluate import frames_to_pixels
 from .actions import ACTIONS
 
 FPS = 8.0
@@ -51,12 +52,6 @@ FRAMES = 16
 # conditioning mix: (name, probability)
 CONDITIONING_MIX = (("first", 0.7), ("none", 0.05), ("first_last", 0.1), ("last", 0.05), ("first_middle", 0.05),
                     ("seamless", 0.1))
-
-
-def frames_to_pixels(frames: np.ndarray, device="cpu") -> torch.Tensor:
-    """uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, H, W]`` in [-1, 1] on ``device``."""
-    x = torch.from_numpy(frames).to(device).float().div_(127.5).sub_(1.0)
-    return x.permute(0, 4, 1, 2, 3).contiguous()
 
 
 def caption(prompt: str, amplitude: float, rng: np.random.Generator, motion_scale: float) -> str:
