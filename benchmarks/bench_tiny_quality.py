@@ -51,7 +51,7 @@ def main():
     import torch
 
     from charmotion.dit_core.tiny.bundle import load_tiny
-    from charmotion.dit_core.tiny.evaluate import as_dicts, evaluate, summarise
+    from charmotion.dit_core.tiny.evaluate import as_dicts, benchmark_jobs, evaluate, summarise
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -63,6 +63,10 @@ def main():
         bundle.model.sampling_profile = replace(bundle.profile, timestep_shift=args.shift)
     levels = tuple(float(v) for v in args.levels.split(","))
     actions = args.actions.split(",") if args.actions else None
+    try:
+        benchmark_jobs(actions)
+    except ValueError as err:
+        parser.error(str(err))
 
     def progress(i, total, score):
         print(f"\r{i}/{total} {score.action:15} recognised={int(score.recognised)} {score.seconds:.1f}s", end="",

@@ -14,7 +14,7 @@ from PIL import Image
 
 from charmotion.dit_core.tiny import bundle as tiny_bundle
 from charmotion.dit_core.tiny import metrics
-from charmotion.dit_core.tiny.evaluate import animate_reference, evaluate, summarise
+from charmotion.dit_core.tiny.evaluate import animate_reference, benchmark_jobs, evaluate, summarise
 from charmotion.dit_core.tiny.dataset import make_example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +105,21 @@ def test_an_untrained_model_fails_the_same_check():
     untrained.text_encoder.eval().requires_grad_(False)
     quality = heldout_quality(untrained, clips=2)
     assert quality["denoise"] > 0.9 or quality["background"] < 0.5, quality
+
+
+def test_a_benchmark_over_some_actions_scores_the_same_clips_as_the_full_run():
+    full = benchmark_jobs(characters=4)
+    some = benchmark_jobs(["idle", "jump"], characters=4)
+    assert set(some) <= set(full)
+    assert [j for j in full if j[0] in ("idle", "jump")] == sorted(some, key=lambda j: j[0] != "jump")
+    assert len(some) == 2 * (4 * 3 + 1)  # both loop: one seamless clip each
+    assert len({(seed, strength) for _, seed, strength, _ in full}) == len(full)  # no clip twice
+    seeds = {}
+    for action, seed, _, _ in full:
+        seeds.setdefault(action, set()).add(seed)
+    assert sum(len(v) for v in seeds.values()) == len(set().union(*seeds.values()))  # no character shared
+    with pytest.raises(ValueError, match="unknown action.*dance.*choose from jump"):
+        benchmark_jobs(["jump", "dance"])
 
 
 def test_drawn_clips_through_the_codec_and_palette_lock_score_as_the_true_motion(shipped):

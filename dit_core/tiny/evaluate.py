@@ -86,6 +86,26 @@ def drawn_clip(bundle, frames: np.ndarray, *, palette: int | None = None) -> np.
     return _lock(bundle, pixels_to_uint8(video[0].float()), frames[0], palette)
 
 
+def benchmark_jobs(actions=None, *, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
+                   seed: int = 0) -> list[tuple[str, int, float, bool]]:
+    """``(action, example seed, strength, seamless)`` per clip. The seeds follow the action's place among all
+    actions, so a run over some actions scores the same clips as the full run does for them."""
+    actions = list(actions or ACTION_NAMES)
+    unknown = [a for a in actions if a not in ACTIONS]
+    if unknown:
+        raise ValueError(f"unknown action(s) {', '.join(unknown)}: choose from {', '.join(ACTION_NAMES)}")
+    jobs = []
+    for action in actions:
+        base = seed + 1000 * ACTION_NAMES.index(action)
+        for c in range(characters):
+            for strength in levels:
+                jobs.append((action, base + c, strength, False))
+        if ACTIONS[action].loopable:
+            for c in range(seamless_characters):
+                jobs.append((action, base + 500 + c, float(levels[len(levels) // 2]), True))
+    return jobs
+
+
 def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
              seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
              frames: int = 16, palette: int | None = None, ground_truth: bool = False,
@@ -94,15 +114,8 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
 
     ``ground_truth`` scores the drawn clips themselves (see :func:`drawn_clip`) instead of generated ones: the
     ceiling of the scores for this codec, palette lock and tracker."""
-    actions = list(actions or ACTION_NAMES)
-    jobs = []
-    for a, action in enumerate(actions):
-        for c in range(characters):
-            for strength in levels:
-                jobs.append((action, seed + 1000 * a + c, strength, False))
-        if ACTIONS[action].loopable:
-            for c in range(seamless_characters):
-                jobs.append((action, seed + 1000 * a + 500 + c, float(levels[len(levels) // 2]), True))
+    jobs = benchmark_jobs(actions, characters=characters, levels=levels, seamless_characters=seamless_characters,
+                          seed=seed)
     scores = []
     for i, (action, example_seed, strength, seamless) in enumerate(jobs):
         example = make_example(example_seed, "heldout", frames, action=action, amplitude=strength)
