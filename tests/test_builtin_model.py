@@ -14,7 +14,7 @@ from PIL import Image
 
 from charmotion.dit_core.tiny import bundle as tiny_bundle
 from charmotion.dit_core.tiny import metrics
-from charmotion.dit_core.tiny.evaluate import animate_reference, benchmark_jobs, evaluate, summarise
+from charmotion.dit_core.tiny.evaluate import ClipScore, animate_reference, benchmark_jobs, evaluate, summarise
 from charmotion.dit_core.tiny.dataset import make_example
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +122,22 @@ def test_a_benchmark_over_some_actions_scores_the_same_clips_as_the_full_run():
         benchmark_jobs(["jump", "dance"])
 
 
+def test_the_summary_splits_recognition_by_phrasing():
+    def clip(action, recognised, phrase_heldout, seamless=False, strength=0.4):
+        return ClipScore(action=action, character=1, strength=strength, seamless=seamless, prompt="p",
+                         phrase_heldout=phrase_heldout, recognised=recognised, psnr=40.0, drift=0.1, amplitude=strength,
+                         seam=1.0, seconds=1.0)
+
+    scores = [clip("jump", True, False), clip("jump", False, True, strength=0.7), clip("jump", True, True, strength=1.0),
+              clip("idle", True, False), clip("idle", False, False, strength=0.7),
+              clip("idle", False, True, seamless=True)]  # seamless clips do not count for recognition
+    overall = summarise(scores)["overall"]
+    assert overall["recognised"] == pytest.approx(3 / 5)
+    assert overall["recognised_seen_phrasing"] == pytest.approx(2 / 3)
+    assert overall["recognised_new_phrasing"] == pytest.approx(1 / 2)
+    assert np.isnan(summarise(scores[3:5])["overall"]["recognised_new_phrasing"])
+
+
 def test_drawn_clips_through_the_codec_and_palette_lock_score_as_the_true_motion(shipped):
     # the benchmark's ceiling: what a model that drew the true motion would score on held-out characters
     scores = evaluate(shipped, actions=["jump", "walk_left", "spin", "blink", "idle"], characters=2,
@@ -129,6 +145,10 @@ def test_drawn_clips_through_the_codec_and_palette_lock_score_as_the_true_motion
     overall = summarise(scores)["overall"]
     loops = {s.action for s in scores if s.seamless}
     assert overall["clips"] == 2 * 3 * 5 + 4 and loops == {"jump", "spin", "blink", "idle"}
+    assert [s.phrase_heldout for s in scores] == [
+        make_example(s.character, "heldout", 16, action=s.action, amplitude=s.strength)["phrase_heldout"]
+        for s in scores]
+    assert {s.phrase_heldout for s in scores} == {True, False}
     assert overall["recognised"] == 1.0 and overall["psnr"] >= 30.0, overall
     assert overall["drift"] < 0.15 and overall["spearman"] >= 0.9 and overall["seam"] <= 1.2, overall
 

@@ -31,6 +31,7 @@ class ClipScore:
     strength: float
     seamless: bool
     prompt: str
+    phrase_heldout: bool  # the prompt's phrasing is one training never used
     recognised: bool
     psnr: float
     drift: float
@@ -130,7 +131,7 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
         seconds = time.perf_counter() - start
         scores.append(ClipScore(
             action=action, character=example_seed, strength=strength, seamless=seamless, prompt=example["prompt"],
-            recognised=metrics.recognise_action(clip, key, action),
+            phrase_heldout=bool(example["phrase_heldout"]), recognised=metrics.recognise_action(clip, key, action),
             psnr=min(metrics.frame0_psnr(clip, reference), 100.0),
             drift=metrics.identity_drift(clip, key),
             amplitude=metrics.motion_amplitude(clip, key, action=action),
@@ -142,8 +143,17 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
     return scores
 
 
+def recognition_rate(scores: list[ClipScore]) -> float:
+    """Share of the non-seamless clips whose action the tracker recognised (nan without any)."""
+    plain = [s.recognised for s in scores if not s.seamless]
+    return float(np.mean(plain)) if plain else float("nan")
+
+
 def summarise(scores: list[ClipScore]) -> dict:
-    """Per-action and overall figures: recognition rate, PSNR, drift, Spearman (strength vs amplitude), seam ratio."""
+    """Per-action and overall figures: recognition rate, PSNR, drift, Spearman (strength vs amplitude), seam ratio.
+
+    The overall figures also split the recognition rate by phrasing: ``recognised_seen_phrasing`` over clips
+    prompted with a phrasing used in training, ``recognised_new_phrasing`` over those with a held-out one."""
     table = {}
     for action in dict.fromkeys(s.action for s in scores):
         rows = [s for s in scores if s.action == action]
@@ -157,17 +167,18 @@ def summarise(scores: list[ClipScore]) -> dict:
                 rhos.append(0.0 if np.isnan(rho) else rho)
         table[action] = dict(
             clips=len(rows),
-            recognised=float(np.mean([s.recognised for s in plain])) if plain else float("nan"),
+            recognised=recognition_rate(rows),
             psnr=float(np.mean([s.psnr for s in rows])),
             drift=float(np.mean([s.drift for s in rows])),
             spearman=float(np.mean(rhos)) if rhos else float("nan"),
             seam=float(np.median([s.seam for s in loops])) if loops else float("nan"),
             seconds=float(np.mean([s.seconds for s in rows])),
         )
-    plain = [s for s in scores if not s.seamless]
     overall = dict(
         clips=len(scores),
-        recognised=float(np.mean([s.recognised for s in plain])) if plain else float("nan"),
+        recognised=recognition_rate(scores),
+        recognised_seen_phrasing=recognition_rate([s for s in scores if not s.phrase_heldout]),
+        recognised_new_phrasing=recognition_rate([s for s in scores if s.phrase_heldout]),
         psnr=float(np.mean([s.psnr for s in scores])),
         drift=float(np.mean([s.drift for s in scores])),
         spearman=float(np.nanmean([v["spearman"] for v in table.values()])) if table else float("nan"),
