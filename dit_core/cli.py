@@ -130,7 +130,7 @@ def animate(args) -> int:
     from .palette import check_colors, lock_palette
     from .images import prepare_reference
     from .pipeline import Reference, generate
-    from .prompts import prepare_prompt
+    from .prompts import prepare_prompt, split_loop_prompt
 
     torch.set_grad_enabled(False)
     path, fmt = output_target(args.out)
@@ -149,6 +149,9 @@ def animate(args) -> int:
     latents = codec.encode(prepared.video().to(device=args.device, dtype=getattr(codec, "dtype", torch.float32)))
     text = prepare_prompt(args.prompt, aesthetic=args.aesthetic, motion=args.motion_strength, camera=args.camera,
                           clean=False)
+    for segment in split_loop_prompt(args.prompt) if runtime["prompt_note"] else ():
+        if note := runtime["prompt_note"](segment.text):
+            print(f"note: {note}", file=sys.stderr)
     conditions = runtime["encode"](text, args.loops)
     progress = _Progress(args.quiet)
     start = time.perf_counter()
@@ -186,6 +189,7 @@ def _load_models(args) -> dict:
     if args.model == "opensora":
         return _load_opensora(args)
     from .tiny.bundle import load_tiny
+    from .tiny.vocabulary import no_action_note
 
     bundle = load_tiny(None if args.model == "builtin" else args.model, dtype=args.dtype, device=args.device,
                        attention=args.attention)
@@ -195,7 +199,8 @@ def _load_models(args) -> dict:
         return [bundle.encode_text(prompt_for_loop(text, k)) for k in range(loops)]
 
     return dict(model=bundle.model, codec=bundle.codec, profile=bundle.profile, encode=encode, name=bundle.name,
-                frames=int(sampling["num_frames"]), size=(int(sampling["size"]), int(sampling["size"])))
+                frames=int(sampling["num_frames"]), size=(int(sampling["size"]), int(sampling["size"])),
+                prompt_note=no_action_note)
 
 
 def _load_opensora(args) -> dict:
@@ -216,7 +221,7 @@ def _load_opensora(args) -> dict:
         return [t5([preprocess_text(prompt_for_loop(text, k))]) for k in range(loops)]
 
     return dict(model=model, codec=vae, profile=OPENSORA12, encode=encode, name="Open-Sora 1.2", frames=51,
-                size=(426, 240))
+                size=(426, 240), prompt_note=None)
 
 
 def main(argv=None) -> int:

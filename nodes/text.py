@@ -26,8 +26,9 @@ import torch
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.prompts import LoopPrompt, prepare_prompt, split_loop_prompt
 from ..dit_core.sampling import TextCondition
+from ..dit_core.tiny.vocabulary import no_action_note
 from . import host
-from .handles import MODEL_TYPE, MOTION_TYPE, ModelHandle, MotionControl
+from .handles import BUILTIN, MODEL_TYPE, MOTION_TYPE, ModelHandle, MotionControl
 
 CATEGORY = "CharMotion/conditioning"
 LOOP_KEY = "charmotion_loop"  # first loop a per-loop prompt segment applies to
@@ -176,6 +177,8 @@ class CharMotionTextEncode:
             raise InvalidInputError("the prompt is empty: describe what the character does")
         conditioning = []
         for segment in split_loop_prompt(str(text).strip()):
+            if model.family == BUILTIN and (note := no_action_note(segment.text)):
+                host.log.warning("CharMotion Text Encode: %s", note)
             prepared = prepare_prompt(segment.text, aesthetic=motion.aesthetic, motion=motion.motion,
                                       camera=motion.camera, clean=True)
             if not prepared.strip():

@@ -159,7 +159,7 @@ def test_demo_command_writes_an_animated_sprite(tmp_path):
             "--prompt", "the slime bounces", "--quiet"]
     done = subprocess.run(base + ["--out", str(out), "--steps", "6"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"wrote {out}" in done.stdout
+    assert f"wrote {out}" in done.stdout and "no action word" not in done.stderr
     with Image.open(out) as gif:
         assert gif.n_frames == 16 and gif.size == (64, 64)
         assert "transparency" in gif.info  # the sample sprite is transparent, so is the GIF
@@ -176,6 +176,21 @@ def test_demo_command_reports_bad_input(tmp_path):
                            "--prompt", "x", "--out", str(tmp_path / "x.gif")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "image not found" in done.stderr
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_demo_command_notes_a_prompt_without_an_action_it_knows(tmp_path):
+    out = tmp_path / "cat.gif"
+    done = subprocess.run([sys.executable, "-m", "dit_core", "animate", "--image", str(ROOT / "assets/samples/cat.png"),
+                           "--prompt", "|0|the cat waves|1|the cat pirouettes", "--loops", "2", "--frames", "8",
+                           "--steps", "1", "--quiet", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if "no action word" in line]
+    assert notes == ["note: the built-in model knows no action word in 'the cat pirouettes', so the character will "
+                     "move without a clear action: name one of jump, bounce, walk left, walk right, run left, run "
+                     "right, shake head, nod, wave, spin, squash and stretch, wiggle ears, talk, blink, idle, fall, "
+                     "grow, shrink (e.g. 'the knight jumps')"]
+    assert out.exists()
 
 
 def test_demo_command_locks_the_palette_by_default(tmp_path):

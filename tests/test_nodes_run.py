@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -105,7 +107,7 @@ def test_opensora_vae_loader_and_decode(env):
 # ----------------------------------------------------------------------------- text
 
 
-def test_text_encode_builtin_decorates_cleans_and_splits_loops(env):
+def test_text_encode_builtin_decorates_cleans_and_splits_loops(env, caplog):
     model, _ = builtin(env)
     motion, = run("CharMotionMotionControl", use_motion=True, motion_strength=7.0, use_aesthetic=False,
                   aesthetic=6.5, camera_motion="pan left")
@@ -119,8 +121,16 @@ def test_text_encode_builtin_decorates_cleans_and_splits_loops(env):
     valid = int(direct.mask.sum())
     assert extras["attention_mask"].tolist() == [[1] * valid + [0] * (32 - valid)]
     torch.testing.assert_close(features[:, :valid], direct.y[0, :, :valid])
-    cond, = run("CharMotionTextEncode", model=model, text="|0|the slime hops|2|the slime melts")
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="CharMotion"):
+        cond, = run("CharMotionTextEncode", model=model, text="|0|the slime hops|2|the slime melts")
     assert [(c[1][LOOP_KEY], c[1][PROMPT_KEY]) for c in cond] == [(0, "the slime hops"), (2, "the slime melts")]
+    # "melts" is no word the built-in model learned: the user is told, once, for that segment only
+    assert [r.getMessage() for r in caplog.records] == [
+        "CharMotion Text Encode: the built-in model knows no action word in 'the slime melts', so the character "
+        "will move without a clear action: name one of jump, bounce, walk left, walk right, run left, run right, "
+        "shake head, nod, wave, spin, squash and stretch, wiggle ears, talk, blink, idle, fall, grow, shrink "
+        "(e.g. 'the knight jumps')"]
     with pytest.raises(InvalidInputError, match="0-10"):
         run("CharMotionTextEncode", model=model, text="walk", motion=MotionControl(motion=50.0))
     with pytest.raises(InvalidInputError, match="empty"):
