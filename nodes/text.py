@@ -177,12 +177,12 @@ class CharMotionTextEncode:
             raise InvalidInputError("the prompt is empty: describe what the character does")
         conditioning = []
         for segment in split_loop_prompt(str(text).strip()):
-            if model.family == BUILTIN and (note := no_action_note(segment.text)):
-                host.log.warning("CharMotion Text Encode: %s", note)
             prepared = prepare_prompt(segment.text, aesthetic=motion.aesthetic, motion=motion.motion,
                                       camera=motion.camera, clean=True)
             if not prepared.strip():
                 raise InvalidInputError(f"the prompt {segment.text!r} is empty after cleaning: use plain words")
+            if model.family == BUILTIN and (note := no_action_note(segment.text)):
+                host.log.warning("CharMotion Text Encode: %s", note)
             conditioning += self._encode_one(model, clip, LoopPrompt(segment.start_loop, prepared))
         return (conditioning,)
 

@@ -13,6 +13,7 @@ from charmotion.dit_core.checkpoint import CheckpointError
 from charmotion.dit_core.errors import InvalidInputError
 from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
 from charmotion.dit_core.pipeline import generate, infer_num_frames
+from charmotion.dit_core.tiny.vocabulary import no_action_note
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
 from charmotion.nodes.handles import LATENT_KEY, ClipInfo, LoopControl, MotionControl
@@ -127,10 +128,7 @@ def test_text_encode_builtin_decorates_cleans_and_splits_loops(env, caplog):
     assert [(c[1][LOOP_KEY], c[1][PROMPT_KEY]) for c in cond] == [(0, "the slime hops"), (2, "the slime melts")]
     # "melts" is no word the built-in model learned: the user is told, once, for that segment only
     assert [r.getMessage() for r in caplog.records] == [
-        "CharMotion Text Encode: the built-in model knows no action word in 'the slime melts', so the character "
-        "will move without a clear action: name one of jump, bounce, walk left, walk right, run left, run right, "
-        "shake head, nod, wave, spin, squash and stretch, wiggle ears, talk, blink, idle, fall, grow, shrink "
-        "(e.g. 'the knight jumps')"]
+        f"CharMotion Text Encode: {no_action_note('the slime melts')}"]
     with pytest.raises(InvalidInputError, match="0-10"):
         run("CharMotionTextEncode", model=model, text="walk", motion=MotionControl(motion=50.0))
     with pytest.raises(InvalidInputError, match="empty"):
