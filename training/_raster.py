@@ -182,6 +182,7 @@ class Prim:
         return np.array([[c, -s, self.at[0]], [s, c, self.at[1]], [0.0, 0.0, 1.0]])
 
 
+OWNER_MIN_COVER = 1e-3  # coverage below this is no coverage (float noise of the anti-aliasing)
 LIGHT = np.array([-0.55, 0.83])  # from the upper left, in y-up local units
 
 
@@ -206,8 +207,13 @@ def rasterise(
     outline_color: tuple[float, float, float] | None = None,
     outline_colors: dict[int, tuple] | None = None,
     hard: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+    owners: bool = False,
+):
     """Draw ``prims`` back to front; returns premultiplied rgb [T,H,W,3] and alpha [T,H,W].
+
+    ``owners=True`` also returns int16 [T,H,W]: the index of the top-most
+    shape that covers each pixel at all (-1 where none does), so an
+    anti-aliased rim belongs to the shape it blends in.
 
     ``bones[name]`` maps the bone's local frame (y up) to pixels (y down) for
     every frame. Outlines are ``outline_px`` wide, drawn inside each shape's
@@ -217,6 +223,7 @@ def rasterise(
     n = next(iter(bones.values())).shape[0]
     rgb = np.zeros((3, n, height, width), dtype=np.float32)
     alpha = np.zeros((n, height, width), dtype=np.float32)
+    owner = np.full((n, height, width), -1, dtype=np.int16) if owners else None
     for index, prim in enumerate(prims):
         m = bones[prim.bone] @ prim.matrix()
         xmin, xmax, ymin, ymax = local_bounds(prim.shape, prim.params)
@@ -263,6 +270,9 @@ def rasterise(
             factor = shade_factor(shading, (u - cx) / hx, (v - cy) / hy)
             fill_w = fill_w * factor
         keep = 1.0 - cover
+        if owner is not None:
+            o_view = owner[:, y0:y1, x0:x1]
+            o_view[cover > OWNER_MIN_COVER] = index
         a_view = alpha[:, y0:y1, x0:x1]
         a_view *= keep
         a_view += cover
@@ -275,4 +285,5 @@ def rasterise(
             view += fill_w * np.float32(prim.color[ch])
             if line_w is not None:
                 view += line_w * np.float32(line_rgb[ch])
-    return np.ascontiguousarray(np.moveaxis(rgb, 0, -1)), alpha
+    rgb = np.ascontiguousarray(np.moveaxis(rgb, 0, -1))
+    return (rgb, alpha, owner) if owners else (rgb, alpha)

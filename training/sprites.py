@@ -790,13 +790,26 @@ def render(ch: Character, pose: Pose = REST, size: int = 64, n: int | None = Non
     Returns premultiplied colour float32 [T,size,size,3] in [0,1] and alpha
     float32 [T,size,size] (transparent background).
     """
+    rgb, alpha, _parts, _bones = render_parts(ch, pose, size, n, parts=False)
+    return rgb, alpha
+
+
+def render_parts(ch: Character, pose: Pose = REST, size: int = 64, n: int | None = None, *, parts: bool = True):
+    """:func:`render` plus where each part is: ``(rgb, alpha, parts, bones)``.
+
+    ``parts`` int16 [T,size,size] names the bone (index into ``sorted(bones)``)
+    of the top-most shape over each pixel, -1 on the background; ``bones``
+    maps bone names to per-frame matrices [T,3,3] from the bone's frame to
+    canvas pixels (pixel centres at +0.5). Pixel art is drawn at a lower
+    resolution and enlarged: both outputs are given at the full size.
+    """
     pixel = ch.style == "pixel"
     k = pixel_factor(size) if pixel else 1
     low = size // k
     unit = character_unit(ch) * low
     bones = bone_matrices(ch, pose, unit, (ch.x * low, ch.y * low), low, n=n)
     prims = build_prims(ch)
-    rgb, alpha = R.rasterise(
+    out = R.rasterise(
         prims,
         bones,
         low,
@@ -805,15 +818,27 @@ def render(ch: Character, pose: Pose = REST, size: int = 64, n: int | None = Non
         outline_px=(0.0 if ch.outline == "none" else (1.0 if pixel else max(1.0, size / 64))),
         outline_color=ch.colors["outline"],
         hard=pixel,
+        owners=parts,
     )
+    rgb, alpha = out[0], out[1]
+    owner = None
+    if parts:
+        names = sorted(bones)
+        prim_bone = np.asarray([names.index(p.bone) for p in prims] + [-1], dtype=np.int16)
+        owner = prim_bone[out[2]]  # index -1 (no shape) picks the trailing -1
     if k > 1:
         rgb = rgb.repeat(k, axis=1).repeat(k, axis=2)
         alpha = alpha.repeat(k, axis=1).repeat(k, axis=2)
+        if owner is not None:
+            owner = owner.repeat(k, axis=1).repeat(k, axis=2)
         if low * k != size:  # canvas not a multiple of the factor: pad the edge
             pad = size - low * k
             rgb = np.pad(rgb, ((0, 0), (0, pad), (0, pad), (0, 0)))
             alpha = np.pad(alpha, ((0, 0), (0, pad), (0, pad)))
-    return rgb, alpha
+            if owner is not None:
+                owner = np.pad(owner, ((0, 0), (0, pad), (0, pad)), constant_values=-1)
+        bones = {name: R.scale(float(k), float(k), len(m)) @ m for name, m in bones.items()}
+    return rgb, alpha, owner, bones
 
 
 def composite(rgb: np.ndarray, alpha: np.ndarray, key_color) -> np.ndarray:

@@ -1,0 +1,173 @@
+"""The built-in model's latents: motion fields over the working frame, and what the model sees of the reference.
+
+A latent frame is ``[3, grid, grid]``: displacement x and y divided by
+``displacement_scale`` (so the model works with values of about unit size)
+and the occupancy mapped from [0, 1] to [-1, 1] (see ``warp.py`` for what the
+channels mean). The reference's own latent is the identity: zero
+displacement and its occupancy (1 in every cell that holds any of the
+character). The model also sees the reference's *appearance*: its
+premultiplied RGBA over the working frame at ``frame_pixels`` pixels, folded
+into ``(frame_pixels / grid)**2 * 4`` channels per cell.
+
+:class:`MotionFieldCodec` does these conversions; bound to one
+:class:`~.sprite.Sprite` (:meth:`MotionFieldCodec.bind`) it is the codec that
+``generate()`` decodes with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..conditioning import FRAME_BY_FRAME
+from ..errors import InvalidInputError
+from .sprite import Sprite
+from .warp import warp
+
+LATENT_CHANNELS = 3
+
+
+@dataclass(frozen=True)
+class FieldConfig:
+    grid: int = 32  # field cells per side of the working frame
+    frame_pixels: int = 64  # side of the working frame as the model sees the reference
+    displacement_scale: float = 0.1  # frame heights per latent unit
+
+    @property
+    def appearance_channels(self) -> int:
+        return 4 * (self.frame_pixels // self.grid) ** 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def frame_crop(image: torch.Tensor, frame: tuple[float, float, float], pixels: int, *, reduce: str) -> torch.Tensor:
+    """``image`` ``[n, C, H, W]`` over the square ``frame`` (canvas pixels; transparent beyond the canvas)
+    resampled to ``pixels x pixels``: ``reduce`` ``mean`` (area average) or ``max`` when shrinking, nearest
+    neighbour when enlarging."""
+    n, channels, height, width = image.shape
+    x0, y0, size = frame
+    scale = max(1, math.ceil(size / pixels))  # samples per output pixel and side: every canvas pixel is read
+    side = pixels * scale
+    # sample positions: `side` points across the frame, read with nearest neighbour (zeros off the canvas)
+    step = size / side
+    xs = x0 + (torch.arange(side, dtype=torch.float32) + 0.5) * step
+    ys = y0 + (torch.arange(side, dtype=torch.float32) + 0.5) * step
+    grid = torch.stack(torch.meshgrid(xs / width * 2 - 1, ys / height * 2 - 1, indexing="xy"), dim=-1)
+    samples = F.grid_sample(image.float(), grid[None].expand(n, -1, -1, -1).to(image.device), mode="nearest",
+                            padding_mode="zeros", align_corners=False)
+    if scale == 1:
+        return samples
+    return F.avg_pool2d(samples, scale) if reduce == "mean" else F.max_pool2d(samples, scale)
+
+
+class MotionFieldCodec:
+    """Motion-field latents <-> frames of one reference (see the module notes)."""
+
+    layout = FRAME_BY_FRAME
+    latent_channels = LATENT_CHANNELS
+
+    def __init__(self, config: FieldConfig | None = None, dtype: torch.dtype = torch.float32, device="cpu"):
+        self.config = config or FieldConfig()
+        self.dtype = dtype
+        self.device = torch.device(device)
+
+    def to(self, device=None, dtype=None) -> "MotionFieldCodec":
+        self.device = torch.device(device) if device is not None else self.device
+        self.dtype = dtype or self.dtype
+        return self
+
+    def latent_frames(self, num_frames: int) -> int:
+        return int(num_frames)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.config.grid, self.config.grid
+
+    # -- latents <-> fields -----------------------------------------------------
+    def to_latents(self, displacement: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
+        """Displacement ``[n, 2, T, g, g]`` (frame heights) and occupancy ``[n, 1, T, g, g]`` (0..1) -> latents."""
+        return torch.cat([displacement / self.config.displacement_scale, occupancy * 2.0 - 1.0], dim=1)
+
+    def from_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if z.dim() != 5 or z.shape[1] != LATENT_CHANNELS:
+            raise InvalidInputError(f"the built-in model's latents are [n, {LATENT_CHANNELS}, frames, rows, cols]; "
+                                    f"got {list(z.shape)}: decode the LATENT its sampler made")
+        z = z.float()
+        return z[:, :2] * self.config.displacement_scale, ((z[:, 2:] + 1.0) * 0.5).clamp(0.0, 1.0)
+
+    # -- what the model sees of a reference ----------------------------------------
+    def occupancy(self, alpha: torch.Tensor, frame) -> torch.Tensor:
+        """Alpha ``[n, 1, H, W]`` -> occupancy ``[n, 1, g, g]``: 1 in every cell whose area holds the centre of a
+        pixel of the character (pixels beyond the frame count for its edge cells)."""
+        n, _, height, width = alpha.shape
+        g = self.config.grid
+        x0, y0, size = frame
+        ys = torch.arange(height, dtype=torch.float64) + 0.5
+        xs = torch.arange(width, dtype=torch.float64) + 0.5
+        rows = ((ys - y0) / size * g).floor().clamp(0, g - 1).long()
+        cols = ((xs - x0) / size * g).floor().clamp(0, g - 1).long()
+        cell = (rows[:, None] * g + cols[None, :]).reshape(-1).to(alpha.device)
+        covered = (alpha.reshape(n, -1) > 0).float()
+        out = torch.zeros(n, g * g, device=alpha.device).scatter_reduce(1, cell.expand(n, -1), covered, "amax")
+        return out.view(n, 1, g, g)
+
+    def identity(self, sprite: Sprite) -> torch.Tensor:
+        """The reference's own latent frame ``[3, 1, g, g]``: no motion, its occupancy."""
+        occ = self.occupancy(sprite.rgba[None, 3:4], sprite.frame)
+        z = self.to_latents(torch.zeros(1, 2, 1, *occ.shape[2:]), occ[:, :, None])
+        return z[0].to(self.dtype)
+
+    def appearance(self, sprite: Sprite) -> torch.Tensor:
+        """``[1, C, 1, g, g]``: the reference's premultiplied RGBA over the working frame, in [-1, 1]."""
+        pixels = frame_crop(sprite.rgba[None], sprite.frame, self.config.frame_pixels, reduce="mean")
+        cells = rearrange(pixels, "n c (h a) (w b) -> n (c a b) h w", h=self.config.grid, w=self.config.grid)
+        return (cells * 2.0 - 1.0)[:, :, None].to(self.dtype)
+
+    # -- frames ---------------------------------------------------------------------
+    def warp(self, z: torch.Tensor, sprite: Sprite, mode: str | None = None) -> torch.Tensor:
+        """Latents ``[n, 3, T, g, g]`` -> premultiplied RGBA frames ``[n, 4, T, H, W]`` (float32, 0..1)."""
+        displacement, occupancy = self.from_latents(z)
+        source = sprite.rgba[None].to(displacement.device).expand(z.shape[0], -1, -1, -1)
+        return warp(source, displacement, occupancy, frame=sprite.frame, mode=mode or sprite.mode)
+
+    def decode_frames(self, z: torch.Tensor, sprite: Sprite) -> torch.Tensor:
+        """Latents -> RGB ``[n, 3, T, H, W]`` in [-1, 1] over the sprite's key colour (as a video VAE decodes)."""
+        rgba = self.warp(z, sprite)
+        key = torch.tensor(sprite.key_color, dtype=rgba.dtype, device=rgba.device).view(1, 3, 1, 1, 1) / 255.0
+        return (rgba[:, :3] + (1.0 - rgba[:, 3:4]) * key) * 2.0 - 1.0
+
+    def bind(self, sprite: Sprite) -> "BoundFieldCodec":
+        return BoundFieldCodec(self, sprite)
+
+
+class BoundFieldCodec:
+    """The codec of one reference: ``decode(z, num_frames)`` like a video VAE's (used by ``generate()``)."""
+
+    layout = FRAME_BY_FRAME
+    latent_channels = LATENT_CHANNELS
+
+    def __init__(self, codec: MotionFieldCodec, sprite: Sprite):
+        self.codec = codec
+        self.sprite = sprite
+        self.dtype = torch.float32
+        self.device = codec.device
+
+    def latent_frames(self, num_frames: int) -> int:
+        return int(num_frames)
+
+    def decode(self, z: torch.Tensor, num_frames: int | None = None, *, callback=None) -> torch.Tensor:
+        video = self.codec.decode_frames(z, self.sprite)
+        if num_frames is not None:
+            video = video[:, :, :num_frames]
+        if callback is not None:
+            callback(1, 1)
+        return video
+
+    def encode(self, video: torch.Tensor, **_unused) -> torch.Tensor:
+        raise InvalidInputError("the built-in model's motion fields cannot be read back from frames: continue a "
+                                "clip from its latents instead")

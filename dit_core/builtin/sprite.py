@@ -1,0 +1,159 @@
+"""A reference image as the built-in model uses it: the pixels that move, and the frame the model sees.
+
+:func:`prepare_sprite` turns any character image into a :class:`Sprite`:
+
+* **Alpha.** A transparent image keeps its alpha. An opaque image on a flat
+  background (its dominant edge colour) has that colour keyed out, so the
+  background stays put while the character moves; an opaque image without
+  one (a photo) moves as a whole.
+* **Key colour.** Frames are composited over a flat colour the sprite does not
+  use (``background="auto"``) or a chosen one; the export keys it out again
+  for transparent formats.
+* **Size.** The output has the image's size unless another is asked for
+  (nearest neighbour for pixel art, else a premultiplied bicubic resize).
+* **Warp mode.** ``auto`` samples with ``nearest`` when the image looks like
+  pixel art (hard alpha edges and at most :data:`PIXEL_ART_COLORS` colours),
+  so the clip keeps its exact pixels and palette; else ``bilinear``.
+* **Working frame.** The model was trained on characters standing in a
+  square frame, :data:`CHARACTER_HEIGHT` of its height tall with their feet at
+  :data:`FEET_AT`. When the character's placement on its canvas is far from
+  that (a tightly cropped 32x32 sprite, a small figure on a large canvas), the
+  model sees a square frame around the character that matches it; the
+  output keeps the image's canvas either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import images
+from ..errors import InvalidInputError
+from .warp import MODES
+
+PIXEL_ART_COLORS = 64
+KEY_TOLERANCE = 40  # channel difference from a flat background that still counts as background
+CHARACTER_HEIGHT = (0.45, 0.75)  # training range of the character's height, in frame heights
+FEET_AT = (0.82, 0.94)  # training range of the feet's height from the top, in frame heights
+CENTRE_AT = (0.38, 0.62)  # training range of the character's horizontal centre, in frame widths
+TARGET_HEIGHT = 0.6  # the character's height in the frame made for a placement out of those ranges
+TARGET_FEET = 0.88
+
+
+@dataclass
+class Sprite:
+    rgba: torch.Tensor  # [4, H, W] float32 premultiplied 0..1 at the output size
+    frame: tuple[float, float, float]  # the model's square working frame (x0, y0, size) in canvas pixels
+    key_color: tuple[int, int, int]  # the flat colour frames are composited on
+    had_alpha: bool  # the image was transparent (so transparent formats key the key colour out)
+    mode: str  # warp sampling: nearest or bilinear
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.rgba.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgba.shape[2])
+
+    def composited(self) -> np.ndarray:
+        """The reference over its key colour, uint8 ``[H, W, 3]`` (what frame 0 shows)."""
+        return frames_over_key(self.rgba[:, None], self.key_color)[0]
+
+
+def frames_over_key(rgba: torch.Tensor, key_color) -> np.ndarray:
+    """Premultiplied ``[4, T, H, W]`` 0..1 over a flat colour -> uint8 ``[T, H, W, 3]``."""
+    key = torch.tensor(key_color, dtype=rgba.dtype, device=rgba.device).view(3, 1, 1, 1) / 255.0
+    rgb = rgba[:3] + (1.0 - rgba[3:4]) * key
+    return (rgb.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+
+def looks_like_pixel_art(rgb: np.ndarray, alpha: np.ndarray) -> bool:
+    """Hard alpha edges and a small palette."""
+    if not np.isin(alpha, (0, 255)).all():
+        return False
+    opaque = rgb[alpha == 255]
+    return len(opaque) > 0 and len(np.unique(opaque, axis=0)) <= PIXEL_ART_COLORS
+
+
+def key_out(rgb: np.ndarray, key: tuple[int, int, int]) -> np.ndarray:
+    """Alpha (uint8) of an opaque image on a flat background: 0 where a pixel is the background's colour."""
+    far = np.abs(rgb.astype(np.int16) - np.asarray(key, np.int16)).max(axis=-1) > KEY_TOLERANCE
+    return np.where(far, 255, 0).astype(np.uint8)
+
+
+def working_frame(alpha: np.ndarray) -> tuple[float, float, float]:
+    """The square frame ``(x0, y0, size)`` (canvas pixels) in which the character stands as in training."""
+    height, width = alpha.shape
+    rows, cols = np.nonzero(alpha > 0)
+    if len(rows) == 0:
+        return (0.0, 0.0, float(height)) if height == width else _centred_square(height, width)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    char_h, char_w = bottom - top, right - left
+    if height == width:
+        placed = (CHARACTER_HEIGHT[0] <= char_h / height <= CHARACTER_HEIGHT[1]
+                  and FEET_AT[0] <= bottom / height <= FEET_AT[1]
+                  and CENTRE_AT[0] <= (left + right) / 2 / width <= CENTRE_AT[1])
+        if placed:
+            return (0.0, 0.0, float(height))
+    size = max(char_h / TARGET_HEIGHT, char_w / TARGET_HEIGHT)
+    return ((left + right) / 2 - size / 2, bottom - TARGET_FEET * size, float(size))
+
+
+def _centred_square(height: int, width: int) -> tuple[float, float, float]:
+    size = float(max(height, width))
+    return ((width - size) / 2, (height - size) / 2, size)
+
+
+def _resize_rgba(rgb: np.ndarray, alpha: np.ndarray, height: int, width: int, nearest: bool):
+    from PIL import Image
+
+    rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
+    resample = Image.NEAREST if nearest else Image.BICUBIC  # Pillow resizes RGBA premultiplied
+    out = np.asarray(Image.fromarray(rgba, "RGBA").resize((width, height), resample))
+    return np.ascontiguousarray(out[..., :3]), np.ascontiguousarray(out[..., 3])
+
+
+def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | None = None,
+                   background: Any = "auto", mode: str = "auto") -> Sprite:
+    """One character image -> a :class:`Sprite` (see the module notes).
+
+    ``image`` ``[H, W, C]`` (C = 1..4), float 0..1 or uint8; ``alpha`` optional
+    opacity ``[H, W]`` (1 = opaque); ``size`` ``(height, width)`` of the output
+    (None: the image's); ``background`` ``auto``, a colour name, ``#rrggbb`` or
+    ``r,g,b``; ``mode`` ``auto``, ``nearest`` or ``bilinear``.
+    """
+    if mode not in ("auto",) + MODES:
+        raise InvalidInputError(f"unknown warp mode {mode!r}; choose auto, {' or '.join(MODES)}")
+    rgb, a = images.split_alpha(image, alpha)
+    notes: list[str] = []
+    had_alpha = a is not None
+    auto = background is None or (isinstance(background, str) and background.strip().lower() == "auto")
+    if a is None:
+        edge = images.dominant_edge_color(rgb)
+        a = key_out(rgb, edge) if edge is not None else np.full(rgb.shape[:2], 255, np.uint8)
+        if edge is not None and not a.any():
+            a[:] = 255  # a flat image: nothing to key out
+    if auto:
+        key, distance = images.auto_key_color(rgb, a)
+        if distance < images.SAFE_KEY_DISTANCE:
+            notes.append(f"the sprite uses colours close to every candidate key colour; {key} is the farthest "
+                         f"(distance {distance:.0f}): choose a background colour that the sprite does not use")
+    else:
+        key = images.parse_color(background)
+    pixel_art = looks_like_pixel_art(rgb, a) if mode == "auto" else mode == "nearest"
+    if size is not None:
+        height, width = int(size[0]), int(size[1])
+        if height < 1 or width < 1:
+            raise InvalidInputError(f"output size {width}x{height} is empty: give a width and height of at least 1")
+        if (height, width) != rgb.shape[:2]:
+            rgb, a = _resize_rgba(rgb, a, height, width, nearest=pixel_art)
+    straight = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
+    opacity = torch.from_numpy(a.astype(np.float32) / 255.0)[None]
+    return Sprite(rgba=torch.cat([straight * opacity, opacity]).contiguous(), frame=working_frame(a),
+                  key_color=tuple(int(v) for v in key), had_alpha=had_alpha,
+                  mode="nearest" if pixel_art else "bilinear", notes=notes)
