@@ -202,7 +202,9 @@ FAMILIES: dict[str, str] = {
     "image_unet": "a Stable Diffusion UNet / checkpoint",
     "stdit_v1": "an Open-Sora 1.0/1.1 STDiT (not compatible with Open-Sora 1.2)",
     "pixart": "a PixArt image transformer",
-    "charmotion_tiny": "a CharMotion built-in tiny model bundle",
+    "charmotion_builtin": "a CharMotion built-in (motion-field) model file",
+    "charmotion_tiny": "a model file of the earlier CharMotion tiny model (pixel space), which this version no longer "
+                       "runs",
     "unknown": "an unrecognised model",
 }
 
@@ -213,6 +215,8 @@ def detect_family(keys: Iterable[str]) -> str:
     def has(fragment: str) -> bool:
         return any(fragment in k for k in keys)
 
+    if any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("dit.") for k in keys):
+        return "charmotion_builtin"
     if any(k.startswith("tiny_text.") for k in keys):
         return "charmotion_tiny"
     if has("spatial_blocks.0.attn.qkv.weight") and has("temporal_blocks.0.attn.qkv.weight"):

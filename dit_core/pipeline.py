@@ -42,6 +42,9 @@ class SamplingProfile:
     max_frames: int = 816
     loop_condition_frames: int = 5
     frame_hint: str = "1 (an image) or 17 and more; multiples of 17 (17, 34, 51, ...) match the VAE's chunks"
+    latent_grid: tuple[int, int] | None = None  # one latent grid whatever the output size (the built-in model)
+    model_frame: int = 0  # with a latent grid: the frame size in pixels the model is told
+    continue_from_latents: bool = False  # later loops continue from the latents, not from re-encoded frames
 
 
 OPENSORA12 = SamplingProfile(name="opensora12", layout=OPENSORA_VAE_LAYOUT, spatial_factor=8)
@@ -100,6 +103,10 @@ def check_frames(profile: SamplingProfile, num_frames: int) -> None:
 
 def plan_size(profile: SamplingProfile, height: int, width: int, notes: list[str]) -> tuple[int, int]:
     """Latent size for a pixel size; sizes that do not divide are rounded down (and noted)."""
+    if profile.latent_grid is not None:
+        if height < 1 or width < 1:
+            raise InvalidInputError(f"size {width}x{height} is empty: width and height must be at least 1 pixel")
+        return profile.latent_grid
     factor = profile.spatial_factor
     if height < factor or width < factor:
         raise InvalidInputError(f"size {width}x{height} is too small: width and height must be at least {factor} pixels")
@@ -139,6 +146,7 @@ def generate(
     condition_frames: int | None = None,
     loop_edit: float = 0.0,
     seamless: bool = False,
+    context: torch.Tensor | None = None,
     batch_size: int = 1,
     align: int | None | str = "auto",
     profile: SamplingProfile | None = None,
@@ -156,7 +164,9 @@ def generate(
     ``loops`` > 1 chains clips: each later clip is conditioned on the last
     ``condition_frames`` latent frames of the previous one (re-encoded from its
     decoded pixels, as upstream does) and the overlap is dropped when joining.
-    ``seamless`` makes the end flow back into the first frame: one extra
+    ``context``: what a model with context channels sees beside its latents
+    (the built-in model: the reference's appearance). ``seamless`` makes the
+    end flow back into the first frame: one extra
     latent frame after the clip is held at the first frame's latent (the
     frame-0 reference, or the first frame generated) and dropped after
     decoding. ``denoise`` < 1 starts the free frames from their nearest
@@ -185,7 +195,7 @@ def generate(
     check_frames(profile, num_frames)
     if num_frames == 1 and (loops > 1 or seamless):
         raise InvalidInputError("a single image cannot loop: use a video length for loops or a seamless loop")
-    if loops > 1 and codec is None:
+    if loops > 1 and codec is None and not profile.continue_from_latents:
         raise InvalidInputError("loops > 1 need the VAE: each loop re-encodes the end of the previous clip")
     lat_h, lat_w = plan_size(profile, height, width, notes)
     layout = profile.layout
@@ -215,11 +225,14 @@ def generate(
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     ratio_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
     n = int(batch_size)
+    told_h, told_w = (profile.model_frame, profile.model_frame) if profile.latent_grid else (height, width)
     kwargs = dict(
         fps=_conditioning_tensor(fps, n, dtype, device),
-        height=_conditioning_tensor(height, n, dtype, device),
-        width=_conditioning_tensor(width, n, dtype, device),
+        height=_conditioning_tensor(told_h, n, dtype, device),
+        width=_conditioning_tensor(told_w, n, dtype, device),
     )
+    if context is not None:
+        kwargs["context"] = context.to(device=device, dtype=dtype)
 
     placements = [
         Placement(reference=i, source=r.source, target=layout.latent_index(r.frame, num_frames), length=r.length,
@@ -243,7 +256,10 @@ def generate(
         loop_refs = list(ref_latents)
         loop_places = [p for p in placements if p.loop == loop]
         if loop > 0:
-            tail = _encode_tail(codec, previous_video, cfl, layout)
+            if profile.continue_from_latents:
+                tail = loop_latents[-1][:, :, -cfl:]
+            else:
+                tail = _encode_tail(codec, previous_video, cfl, layout)
             loop_refs.append(tail)
             loop_places.append(Placement(reference=len(loop_refs) - 1, source=-cfl, target=0, length=cfl, edit=loop_edit, loop=loop))
         tie = None
@@ -251,6 +267,8 @@ def generate(
             anchor = None
             if first_frame_ref is not None:
                 anchor = first_frame_ref.latents[:, :1].to(device)
+            elif loops > 1 and profile.continue_from_latents:
+                anchor = loop_latents[0][:, :, :1]
             elif loops > 1:
                 anchor = _encode_first_frame(codec, videos[0])
             if anchor is not None:
@@ -261,7 +279,7 @@ def generate(
         frame_mask = apply_placements(z, loop_refs, loop_places, loop=loop, align=align)
         timesteps = rectified_flow_timesteps(
             steps, num_timesteps=profile.num_timesteps, use_timestep_transform=profile.use_timestep_transform,
-            height=height, width=width, num_frames=frames_k, ratio_dtype=ratio_dtype, shift=profile.timestep_shift,
+            height=told_h, width=told_w, num_frames=frames_k, ratio_dtype=ratio_dtype, shift=profile.timestep_shift,
         )
         if denoise < 1.0:
             if frame_mask is not None and bool((frame_mask < 1).any()):
@@ -281,7 +299,7 @@ def generate(
         if seamless and last:
             z = z[:, :, : layout.latent_frames(num_frames)]
         loop_latents.append(z)
-        if codec is not None and (decode or not last):  # later loops re-encode this clip's end
+        if codec is not None and (decode or not (last or profile.continue_from_latents)):  # later loops may re-encode
             video = codec.decode(z.to(getattr(codec, "dtype", z.dtype)), num_frames).float()
             previous_video = video
             videos.append(video if loop == 0 else video[:, :, layout.chunk_frames(cfl):])
@@ -289,9 +307,10 @@ def generate(
     joined = torch.cat([loop_latents[0]] + [z[:, :, cfl:] for z in loop_latents[1:]], dim=2)
     video = torch.cat(videos, dim=2).cpu() if videos and decode else None
     total_frames = num_frames + (loops - 1) * (num_frames - layout.chunk_frames(cfl)) if loops > 1 else num_frames
+    out_h, out_w = (height, width) if profile.latent_grid else (lat_h * profile.spatial_factor, lat_w * profile.spatial_factor)
     return GenerationResult(
         video=video, latents=joined, loop_latents=loop_latents, num_frames=total_frames,
-        height=lat_h * profile.spatial_factor, width=lat_w * profile.spatial_factor, fps=fps, seed=int(seed), notes=notes,
+        height=out_h, width=out_w, fps=fps, seed=int(seed), notes=notes,
     )
 
 

@@ -1,8 +1,7 @@
-"""Character actions as data: names, prompt phrasings and pose curves.
+"""Character actions as data: names and pose curves (how people ask for them: ``phrases``).
 
-Every action in :data:`ACTIONS` is an :class:`Action`: a name, prompt
-templates (``{s}`` is the subject, e.g. "the slime"), whether it loops, the
-features a character needs for it, and a pose function
+Every action in :data:`ACTIONS` is an :class:`Action`: a name, whether it
+loops, the features a character needs for it, and a pose function
 ``pose(phase, amplitude, side=1, facing=1) -> Pose``:
 
 * ``phase`` (scalar or array) runs over the clip. Loopable actions are
@@ -186,8 +185,6 @@ def shrink(p, a, side=1, facing=1):
 @dataclass(frozen=True)
 class Action:
     name: str
-    phrases: tuple[str, ...]  # training phrasings ("{s}" = subject)
-    heldout_phrases: tuple[str, ...]  # phrasings only the held-out split uses
     loopable: bool
     pose_fn: Callable
     requires: tuple[str, ...] = ()  # character features (see sprites.Character.has)
@@ -212,60 +209,24 @@ def _walk(direction: int, run: bool):
 
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("jump", ("{s} jumps", "{s} jumping up and landing", "jump!", "{s} hops once", "a big jump",
-                    "{s} leaps into the air", "{s} does a single hop"),
-           ("{s} springs up once and comes back down",), True, jump),
-    Action("bounce", ("{s} bounces", "{s} bouncing up and down", "bounce!", "{s} keeps hopping in place",
-                      "a bouncy {n}", "{s} bounces on the spot"),
-           ("{s} boings up and down again and again",), True, bounce),
-    Action("walk_left", ("{s} walks left", "{s} walking to the left", "walk left", "{s} strolls to the left",
-                         "{s} takes a few steps left", "a {n} walking leftward"),
-           ("{s} heads off toward the left side",), False, _walk(-1, False)),
-    Action("walk_right", ("{s} walks right", "{s} walking to the right", "walk right", "{s} strolls to the right",
-                          "{s} takes a few steps right", "a {n} walking rightward"),
-           ("{s} heads off toward the right side",), False, _walk(1, False)),
-    Action("run_left", ("{s} runs left", "{s} running to the left", "run left", "{s} dashes to the left",
-                        "{s} sprints left", "a {n} running leftward fast"),
-           ("{s} races off to the left",), False, _walk(-1, True)),
-    Action("run_right", ("{s} runs right", "{s} running to the right", "run right", "{s} dashes to the right",
-                         "{s} sprints right", "a {n} running rightward fast"),
-           ("{s} races off to the right",), False, _walk(1, True)),
-    Action("shake_head", ("{s} shakes its head", "{s} shaking its head no", "shake head", "{s} says no",
-                          "{s} shakes its head side to side", "head shake"),
-           ("{s} refuses with a shake of the head",), True, shake_head),
-    Action("nod", ("{s} nods", "{s} nodding yes", "nod", "{s} nods its head", "{s} says yes",
-                   "{s} bobs its head up and down"),
-           ("{s} agrees with a nod",), True, nod),
-    Action("wave", ("{s} waves", "{s} waving hello", "wave", "{s} waves its hand", "{s} says hi with a wave",
-                    "{s} waving goodbye"),
-           ("{s} greets you by waving an arm",), True, wave, ("arms",)),
-    Action("spin", ("{s} spins", "{s} spinning around", "spin", "{s} turns all the way around",
-                    "{s} twirls", "a {n} doing a spin"),
-           ("{s} pirouettes once",), True, spin),
-    Action("squash_stretch", ("{s} squashes and stretches", "squash and stretch", "{s} squishes",
-                              "{s} stretching and squashing", "a squishy {n}", "{s} squishes down and stretches up"),
-           ("{s} gets squished and stretched like rubber",), True, squash_stretch),
-    Action("wiggle_ears", ("{s} wiggles its ears", "{s} wiggling its ears", "wiggle ears", "{s} twitches its ears",
-                           "{s} flaps its ears", "ear wiggle"),
-           ("{s} makes its ears twitch back and forth",), True, wiggle_ears, ("ears",)),
-    Action("talk", ("{s} talks", "{s} talking", "talk", "{s} opens and closes its mouth", "{s} is speaking",
-                    "{s} chatters"),
-           ("{s} says something",), True, talk),
-    Action("blink", ("{s} blinks", "{s} blinking", "blink", "{s} blinks its eyes", "{s} closes and opens its eyes",
-                     "a {n} blinking twice"),
-           ("{s} flutters its eyelids",), True, blink),
-    Action("idle", ("{s} idles", "{s} breathing", "idle", "{s} standing still and breathing", "idle animation",
-                    "{s} bobs gently in place"),
-           ("{s} waits calmly",), True, idle),
-    Action("fall", ("{s} falls over", "{s} falling down", "fall", "{s} topples over", "{s} trips and falls",
-                    "{s} faints"),
-           ("{s} keels over",), False, fall, ("upright",)),
-    Action("grow", ("{s} grows", "{s} growing bigger", "grow", "{s} gets bigger", "{s} powers up and grows",
-                    "a {n} growing larger"),
-           ("{s} swells up in size",), False, grow),
-    Action("shrink", ("{s} shrinks", "{s} shrinking", "shrink", "{s} gets smaller", "{s} shrinks down",
-                      "a {n} becoming tiny"),
-           ("{s} dwindles in size",), False, shrink),
+    Action("jump", True, jump),
+    Action("bounce", True, bounce),
+    Action("walk_left", False, _walk(-1, False)),
+    Action("walk_right", False, _walk(1, False)),
+    Action("run_left", False, _walk(-1, True)),
+    Action("run_right", False, _walk(1, True)),
+    Action("shake_head", True, shake_head),
+    Action("nod", True, nod),
+    Action("wave", True, wave, ("arms",)),
+    Action("spin", True, spin),
+    Action("squash_stretch", True, squash_stretch),
+    Action("wiggle_ears", True, wiggle_ears, ("ears",)),
+    Action("talk", True, talk),
+    Action("blink", True, blink),
+    Action("idle", True, idle),
+    Action("fall", False, fall, ("upright",)),
+    Action("grow", False, grow),
+    Action("shrink", False, shrink),
 )}
 
 ACTION_NAMES: tuple[str, ...] = tuple(ACTIONS)

@@ -17,14 +17,18 @@ Held-out examples test generalisation; training never sees any of them:
   brown bunnies, red robots, teal frogs; ``sprites.HELDOUT_STYLES``:
   pixel-art with soft shading). Training characters are drawn with these
   filtered out; half of the held-out characters are forced into one of them.
-* **Phrasings.** Each action has one (or more) phrasing in
-  ``Action.heldout_phrases`` that only the held-out split uses; held-out
-  prompts use it half of the time (``example["phrase_heldout"]`` says which).
+* **Phrasings.** Held-out prompts are, half of the time, sentences built
+  from the held-out verb phrases and sentence shapes of :mod:`.phrases`,
+  which training never uses (``example["phrase_heldout"]`` says which).
 * The sample characters in ``assets/samples/`` are held-out characters.
 
 Key colours: the character is composited on a flat background chosen from
 :data:`KEY_COLORS` (or a random pastel), never one close to any of the
 character's colours, so the silhouette can be recovered from the key.
+
+With a ``codec`` (the built-in model's ``MotionFieldCodec``) an example also
+holds what the model learns from: the clip's motion-field latents (see
+:mod:`.fields`) and the reference's appearance as the model sees it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ from typing import Iterator
 
 import numpy as np
 
+import torch
+
+from ..dit_core.builtin.codec import MotionFieldCodec
+from ..dit_core.builtin.sprite import Sprite
+from . import fields, phrases
 from . import sprites as S
 from .actions import ACTION_NAMES, ACTIONS, Action, get_action
 
@@ -54,10 +63,6 @@ KEY_COLORS: dict[str, tuple[int, int, int] | None] = {
     "pastel": None,
 }
 MIN_KEY_DISTANCE = 90.0  # RGB distance between the key and any character colour
-
-SUBJECT_FORMS = (("the {n}", 0.45), ("a {n}", 0.2), ("the little {n}", 0.1), ("my {n}", 0.05),
-                 ("the character", 0.1), ("the sprite", 0.1))
-
 
 def _split_code(split: str) -> int:
     if split not in SPLITS:
@@ -116,18 +121,6 @@ def pick_key_color(rng: np.random.Generator, ch: S.Character) -> tuple[str, tupl
     return "magenta", KEY_COLORS["magenta"]
 
 
-def make_prompt(rng: np.random.Generator, action: Action, ch: S.Character, heldout_phrase: bool) -> str:
-    templates = action.heldout_phrases if heldout_phrase else action.phrases
-    template = templates[rng.integers(len(templates))]
-    forms, weights = zip(*SUBJECT_FORMS)
-    form = forms[rng.choice(len(forms), p=np.asarray(weights) / sum(weights))]
-    if "little" in form and "little" in ch.noun:
-        form = "the {n}"
-    subject = form.format(n=ch.noun)
-    prompt = template.format(s=subject, n=ch.noun)
-    return prompt[0].upper() + prompt[1:] if rng.random() < 0.5 else prompt
-
-
 def render_clip(ch: S.Character, action: Action, amplitude: float, *, num_frames: int = 16, size: int = 64,
                 side: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied rgb [T,H,W,3] and alpha [T,H,W] (float32) of an action clip."""
@@ -142,6 +135,7 @@ def make_example(
     size: int = 64,
     action: str | None = None,
     amplitude: float | None = None,
+    codec=None,
 ) -> dict:
     """One clip. Same (seed, split, ...) -> same example.
 
@@ -149,7 +143,9 @@ def make_example(
     [T,H,W], ``key_color`` (r,g,b), ``key_name``, ``action``, ``prompt``,
     ``phrase_heldout``, ``amplitude`` (motion strength in [0,1]),
     ``loopable``, ``side``, ``character`` (dict of its parameters) and
-    ``character_id``.
+    ``character_id``; with ``codec`` also ``latents`` float32 [3,T,g,g] (the
+    clip's motion field), ``appearance`` [C,1,g,g] and the reference
+    ``sprite`` (frame 0).
     """
     if num_frames < 2:
         raise ValueError("num_frames must be at least 2")
@@ -164,9 +160,10 @@ def make_example(
     if act.name == "fall":  # fall toward the side with more room
         side = 1 if ch.x < 0.5 else -1
     phrase_heldout = split == "heldout" and rng.random() < 0.5
-    prompt = make_prompt(rng, act, ch, phrase_heldout)
-    rgb, alpha = render_clip(ch, act, amp, num_frames=num_frames, size=size, side=side)
-    return {
+    prompt = phrases.make_prompt(rng, act.name, ch.noun, phrase_heldout)
+    pose = act.clip_pose(num_frames, amp, side=side, facing=ch.facing)
+    rgb, alpha, parts, bones = S.render_parts(ch, pose, size, n=num_frames, parts=codec is not None)
+    example = {
         "frames": S.composite(rgb, alpha, key),
         "alpha": np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8),
         "key_color": key,
@@ -180,7 +177,21 @@ def make_example(
         "character": ch.to_dict(),
         "character_id": char_id,
     }
+    if codec is not None:
+        sprite = drawn_sprite(rgb[0], alpha[0], key, ch.style)
+        example["latents"] = fields.clip_latents(codec, parts, bones, alpha).numpy()
+        example["appearance"] = codec.appearance(sprite)[0].numpy()
+        example["sprite"] = sprite
+    return example
 
+
+def drawn_sprite(rgb: np.ndarray, alpha: np.ndarray, key, style: str):
+    """A drawn frame (premultiplied rgb [H,W,3], alpha [H,W] floats) as the built-in model's reference; the canvas
+    is the working frame, as for every training clip."""
+    rgba = torch.from_numpy(np.concatenate([rgb, alpha[..., None]], axis=-1)).permute(2, 0, 1).float()
+    size = float(alpha.shape[0])
+    return Sprite(rgba=rgba.contiguous(), frame=(0.0, 0.0, size), key_color=tuple(key), had_alpha=True,
+                  mode="nearest" if style == "pixel" else "bilinear")
 
 # ---------------------------------------------------------------------------
 # Batches
@@ -190,14 +201,15 @@ def example_seed(seed: int, batch_index: int, item: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(batch_index), int(item)]).generate_state(1)[0])
 
 
-def make_batch(seed: int, batch_index: int, batch_size: int, split: str = "train", num_frames: int = 16,
-               size: int = 64) -> dict:
+def make_batch(seed: int, batch_index: int, batch_size: int, field_config, split: str = "train",
+               num_frames: int = 16, size: int = 64) -> dict:
     """Batch ``batch_index`` of the stream ``seed`` (see :func:`iter_batches`)."""
-    examples = [make_example(example_seed(seed, batch_index, i), split, num_frames, size) for i in range(batch_size)]
+    codec = MotionFieldCodec(field_config)
+    examples = [make_example(example_seed(seed, batch_index, i), split, num_frames, size, codec=codec)
+                for i in range(batch_size)]
     return {
-        "frames": np.stack([e["frames"] for e in examples]),
-        "alpha": np.stack([e["alpha"] for e in examples]),
-        "key_color": np.asarray([e["key_color"] for e in examples], dtype=np.uint8),
+        "latents": np.stack([e["latents"] for e in examples]),
+        "appearance": np.stack([e["appearance"] for e in examples]),
         "action": np.asarray([ACTION_NAMES.index(e["action"]) for e in examples], dtype=np.int64),
         "amplitude": np.asarray([e["amplitude"] for e in examples], dtype=np.float32),
         "loopable": np.asarray([e["loopable"] for e in examples], dtype=bool),
@@ -209,29 +221,14 @@ def _batch_job(args):
     return make_batch(*args)
 
 
-def iter_batches(
-    seed: int,
-    batch_size: int,
-    split: str = "train",
-    num_frames: int = 16,
-    size: int = 64,
-    *,
-    num_batches: int | None = None,
-    start: int = 0,
-    num_workers: int = 0,
-) -> Iterator[dict]:
-    """Yield batches ``start, start + 1, ...`` (forever unless ``num_batches``).
-
-    Each batch is a dict of numpy arrays: ``frames`` uint8 [B,T,H,W,3],
-    ``alpha`` uint8 [B,T,H,W], ``key_color`` uint8 [B,3], ``action`` int64
-    [B] (index into ``ACTION_NAMES``), ``amplitude`` float32 [B],
-    ``loopable`` bool [B], and ``prompt`` (list of B strings). Batch ``i`` of
-    a stream depends only on ``(seed, i)``, so ``num_workers`` (worker
-    processes, forked where the platform allows) never changes the data.
-    """
+def iter_batches(seed: int, batch_size: int, field_config, split: str = "train", num_frames: int = 16,
+                 size: int = 64, *, start: int = 0, num_workers: int = 0) -> Iterator[dict]:
+    """Batches ``start, start + 1, ...`` forever, each a dict of numpy arrays: ``latents`` float32
+    [B,3,T,g,g], ``appearance`` float32 [B,C,1,g,g], ``action`` int64 [B] (index into ``ACTION_NAMES``),
+    ``amplitude`` float32 [B], ``loopable`` bool [B] and ``prompt`` (B strings). Batch ``i`` depends only on
+    ``(seed, i)``, so ``num_workers`` (worker processes) never changes the data."""
     _split_code(split)
-    indices = range(start, start + num_batches) if num_batches is not None else _count(start)
-    jobs = ((seed, i, batch_size, split, num_frames, size) for i in indices)
+    jobs = ((seed, i, batch_size, field_config, split, num_frames, size) for i in _count(start))
     yield from prefetch(_batch_job, jobs, num_workers)
 
 
@@ -248,7 +245,7 @@ def prefetch(function, jobs, num_workers: int = 0, depth: int | None = None) -> 
 
     depth = depth or 2 * num_workers
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(num_workers) as pool:
+    with mp.get_context(method).Pool(num_workers, initializer=_worker_setup) as pool:
         pending = deque()
         for job in jobs:
             pending.append(pool.apply_async(function, (job,)))
@@ -256,6 +253,11 @@ def prefetch(function, jobs, num_workers: int = 0, depth: int | None = None) -> 
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+def _worker_setup():
+    """A forked worker computes on one thread: OpenMP's thread pool does not survive a fork (torch would hang)."""
+    torch.set_num_threads(1)
 
 
 def _count(start: int):

@@ -46,6 +46,7 @@ class STDiT3Config:
     qk_norm: bool = True
     pred_sigma: bool = True
     input_sq_size: int = 512
+    context_channels: int = 0  # per-clip input channels given with every frame but never generated (0 in Open-Sora)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -115,7 +116,7 @@ class STDiT3(nn.Module):
         super().__init__()
         self.config = config
         c = config.hidden_size
-        self.x_embedder = PatchEmbed3D(config.patch_size, config.in_channels, c)
+        self.x_embedder = PatchEmbed3D(config.patch_size, config.in_channels + config.context_channels, c)
         self.t_embedder = ScalarEmbedder(c)
         self.fps_embedder = ScalarEmbedder(c)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
@@ -191,18 +192,32 @@ class STDiT3(nn.Module):
             values = values.repeat(batch // values.numel())
         return values
 
+    def _context(self, context, x: torch.Tensor) -> torch.Tensor:
+        want = self.config.context_channels
+        if context is None or context.dim() != 5 or context.shape[1] != want or context.shape[3:] != x.shape[3:] \
+                or context.shape[0] not in (1, x.shape[0]):
+            got = None if context is None else list(context.shape)
+            raise ValueError(f"this model needs a context of [batch, {want}, 1, {x.shape[3]}, {x.shape[4]}] beside "
+                             f"its latents; got {got}")
+        return context.to(x.dtype).expand(x.shape[0], -1, x.shape[2], -1, -1)
+
     # -- forward --------------------------------------------------------------
-    def forward(self, x, timestep, y, mask=None, x_mask=None, fps=None, height=None, width=None, **_ignored):
+    def forward(self, x, timestep, y, mask=None, x_mask=None, fps=None, height=None, width=None, context=None,
+                **_ignored):
         """Predict ``[B, out_channels, T, H, W]`` (float32) for latents ``x`` ``[B, C_in, T, H, W]``.
 
         ``timestep`` ``[B]`` in [0, 1000]; ``y`` ``[B, 1, L, caption_channels]``;
         ``mask`` ``[b, L]`` valid text tokens; ``x_mask`` ``[B, T]`` True = frame
         denoised at ``timestep``, False = clean condition (timestep-0
-        modulation); ``fps``, ``height``, ``width``: per sample (pixel sizes).
+        modulation); ``fps``, ``height``, ``width``: per sample (pixel sizes);
+        ``context`` ``[B or 1, context_channels, 1, H, W]``: what every frame
+        sees beside its latents (a model with ``context_channels``).
         """
         dtype = self.dtype
         batch, _, frames_in, height_in, width_in = x.shape
         x = x.to(dtype)
+        if self.config.context_channels:
+            x = torch.cat([x, self._context(context, x)], dim=1)
         timestep = self._per_sample(timestep, batch, x.device).to(dtype)
         y = y.to(dtype)
         pt, ph, pw = self.config.patch_size

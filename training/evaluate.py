@@ -1,11 +1,12 @@
 """Measure the built-in model on held-out sprites: does the clip show the requested action?
 
 ``evaluate()`` animates held-out characters (never seen in training) with
-held-out and seen phrasings, at several motion strengths, and scores every
-clip with the analytic tracker in ``metrics``: frame-0 PSNR against the
-reference, identity drift, action recognised, motion amplitude (for a
-Spearman correlation with the requested strength), the seamless-loop seam
-ratio for loopable actions, and seconds per clip.
+held-out and seen phrasings, at several motion strengths, through the same
+path as the command line (``prepare_sprite`` -> ``generate`` -> the warp
+decoder), and scores every clip with the analytic tracker in ``metrics``:
+action recognised, frame-0 PSNR against the reference, identity drift,
+motion amplitude (for a Spearman correlation with the requested strength),
+the seamless-loop seam ratio for loopable actions, and seconds per clip.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..palette import lock_palette
-from ..pipeline import Reference, generate
-from ..prompts import decorate_prompt
+from ..dit_core.builtin.sprite import frames_over_key, prepare_sprite
+from ..dit_core.pipeline import Reference, generate
+from ..dit_core.prompts import decorate_prompt
 from . import metrics
 from .actions import ACTION_NAMES, ACTIONS
 from .dataset import make_example
@@ -40,51 +41,28 @@ class ClipScore:
     seconds: float
 
 
-def pixels_to_uint8(video: torch.Tensor) -> np.ndarray:
-    """``[3, T, H, W]`` in [-1, 1] -> uint8 ``[T, H, W, 3]`` (upstream's rounding: +0.5 then truncate)."""
-    x = ((video.clamp(-1, 1) + 1) / 2 * 255 + 0.5).clamp(0, 255).to(torch.uint8)
-    return x.permute(1, 2, 3, 0).cpu().numpy()
+def reference_rgba(example: dict) -> np.ndarray:
+    """Frame 0 of a drawn example as a straight RGBA uint8 image (what a user would load)."""
+    alpha = example["alpha"][0]
+    a = alpha[..., None].astype(np.float32) / 255.0
+    key = np.asarray(example["key_color"], np.float32)
+    straight = np.where(a > 0, (example["frames"][0].astype(np.float32) - key * (1 - a)) / np.maximum(a, 1e-6), 0.0)
+    return np.concatenate([np.clip(np.rint(straight), 0, 255).astype(np.uint8), alpha[..., None]], axis=-1)
 
 
-def frames_to_pixels(frames: np.ndarray, device="cpu") -> torch.Tensor:
-    """uint8 ``[B, T, H, W, 3]`` -> float ``[B, 3, T, H, W]`` in [-1, 1] on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).float().div_(127.5).sub_(1.0)
-    return x.permute(0, 4, 1, 2, 3).contiguous()
-
-
-def uint8_to_pixels(image: np.ndarray) -> torch.Tensor:
-    """uint8 ``[H, W, 3]`` -> ``[1, 3, 1, H, W]`` in [-1, 1]."""
-    return frames_to_pixels(image[None, None])
-
-
-def _lock(bundle, clip: np.ndarray, reference: np.ndarray, palette: int | None) -> np.ndarray:
-    """The palette lock of the output path (``palette``: None = the model's default, 0 = off)."""
-    palette = bundle.profile.palette_colors if palette is None else palette
-    return lock_palette(clip, reference, palette) if palette else clip
-
-
-def animate_reference(bundle, image: np.ndarray, prompt: str, *, strength: float | None, seed: int, frames: int = 16,
-                      steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
-                      seamless: bool = False, palette: int | None = None) -> np.ndarray:
-    """Animate a uint8 ``[H, W, 3]`` reference with the built-in model; returns uint8 frames ``[T, H, W, 3]``,
-    redrawn in at most ``palette`` of the reference's colours (see :mod:`..palette`; None = the model's default,
-    0 = off)."""
+def animate(bundle, image: np.ndarray, prompt: str, *, strength: float | None, seed: int, key_color=None,
+            frames: int = 16, size: tuple[int, int] | None = None, steps: int | None = None,
+            cfg_scale: float | None = None, seamless: bool = False) -> np.ndarray:
+    """Animate an RGBA (or RGB) uint8 image with the built-in model -> uint8 frames ``[T, H, W, 3]`` over the
+    key colour (``key_color``, else the one the sprite preparation picks)."""
+    sprite = prepare_sprite(image, size=size, background="auto" if key_color is None else ",".join(map(str, key_color)))
     scale = float(bundle.config["sampling"]["motion_scale"])
-    text = decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1))
-    cond = bundle.encode_text(text)
-    latents = bundle.codec.encode(uint8_to_pixels(image).to(device=bundle.codec.device, dtype=bundle.codec.dtype))
-    result = generate(bundle.model, cond, codec=bundle.codec, references=[Reference(latents)], num_frames=frames,
-                      height=image.shape[0], width=image.shape[1], seed=seed, steps=steps, cfg_scale=cfg_scale,
-                      denoise=denoise, seamless=seamless)
-    return _lock(bundle, pixels_to_uint8(result.video[0]), image, palette)
-
-
-def drawn_clip(bundle, frames: np.ndarray, *, palette: int | None = None) -> np.ndarray:
-    """A drawn uint8 clip ``[T, H, W, 3]`` as the model's output path shows it - through the bundle's codec and
-    palette lock (``palette`` as in :func:`animate_reference`): what a model that drew the true motion would score."""
+    cond = bundle.encode_text(decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1)))
     codec = bundle.codec
-    video = codec.decode(codec.encode(frames_to_pixels(frames[None], codec.device).to(codec.dtype)))
-    return _lock(bundle, pixels_to_uint8(video[0].float()), frames[0], palette)
+    result = generate(bundle.model, cond, codec=codec.bind(sprite), references=[Reference(codec.identity(sprite))],
+                      context=codec.appearance(sprite), num_frames=frames, height=sprite.height, width=sprite.width,
+                      seed=seed, steps=steps, cfg_scale=cfg_scale, seamless=seamless, decode=False)
+    return frames_over_key(codec.warp(result.latents, sprite)[0], sprite.key_color)
 
 
 def benchmark_jobs(actions=None, *, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
@@ -108,26 +86,30 @@ def benchmark_jobs(actions=None, *, characters: int = 2, levels=(0.4, 0.7, 1.0),
 
 
 def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
-             seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, denoise: float | None = None,
-             frames: int = 16, palette: int | None = None, ground_truth: bool = False,
-             progress=None) -> list[ClipScore]:
-    """Score clips of held-out characters: ``characters`` x ``levels`` per action, plus seamless clips of loopable ones.
+             seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, frames: int = 16,
+             size: int = 64, ground_truth: bool = False, progress=None) -> list[ClipScore]:
+    """Score clips of held-out characters: ``characters`` x ``levels`` per action, plus seamless clips of loopable
+    ones, drawn on a ``size`` canvas.
 
-    ``ground_truth`` scores the drawn clips themselves (see :func:`drawn_clip`) instead of generated ones: the
-    ceiling of the scores for this codec, palette lock and tracker."""
+    ``ground_truth`` scores the training targets instead of generated clips: the drawn clips' motion-field
+    latents through the warp decoder (the ceiling of the scores for this codec and tracker)."""
+    from ..dit_core.builtin.codec import MotionFieldCodec
+
     jobs = benchmark_jobs(actions, characters=characters, levels=levels, seamless_characters=seamless_characters,
                           seed=seed)
+    field_codec = bundle.codec if bundle is not None else MotionFieldCodec()
     scores = []
     for i, (action, example_seed, strength, seamless) in enumerate(jobs):
-        example = make_example(example_seed, "heldout", frames, action=action, amplitude=strength)
+        example = make_example(example_seed, "heldout", frames, size, action=action, amplitude=strength,
+                               codec=field_codec if ground_truth else None)
         reference, key = example["frames"][0], example["key_color"]
         start = time.perf_counter()
         if ground_truth:
-            clip = drawn_clip(bundle, example["frames"], palette=palette)
+            sprite = example["sprite"]
+            clip = frames_over_key(field_codec.warp(torch.from_numpy(example["latents"])[None], sprite)[0], key)
         else:
-            clip = animate_reference(bundle, reference, example["prompt"], strength=strength, seed=example_seed,
-                                     frames=frames, steps=steps, cfg_scale=cfg_scale, denoise=denoise,
-                                     seamless=seamless, palette=palette)
+            clip = animate(bundle, reference_rgba(example), example["prompt"], strength=strength, seed=example_seed,
+                           key_color=key, frames=frames, steps=steps, cfg_scale=cfg_scale, seamless=seamless)
         seconds = time.perf_counter() - start
         scores.append(ClipScore(
             action=action, character=example_seed, strength=strength, seamless=seamless, prompt=example["prompt"],
@@ -153,7 +135,7 @@ def summarise(scores: list[ClipScore]) -> dict:
     """Per-action and overall figures: recognition rate, PSNR, drift, Spearman (strength vs amplitude), seam ratio.
 
     The overall figures also split the recognition rate by phrasing: ``recognised_seen_phrasing`` over clips
-    prompted with a phrasing used in training, ``recognised_new_phrasing`` over those with a held-out one."""
+    prompted with a training phrasing, ``recognised_new_phrasing`` over those with a held-out one."""
     table = {}
     for action in dict.fromkeys(s.action for s in scores):
         rows = [s for s in scores if s.action == action]

@@ -1,0 +1,333 @@
+"""Train the built-in model: an STDiT3 that generates motion fields of procedurally drawn sprite clips.
+
+    python -m training train --out runs/builtin            # the shipped recipe: 60 minutes on 2 CPU cores
+    python -m training train --out runs/builtin --resume   # continue a stopped run
+
+Rectified flow exactly as the sampler uses the model (Open-Sora 1.2's
+objective): ``x_t = (1 - t) x0 + t noise`` with logit-normal ``t``, the
+velocity ``x0 - noise`` as target, conditioned frames kept clean and shown as
+clean through ``x_mask``, the loss over generated frames only. ``x0`` are a
+clip's motion-field latents (:mod:`.fields`); the reference's appearance is
+the model's context. The conditioning mix teaches animating a reference
+(frame 0 = the identity), in-betweening to a pose (first + last frame),
+seamless loops (a 17th frame equal to the first) and a reference pinned
+at the last frame. Captions carry the motion score the clip was drawn with
+(``motion score: 10 x amplitude``) most of the time; 10 % are replaced by the
+null caption for classifier-free guidance. The text encoder trains jointly;
+an exponential moving average of the weights is saved, with the words of the
+training prompts per action (:func:`.phrases.action_words`).
+
+The run is seeded and resumable (``train_state.pt`` in ``--out``); it logs the
+training loss and a held-out loss (fixed held-out clips, noise and
+timesteps) to ``log.jsonl`` and writes the model file at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
+from ..dit_core.builtin.model import build_builtin, save_builtin
+from ..dit_core.prompts import decorate_prompt, preprocess_text
+from ..dit_core.sampling.schedule import transform_timesteps
+from .actions import ACTIONS
+from .dataset import example_seed, iter_batches, make_example, prefetch
+from .phrases import action_words
+
+FRAMES = 16
+SIZE = 64
+
+#: conditioning mix: (name, probability); seamless clips come in their own batches (one more frame)
+CONDITIONING_MIX = (("first", 0.8), ("first_last", 0.1), ("first_middle", 0.05), ("last", 0.05))
+
+
+def caption(prompt: str, amplitude: float, rng: np.random.Generator, motion_scale: float) -> str:
+    motion = round(float(amplitude) * motion_scale, 1) if rng.random() < 0.85 else None
+    aesthetic = round(float(rng.uniform(4.0, 7.0)), 1) if rng.random() < 0.1 else None
+    return preprocess_text(decorate_prompt(prompt, aesthetic=aesthetic, motion=motion))
+
+
+def condition_masks(kinds: list[str], frames: int) -> torch.Tensor:
+    """``[B, T]`` True where the frame is a clean condition."""
+    mask = torch.zeros(len(kinds), frames, dtype=torch.bool)
+    for i, kind in enumerate(kinds):
+        if kind in ("first", "first_last", "first_middle", "seamless"):
+            mask[i, 0] = True
+        if kind in ("first_last", "last", "seamless"):
+            mask[i, -1] = True
+        if kind == "first_middle":
+            mask[i, frames // 2] = True
+    return mask
+
+
+def seamless_batch(seed: int, index: int, batch_size: int, field_config: FieldConfig) -> dict:
+    """Loopable clips with a 17th frame equal to the first (the loop closes there)."""
+    codec = MotionFieldCodec(field_config)
+    loopable = sorted(name for name, action in ACTIONS.items() if action.loopable)
+    rng = np.random.default_rng([seed, index, 0x100F])
+    examples = [make_example(int(rng.integers(2**31)), "train", FRAMES, SIZE,
+                             action=loopable[int(rng.integers(len(loopable)))], codec=codec)
+                for _ in range(batch_size)]
+    latents = np.stack([np.concatenate([e["latents"], e["latents"][:, :1]], axis=1) for e in examples])
+    return {"latents": latents, "appearance": np.stack([e["appearance"] for e in examples]),
+            "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
+
+
+def sample_timesteps(n: int, gen: torch.Generator, *, shift: float = 1.0, uniform: float = 0.0) -> torch.Tensor:
+    """Training timesteps in [0, 1000]: logit-normal, shifted toward high noise with Open-Sora's transform
+    ``t' = s t / (1 + (s - 1) t)``, a share ``uniform`` drawn uniformly instead."""
+    t = torch.sigmoid(torch.randn(n, generator=gen)) * 1000.0
+    if shift != 1.0:
+        t = transform_timesteps(t, torch.tensor(float(shift)))
+    flat = torch.rand(n, generator=gen) < uniform
+    return torch.where(flat, torch.rand(n, generator=gen) * 1000.0, t)
+
+
+def heldout_set(count: int, field_config: FieldConfig, seed: int = 1234) -> dict:
+    codec = MotionFieldCodec(field_config)
+    examples = [make_example(seed + i, "heldout", FRAMES, SIZE, codec=codec) for i in range(count)]
+    return {"latents": np.stack([e["latents"] for e in examples]),
+            "appearance": np.stack([e["appearance"] for e in examples]),
+            "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
+
+
+def training_batch(job: tuple) -> dict:
+    """The batch a training step uses: ``job = (seed, index, batch_size, field_config, seamless)``."""
+    seed, index, batch_size, field_config, seamless = job
+    if seamless:
+        return {**seamless_batch(seed, index, batch_size, field_config), "seamless": True}
+    batch = next(iter_batches(seed, batch_size, field_config, start=index))
+    return {**batch, "seamless": False}
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(args.seed)
+        self.device = torch.device(args.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; train with --device cpu")
+        config = json.loads(args.config) if args.config else {}
+        config["actions"] = action_words()
+        self.bundle = build_builtin(config, seed=args.seed).to(device=self.device)
+        self.field_config = self.bundle.codec.config
+        self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
+        if args.bf16 and self.device.type == "cpu":  # the CPU's fused attention is slow in bfloat16 backward
+            self.model.set_attention_backend("math")
+        self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
+                                     fused=self.device.type == "cuda" or None)
+        self.ema = [p.detach().clone() for p in self.params]
+        self.step = 0
+        self.seconds = 0.0
+        self.rng = np.random.default_rng(args.seed)
+        self.gen = torch.Generator().manual_seed(args.seed)
+        self.motion_scale = float(self.bundle.config["sampling"]["motion_scale"])
+        self.frame_pixels = float(self.field_config.frame_pixels)
+        self.heldout = heldout_set(args.heldout_clips, self.field_config)
+
+    # -- state ----------------------------------------------------------------
+    def state_path(self) -> Path:
+        return self.out / "train_state.pt"
+
+    def save_state(self):
+        state = {
+            "model": self.model.state_dict(), "text": self.text.state_dict(), "opt": self.opt.state_dict(),
+            "ema": self.ema, "step": self.step, "seconds": self.seconds,
+            "rng": json.dumps(self.rng.bit_generator.state), "gen": self.gen.get_state(),
+        }
+        tmp = self.state_path().with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path())
+
+    def load_state(self):
+        state = torch.load(self.state_path(), map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.text.load_state_dict(state["text"])
+        self.opt.load_state_dict(state["opt"])
+        for e, s in zip(self.ema, state["ema"]):
+            e.copy_(s)
+        self.step, self.seconds = int(state["step"]), float(state["seconds"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.gen.set_state(state["gen"])
+
+    # -- one step -------------------------------------------------------------
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up over ``--warmup`` steps, then a cosine decay to 10 % of ``--lr`` at ``--steps``."""
+        warm = self.args.warmup
+        if step < warm:
+            return self.args.lr * (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, self.args.steps - warm))
+        return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def loss(self, batch: dict, kinds: list[str], t: torch.Tensor, noise: torch.Tensor,
+             drop: torch.Tensor) -> torch.Tensor:
+        device = self.device
+        x0 = torch.from_numpy(batch["latents"]).to(device)
+        context = torch.from_numpy(batch["appearance"]).to(device)
+        t, noise, drop = t.to(device), noise.to(device), drop.to(device)
+        frames = x0.shape[2]
+        clean = condition_masks(kinds, frames).to(device)
+        prompts = [caption(p, a, self.rng, self.motion_scale) for p, a in zip(batch["prompt"], batch["amplitude"])]
+        text = self.text(prompts)
+        y = text.y
+        if bool(drop.any()):
+            null = self.model.y_embedder.y_embedding[: y.shape[2]]
+            y = torch.where(drop[:, None, None, None], null[None, None].expand_as(y), y)
+        w = (t / 1000.0).view(-1, 1, 1, 1, 1)
+        xt = torch.where(clean[:, None, :, None, None], x0, (1 - w) * x0 + w * noise)
+        n = x0.shape[0]
+        size = torch.full((n,), self.frame_pixels, device=device)
+        pred = self.model(xt, t, y, mask=text.mask, x_mask=~clean, fps=torch.full((n,), 8.0, device=device),
+                          height=size, width=size, context=context)
+        err = (pred - (x0 - noise)).pow(2).mean(dim=1)  # [B, T, h, w]
+        weight = (~clean).float()[:, :, None, None].expand_as(err)
+        return (err * weight).sum() / weight.sum()
+
+    def sample_kinds(self, n: int, seamless: bool) -> list[str]:
+        if seamless:
+            return ["seamless"] * n
+        names, probs = zip(*CONDITIONING_MIX)
+        return [names[i] for i in self.rng.choice(len(names), size=n, p=np.asarray(probs) / sum(probs))]
+
+    def train_step(self, batch: dict) -> torch.Tensor:
+        n = len(batch["prompt"])
+        kinds = self.sample_kinds(n, batch["seamless"])
+        t = sample_timesteps(n, self.gen, shift=self.args.t_shift, uniform=self.args.t_uniform)
+        noise = torch.randn(batch["latents"].shape, generator=self.gen)
+        drop = torch.rand(n, generator=self.gen) < 0.1
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+            loss = self.loss(batch, kinds, t, noise, drop)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1 - decay)
+        self.step += 1
+        return loss.detach()
+
+    @torch.no_grad()
+    def heldout_loss(self) -> float:
+        saved = [p.detach().clone() for p in self.params]
+        self.swap_in(self.ema)
+        self.model.eval(), self.text.eval()
+        gen = torch.Generator().manual_seed(99)
+        rng_state = self.rng.bit_generator.state
+        self.rng = np.random.default_rng(7)
+        total, n = 0.0, len(self.heldout["prompt"])
+        for t_value in (250.0, 500.0, 750.0):
+            noise = torch.randn(self.heldout["latents"].shape, generator=gen)
+            total += float(self.loss(self.heldout, ["first"] * n, torch.full((n,), t_value), noise,
+                                     torch.zeros(n, dtype=torch.bool)))
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = rng_state
+        self.swap_in(saved)
+        self.model.train(), self.text.train()
+        return total / 3
+
+    def swap_in(self, tensors):
+        with torch.no_grad():
+            for p, v in zip(self.params, tensors):
+                p.copy_(v)
+
+    # -- run ------------------------------------------------------------------
+    def batch_jobs(self):
+        """Jobs for :func:`training_batch` from the current step on; every batch serves ``--repeat`` steps."""
+        every = self.args.seamless_every
+        index = self.step // self.args.repeat
+        while True:
+            yield self.args.seed, index, self.args.batch_size, self.field_config, every > 0 and index % every == every - 1
+            index += 1
+
+    def run(self):
+        args = self.args
+        if args.resume and self.state_path().exists():
+            self.load_state()
+            print(f"resumed at step {self.step} ({self.seconds / 60:.1f} min trained)")
+        budget = args.minutes * 60.0
+        log = (self.out / "log.jsonl").open("a")
+        batches = prefetch(training_batch, self.batch_jobs(), args.workers)
+        batch, recent, last_save = None, [], time.time()
+        while self.seconds < budget and self.step < args.steps:
+            start = time.perf_counter()
+            if batch is None or self.step % args.repeat == 0:
+                batch = next(batches)
+            recent.append(self.train_step(batch))
+            self.seconds += time.perf_counter() - start
+            if self.step % args.log_every == 0:
+                entry = {"step": self.step, "minutes": round(self.seconds / 60, 2),
+                         "loss": round(float(torch.stack(recent).float().mean()), 5), "lr": self.lr_at(self.step)}
+                recent = []
+                if self.step % args.eval_every == 0:
+                    entry["heldout_loss"] = round(self.heldout_loss(), 5)
+                print(json.dumps(entry), flush=True)
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+            if time.time() - last_save > args.save_minutes * 60:
+                self.save_state()
+                last_save = time.time()
+        self.save_state()
+        final = {"step": self.step, "minutes": round(self.seconds / 60, 2), "heldout_loss": round(self.heldout_loss(), 5)}
+        print(json.dumps(final), flush=True)
+        log.write(json.dumps(final) + "\n")
+        self.swap_in(self.ema)
+        info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
+                "heldout_loss": final["heldout_loss"], "seed": args.seed, "device": self.device.type}
+        path = save_builtin(self.bundle, self.out / "charmotion_builtin.safetensors", info=info)
+        print(f"wrote {path}")
+        return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, log, final model file)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="training time budget (wall clock spent in steps)")
+    parser.add_argument("--steps", type=int, default=1800, help="stop after this many steps; the learning rate decays to them")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--ema", type=float, default=0.995)
+    parser.add_argument("--seamless-every", type=int, default=8, help="every N-th batch trains seamless loops")
+    parser.add_argument("--t-uniform", type=float, default=0.2, help="share of timesteps drawn uniformly")
+    parser.add_argument("--t-shift", type=float, default=1.0, help="shift the timesteps toward high noise")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
+                        help="bfloat16 autocast (weights stay float32; about 1.7x faster on CPUs with AVX-512 BF16)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="data worker processes")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="train on every batch this many steps (fresh noise, timesteps, captions each time)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--heldout-clips", type=int, default=16)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--save-minutes", type=float, default=5.0)
+    parser.add_argument("--config", default=None, help="JSON overrides of the model config (sizes, sampling...)")
+    parser.add_argument("--resume", action="store_true")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    Trainer(args).run()
+
+
+__all__ = ["Trainer", "build_parser", "example_seed", "main"]
