@@ -126,7 +126,6 @@ def animate(args) -> int:
     from .pipeline import Reference, generate
     from .prompts import prepare_prompt, split_loop_prompt
 
-    torch.set_grad_enabled(False)
     path, fmt = output_target(args.out)
     check_options(args, path, fmt)
     if args.palette:
@@ -223,8 +222,10 @@ def _load_opensora(args) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
     try:
-        with stop_on_signals():
+        with stop_on_signals(), torch.no_grad():
             return animate(args)
     except (KeyboardInterrupt, GenerationCancelled) as exc:
         print("cancelled", file=sys.stderr)
