@@ -17,6 +17,9 @@ from typing import Any
 from .errors import InvalidInputError
 
 MAX_SEED = 2**64 - 1
+#: Ceilings far above any useful setting that keep a typo from running for days.
+MAX_STEPS = 1000
+MAX_LOOPS = 100
 #: Longest file name (in bytes) most file systems take; ``os.pathconf`` refines it where it can.
 NAME_MAX = 255
 

@@ -133,7 +133,7 @@ def animate(args) -> int:
     image = load_image(args.image)
     runtime = _load_models(args)
     profile = runtime["profile"]
-    frames = check_for_model(args, runtime)
+    frames = check_for_model(args, runtime, fmt)
     width, height = args.size or runtime["size"]
     prepared = prepare_reference(image, height=height, width=width, fit=args.fit, pixel_art=args.pixel_art,
                                  background=args.background)

@@ -25,8 +25,10 @@ def check_options(args, path: Path, fmt: str) -> None:
         for value in args.size:
             checks.whole("--size", value, 1, fix="give N or WIDTHxHEIGHT in pixels, e.g. 64 or 96x64")
     if args.steps is not None:
-        checks.whole("--steps", args.steps, 1)
+        checks.whole("--steps", args.steps, 1, checks.MAX_STEPS)
     checks.seed(args.seed)
+    if not str(args.prompt).strip():
+        raise InvalidInputError("the prompt is empty: describe what the character does")
     if args.cfg is not None:
         checks.number("--cfg", args.cfg, 0)
     if args.denoise is not None:
@@ -35,7 +37,7 @@ def check_options(args, path: Path, fmt: str) -> None:
         checks.number("--motion-strength", args.motion_strength)
     if args.aesthetic is not None:
         checks.number("--aesthetic", args.aesthetic, 4, 7, fix="6.5 is Open-Sora's default")
-    checks.whole("--loops", args.loops, 1)
+    checks.whole("--loops", args.loops, 1, checks.MAX_LOOPS)
     if args.fps is not None:
         checks.number("--fps", args.fps, 0, low_open=True, fix="leave --fps out for the model's rate")
     if str(args.background).strip().lower() != "auto":
@@ -81,8 +83,9 @@ def check_device(name: str) -> None:
         raise InvalidInputError(f"--device {name!r} is not supported: use cpu or cuda")
 
 
-def check_for_model(args, runtime: dict) -> int:
-    """The model family's limits (frame counts, motion range, memory) -> the clip's frame count."""
+def check_for_model(args, runtime: dict, fmt: str) -> int:
+    """The model family's limits (frame counts, motion range, memory, the format's size) -> the clip's frame count."""
+    from .export import check_frame_size
     from .pipeline import check_frames, check_memory
 
     frames = runtime["frames"] if args.frames is None else int(args.frames)
@@ -90,6 +93,7 @@ def check_for_model(args, runtime: dict) -> int:
     if args.motion_strength is not None:
         checks.motion_strength(args.motion_strength, runtime["motion_range"], runtime["name"], "--motion-strength")
     width, height = args.size or runtime["size"]
+    check_frame_size(fmt, width, height)
     check_memory(runtime["model"], runtime["profile"], num_frames=frames, height=height, width=width,
-                 cfg_scale=args.cfg, codec=runtime["codec"], seamless=args.loop)
+                 cfg_scale=args.cfg, codec=runtime["codec"], seamless=args.loop, loops=args.loops)
     return frames

@@ -96,7 +96,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import __version__, distinct_frames
-from .errors import PUBLIC_MODULE, CharMotionError
+from .errors import PUBLIC_MODULE, CharMotionError, InvalidInputError
 
 __all__ = [
     "ExportError",
@@ -159,6 +159,7 @@ class ExportFormat:
     pillow_format: str | None = None
     frame_tick_ms: int = 1
     min_frame_ms: int = 1
+    max_side: int | None = None  # the format's largest width and height
     quality: Mapping[str, Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     lossless_options: Mapping[str, Any] | None = None
@@ -219,6 +220,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "loop": True,
         "frame_tick_ms": 10,
         "min_frame_ms": 20,
+        "max_side": 65535,
         # quality picks the palette size: 0 -> 2 colours, 100 -> 256.
         "quality": {"option": "colors", "worst": 2, "best": 256},
         "options": {"colors": 256},
@@ -229,6 +231,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "extensions": (".webp",),
         "writer": "pillow",
         "pillow_format": "WEBP",
+        "max_side": 16383,
         "alpha": True,
         "even_size": False,
         "metadata": "exif",
@@ -1272,6 +1275,7 @@ def export_frames(
 
     notes: list[str] = []
     data = frames_uint8(frames)
+    check_frame_size(spec.name, data.shape[2], data.shape[1])
     rgb, a = _resolve_alpha(data, spec, alpha, key_color, key_tolerance, key_softness, despill, background, notes)
     padded = (0, 0)
     if spec.even_size:
@@ -1321,6 +1325,16 @@ def export_frames(
         frame_count=frame_count, duration_s=duration_s, loop=loop, has_alpha=job.has_alpha,
         bytes=total, padded=padded, settings=job.settings, notes=notes,
     )
+
+
+def check_frame_size(fmt: str, width: int, height: int) -> None:
+    """Refuse frames larger than the format can store (GIF: 65535 pixels a side, WebP: 16383)."""
+    limit = FORMATS[fmt].max_side
+    if limit is not None and max(width, height) > limit:
+        raise InvalidInputError(
+            f"{fmt} frames can be at most {limit} pixels wide and high, but these are {width}x{height}: "
+            "use a smaller size or another format (e.g. PNG frames)"
+        )
 
 
 def _commit(write: Callable[[Path], None], final: Path, overwrite: bool, spec: ExportFormat,

@@ -209,11 +209,13 @@ def request_estimate(model, *, latent_frames: int, latent_height: int, latent_wi
 
 def check_generation(model, *, device, latent_frames: int, latent_height: int, latent_width: int, batch: int,
                      spatial_factor: int, num_frames: int, codec=None, decode: bool = True,
-                     available: int | None = None, size: tuple[int, int] | None = None) -> Estimate | None:
+                     available: int | None = None, size: tuple[int, int] | None = None,
+                     loops: int = 1) -> Estimate | None:
     """Refuse a request whose estimate exceeds the free memory of ``device``, naming the largest size that fits.
 
     ``available`` overrides the measured free memory (bytes); ``size`` is
-    the ``(width, height)`` asked for, as the message names it. Returns the
+    the ``(width, height)`` asked for, as the message names it; ``loops``
+    chained clips are decoded into one video. Returns the
     estimate, or None when the device's free memory cannot be told.
     """
     if available is None:
@@ -225,7 +227,7 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
         pixels = lat_h * lat_w * spatial_factor**2 if decode and codec is not None else 0
         return request_estimate(model, latent_frames=latent_frames, latent_height=lat_h, latent_width=lat_w,
                                 batch=batch, device=device, codec=codec, output_pixels=pixels,
-                                output_frames=num_frames if pixels else 0)
+                                output_frames=num_frames * max(1, int(loops)) if pixels else 0)
 
     need = estimate(latent_height, latent_width)
     room = available - HEADROOM_BYTES
@@ -238,7 +240,7 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
         advice = "free memory (close other programs), or use fewer frames"
     else:
         advice = (f"use at most {fits[1] * spatial_factor}x{fits[0] * spatial_factor} pixels at {num_frames} frames, "
-                  "or fewer frames")
+                  f"or fewer frames{' or loops' if loops > 1 else ''}")
     raise InvalidInputError(
         f"{width}x{height} pixels at {num_frames} frames needs about {format_bytes(need.total)} of memory but "
         f"{where} has {format_bytes(max(available, 0))} free: {advice}"
