@@ -46,6 +46,21 @@ def check_options(args, path: Path, fmt: str) -> None:
         parse_color(args.background)
     check_output(args.out, path, fmt)
     check_device(args.device)
+    check_model_files(args)
+
+
+def check_model_files(args) -> None:
+    """The model files named exist, before the first of them is loaded."""
+    if args.model == "opensora":
+        named = [(flag, value) for flag, value in (("--dit", args.dit), ("--vae", args.vae), ("--t5", args.t5)) if value]
+    elif args.model != "builtin":
+        named = [("--model", args.model)]
+    else:
+        named = []
+    for flag, value in named:
+        if "\x00" in str(value) or not Path(value).exists():
+            what = "folder" if flag == "--t5" else "file"
+            raise InvalidInputError(f"{flag} {value!r}: no such {what}; give the path of the downloaded model {what}")
 
 
 def check_out_name(out: str) -> None:

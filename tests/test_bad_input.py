@@ -216,7 +216,10 @@ CLI_CASES = [
     ("out-unwritable", ["--out", "locked/clip.gif"], ["cannot write --out locked/clip.gif", "not writable",
                                                       "choose a folder you can write to"]),
     ("device-bad", ["--device", "toaster"], ["--device 'toaster' is not a device", "cpu"]),
-    ("opensora-flags", ["--model", "opensora", "--dit", "dit.safetensors"], ["--model opensora needs --vae, --t5"]),
+    ("opensora-flags", ["--model", "opensora", "--dit", "char.png"], ["--model opensora needs --vae, --t5"]),
+    ("opensora-no-file", ["--model", "opensora", "--dit", "char.png", "--vae", "vae.safetensors", "--t5", "."],
+     ["--vae 'vae.safetensors': no such file", "downloaded model file"]),
+    ("bundle-no-file", ["--model", "mine.safetensors"], ["--model 'mine.safetensors': no such file"]),
 ]
 
 
@@ -247,6 +250,8 @@ def test_cli_names_the_damaged_model_file(tmp_path, capsys, monkeypatch, case):
     else:
         path = golden_without(tmp_path, drop="y_embedder.y_embedding") if case == "missing-key" else \
             golden_without(tmp_path, nan="spatial_blocks.0.attn.qkv.weight")
+        (tmp_path / "vae.safetensors").write_bytes(b"")
+        (tmp_path / "t5").mkdir()
         argv = BASE + ["--model", "opensora", "--dit", path, "--vae", "vae.safetensors", "--t5", "t5"]
         words = (["stdit3.safetensors is missing y_embedder.y_embedding", "Open-Sora 1.2 STDiT3 denoiser"]
                  if case == "missing-key" else ["stdit3.safetensors holds NaN", "spatial_blocks.0.attn.qkv.weight",
