@@ -107,7 +107,7 @@ def finite_values(name: str, tensor: Any, fix: str) -> None:
         if not bool(finite.all()):
             bad = int((~finite).sum())
             raise InvalidInputError(
-                f"{name} holds {bad} NaN or infinite value{'s' if bad != 1 else ''} (of {tensor.numel()}): {fix}"
+                f"{bad} of the {tensor.numel()} values in {name} {'are' if bad != 1 else 'is'} NaN or infinite: {fix}"
             )
 
 

@@ -7,6 +7,11 @@ overwritten (the next free name is used and reported). With the built-in
 model nothing is downloaded; ``--model`` may also name another bundle file, or
 ``opensora`` with ``--dit``/``--vae``/``--t5`` pointing at the published
 Open-Sora 1.2 files.
+
+Options are checked before anything is loaded or sampled. The exit status is
+0 on success, 2 after an error (one line on stderr saying what to change),
+130 when cancelled with Ctrl-C and 143 when stopped with SIGTERM; temporary
+files are removed either way.
 """
 
 from __future__ import annotations

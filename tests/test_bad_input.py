@@ -461,14 +461,14 @@ NODE_CASES = [
      ["frame -999 is outside a clip of 17 frames", "0 to 16", "-1 to -17"]),
     ("sampler-model-nan", None, sampler_with_nan_weights, ["produced NaN or infinite values", "step 1"]),
     ("reference-empty", None, lambda: reference(torch.zeros(1, 0, 0, 3)), ["image is empty", "0x0"]),
-    ("reference-nan", None, lambda: reference(nan_at(torch.rand(1, 24, 24, 3))), ["image holds 1 NaN", "valid pixels"]),
+    ("reference-nan", None, lambda: reference(nan_at(torch.rand(1, 24, 24, 3))), ["1 of the 1728 values in image is NaN", "valid pixels"]),
     ("reference-strength-nan", None, lambda: reference(strength=NAN), ["strength", "from 0 to 1"]),
     ("reference-strength-big", None, lambda: reference(strength=2.0), ["strength", "from 0 to 1", "2.0"]),
-    ("reference-mask-nan", None, lambda: reference(mask=torch.full((24, 24), NAN)), ["mask holds 576 NaN"]),
+    ("reference-mask-nan", None, lambda: reference(mask=torch.full((24, 24), NAN)), ["576 of the 576 values in mask are NaN"]),
     ("reference-frames-text", None, lambda: reference(frames="first"), ["frame positions", "whole numbers"]),
     ("decode-nan", None, lambda: run("CharMotionVAEDecode", vae=pool_vae(), samples={
-        "samples": nan_at(torch.zeros(1, 4, 5, 4, 4)), LATENT_KEY: {"num_frames": 17}}), ["LATENT holds 1 NaN"]),
-    ("export-nan", None, lambda: export(nan_at(FRAMES)), ["images holds 1 NaN"]),
+        "samples": nan_at(torch.zeros(1, 4, 5, 4, 4)), LATENT_KEY: {"num_frames": 17}}), ["values in the LATENT is NaN or infinite", "sample it again"]),
+    ("export-nan", None, lambda: export(nan_at(FRAMES)), ["1 of the 2304 values in images is NaN"]),
     ("export-empty", None, lambda: export(torch.zeros(0, 16, 16, 3)), ["images is empty"]),
     ("export-fps-nan", None, lambda: export(fps=NAN), ["fps", "from 0 to 240", "clip's own rate"]),
     ("export-fps-negative", None, lambda: export(fps=-1.0), ["fps", "from 0 to 240"]),
@@ -493,7 +493,7 @@ NODE_CASES = [
                                             clip=FakeT5Clip(dim=32), motion=MotionControl(motion=150.0)),
      ["motion strength 150", "(0-100)", "motion_strength within 0-100"]),
     ("palette-nan", None, lambda: run("CharMotionPaletteLock", frames=nan_at(FRAMES), reference=FRAMES[:1],
-                                      colors=16), ["frames holds 1 NaN"]),
+                                      colors=16), ["1 of the 2304 values in frames is NaN"]),
 ]
 
 
