@@ -33,8 +33,6 @@ def check_options(args, path: Path, fmt: str) -> None:
         checks.number("--cfg", args.cfg, 0)
     if args.denoise is not None:
         checks.number("--denoise", args.denoise, 0, 1, low_open=True, fix="1 starts from pure noise")
-    if args.motion_strength is not None:
-        checks.number("--motion-strength", args.motion_strength)
     if args.aesthetic is not None:
         checks.number("--aesthetic", args.aesthetic, 4, 7, fix="6.5 is Open-Sora's default")
     checks.whole("--loops", args.loops, 1, checks.MAX_LOOPS)

@@ -187,7 +187,7 @@ CLI_CASES = [
     ("seed-negative", ["--seed", "-1"], ["seed", "from 0 to 18446744073709551615"]),
     ("motion-above", ["--motion-strength", "11"], ["motion strength 11", "test model", "0-10", "--motion-strength"]),
     ("motion-below", ["--motion-strength", "-1"], ["motion strength -1", "0-10", "--motion-strength"]),
-    ("motion-nan", ["--motion-strength", "nan"], ["--motion-strength", "finite number", "nan"]),
+    ("motion-nan", ["--motion-strength", "nan"], ["motion strength nan", "0-10", "--motion-strength"]),
     ("aesthetic", ["--aesthetic", "9"], ["--aesthetic", "from 4 to 7"]),
     ("fps-zero", ["--fps", "0"], ["--fps", "above 0", "leave --fps out"]),
     ("fps-nan", ["--fps", "nan"], ["--fps", "finite number"]),
