@@ -26,11 +26,15 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .errors import PUBLIC_MODULE, CharMotionError
+
 BACKENDS = ("auto", "sdpa", "xformers", "math")
 
 
-class AttentionBackendError(RuntimeError):
+class AttentionBackendError(CharMotionError, RuntimeError):
     """An attention backend was asked for but cannot run here; the message says what to do."""
+
+    __module__ = PUBLIC_MODULE
 
 
 @dataclass(frozen=True, eq=False)  # holds tensors: compared by identity

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
+
+from .errors import PUBLIC_MODULE, CharMotionError
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -30,8 +33,10 @@ WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.", "ema.")
 CONTAINER_KEYS = ("state_dict", "model", "module", "ema", "model_state_dict")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CharMotionError, ValueError):
     """A weights file that cannot be used as asked; the message says what to do."""
+
+    __module__ = PUBLIC_MODULE
 
 
 class WeightSource:
@@ -303,6 +308,7 @@ def load_weights(
         )
 
     state = {}
+    broken = []
     for key in expected:
         if key in available_set:
             tensor = source.tensor(prefix + key)
@@ -312,6 +318,35 @@ def load_weights(
             tensor = tensor.to(device=device, dtype=dtype)
         else:
             tensor = tensor.to(device=device)
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            broken.append(key)
         state[key] = tensor
+    if broken:
+        overflow = " or load it in fp32/bf16 (fp16 cannot hold its values)" if dtype == torch.float16 else ""
+        raise CheckpointError(
+            f"{source.name} holds NaN or infinite values in {len(broken)} tensor(s) of {what} "
+            f"({_summarise(broken, 3)}): the file is damaged; download it again{overflow}."
+        )
     module.load_state_dict(state, strict=True, assign=True)
     return module
+
+
+@contextmanager
+def reading_model_file(source, what: str):
+    """Errors from a file's broken metadata or a missing entry -> a :class:`CheckpointError` naming the file.
+
+    ``what`` names the kind of file expected (e.g. "a CharMotion model bundle").
+    """
+    name = "the built-in model file" if source is None else Path(os.fspath(source)).name
+    try:
+        yield
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{name} has damaged metadata (not valid JSON: {exc}): it is not a usable {what}; "
+            "export or download it again"
+        ) from None
+    except KeyError as exc:
+        raise CheckpointError(
+            f"{name} lacks {exc} that {what} needs: the file is incomplete or another kind of model; "
+            "export or download it again, or pick the right file"
+        ) from None

@@ -7,6 +7,11 @@ overwritten (the next free name is used and reported). With the built-in
 model nothing is downloaded; ``--model`` may also name another bundle file, or
 ``opensora`` with ``--dit``/``--vae``/``--t5`` pointing at the published
 Open-Sora 1.2 files.
+
+Options are checked before anything is loaded or sampled. The exit status is
+0 on success, 2 after an error (one line on stderr saying what to change),
+130 when cancelled with Ctrl-C and 143 when stopped with SIGTERM; temporary
+files are removed either way.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CharMotionError, InvalidInputError
+from .errors import CharMotionError, GenerationCancelled, InvalidInputError
+from .signals import exit_status, stop_on_signals
 
 EXTENSIONS = (".mp4", ".webm", ".gif", ".webp", ".apng", ".png")
 
@@ -76,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def output_target(out: str):
     """(path, fmt) for ``export_frames``; a trailing slash means a PNG sequence folder."""
+    from .cli_checks import check_out_name
     from .export import format_for_path
 
+    check_out_name(out)
     if out.endswith(("/", "\\")):
         return Path(out), "png_sequence"
     path = Path(out)
@@ -89,19 +97,9 @@ def output_target(out: str):
 
 
 def load_image(path: str):
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from .images import read_image
 
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("P", "PA", "LA", "L", "I;16", "I", "F", "CMYK", "YCbCr", "1"):
-                img = img.convert("RGBA" if ("A" in img.mode or "transparency" in img.info) else "RGB")
-            return np.asarray(img)
-    except FileNotFoundError:
-        raise InvalidInputError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidInputError(f"cannot read {path} as an image ({exc}); use a PNG or JPG file") from None
+    return read_image(path)
 
 
 class _Progress:
@@ -126,20 +124,21 @@ class _Progress:
 def animate(args) -> int:
     import torch
 
+    from .cli_checks import check_for_model, check_options
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
     from .images import prepare_reference
     from .pipeline import Reference, generate
     from .prompts import prepare_prompt, split_loop_prompt
 
-    torch.set_grad_enabled(False)
     path, fmt = output_target(args.out)
+    check_options(args, path, fmt)
     if args.palette:
         check_colors(args.palette)
     image = load_image(args.image)
     runtime = _load_models(args)
     profile = runtime["profile"]
-    frames = args.frames or runtime["frames"]
+    frames = check_for_model(args, runtime, fmt)
     width, height = args.size or runtime["size"]
     prepared = prepare_reference(image, height=height, width=width, fit=args.fit, pixel_art=args.pixel_art,
                                  background=args.background)
@@ -184,6 +183,7 @@ def animate(args) -> int:
 
 def _load_models(args) -> dict:
     """The model, codec, text encoding and defaults for ``--model``."""
+    from .checkpoint import reading_model_file
     from .prompts import prompt_for_loop
 
     if args.model == "opensora":
@@ -191,8 +191,9 @@ def _load_models(args) -> dict:
     from .tiny.bundle import load_tiny
     from .tiny.vocabulary import no_action_note
 
-    bundle = load_tiny(None if args.model == "builtin" else args.model, dtype=args.dtype, device=args.device,
-                       attention=args.attention)
+    source = None if args.model == "builtin" else args.model
+    with reading_model_file(source, "a CharMotion model bundle"):
+        bundle = load_tiny(source, dtype=args.dtype, device=args.device, attention=args.attention)
     sampling = bundle.config["sampling"]
 
     def encode(text, loops):
@@ -200,13 +201,13 @@ def _load_models(args) -> dict:
 
     return dict(model=bundle.model, codec=bundle.codec, profile=bundle.profile, encode=encode, name=bundle.name,
                 frames=int(sampling["num_frames"]), size=(int(sampling["size"]), int(sampling["size"])),
-                prompt_note=no_action_note)
+                prompt_note=no_action_note, motion_range=(0.0, float(sampling.get("motion_scale", 10.0))))
 
 
 def _load_opensora(args) -> dict:
     from .models import load_stdit3
     from .pipeline import OPENSORA12
-    from .prompts import preprocess_text, prompt_for_loop
+    from .prompts import MOTION_RANGE, preprocess_text, prompt_for_loop
     from .text_t5 import T5TextEncoder
     from .vae import load_opensora_vae
 
@@ -221,13 +222,22 @@ def _load_opensora(args) -> dict:
         return [t5([preprocess_text(prompt_for_loop(text, k))]) for k in range(loops)]
 
     return dict(model=model, codec=vae, profile=OPENSORA12, encode=encode, name="Open-Sora 1.2", frames=51,
-                size=(426, 240), prompt_note=None)
+                size=(426, 240), prompt_note=None, motion_range=MOTION_RANGE)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import torch
+
     try:
-        return animate(args)
+        with stop_on_signals(), torch.no_grad():
+            return animate(args)
+    except (KeyboardInterrupt, GenerationCancelled) as exc:
+        print("cancelled", file=sys.stderr)
+        return exit_status(exc)
+    except MemoryError:
+        print("error: out of memory: use a smaller --size or fewer --frames", file=sys.stderr)
+        return 2
     except (CharMotionError, ValueError, OSError, RuntimeError) as exc:
         message = str(exc) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -41,10 +41,14 @@ class TemporalLayout:
 
     def latent_index(self, frame: int, num_frames: int) -> int:
         """The latent frame that holds pixel frame ``frame`` (negative counts from the end)."""
+        given = frame
         if frame < 0:
             frame += num_frames
         if not 0 <= frame < num_frames:
-            raise InvalidInputError(f"frame {frame} is outside a clip of {num_frames} frames")
+            raise InvalidInputError(
+                f"frame {given} is outside a clip of {num_frames} frames: use 0 to {num_frames - 1}, "
+                f"or -1 to -{num_frames} to count from the end"
+            )
         chunk, within = divmod(frame, self.frames_per_chunk)
         chunk_length = min(self.frames_per_chunk, num_frames - chunk * self.frames_per_chunk)
         front_pad = -chunk_length % self.temporal_factor  # causal padding in front of each chunk

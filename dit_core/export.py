@@ -58,8 +58,9 @@ Rules
 * **Timing**: ``fps`` is kept exactly on average: per-frame delays are whole
   milliseconds (GIF: 10 ms ticks, at least 20 ms because browsers slow shorter
   GIF delays down to 100 ms) spread so that their sum matches ``frames / fps``.
-  GIF/APNG/WebP encoders merge consecutive identical frames into one longer
-  frame (same timing, fewer frames in the file).
+  Every frame is kept, also one equal to the frame before (the encoders would
+  merge those into one longer frame; see :mod:`distinct_frames`), so a file
+  holds exactly the clip's frame count.
 * **Metadata**: a dict of JSON-serialisable values (ComfyUI uses ``prompt``
   and ``workflow``); strings are stored verbatim, anything else as JSON text.
   See :func:`read_metadata` for the way back.
@@ -94,7 +95,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, distinct_frames
+from .errors import PUBLIC_MODULE, CharMotionError, InvalidInputError
 
 __all__ = [
     "ExportError",
@@ -110,12 +112,16 @@ __all__ = [
 ]
 
 
-class ExportError(RuntimeError):
+class ExportError(CharMotionError, RuntimeError):
     """Writing an output file failed (the message says why and what to do)."""
+
+    __module__ = PUBLIC_MODULE
 
 
 class FFmpegNotFoundError(ExportError):
     """MP4/WebM export needs an ffmpeg binary and none was found."""
+
+    __module__ = PUBLIC_MODULE
 
 
 # --------------------------------------------------------------------------------------
@@ -153,6 +159,7 @@ class ExportFormat:
     pillow_format: str | None = None
     frame_tick_ms: int = 1
     min_frame_ms: int = 1
+    max_side: int | None = None  # the format's largest width and height
     quality: Mapping[str, Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     lossless_options: Mapping[str, Any] | None = None
@@ -213,6 +220,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "loop": True,
         "frame_tick_ms": 10,
         "min_frame_ms": 20,
+        "max_side": 65535,
         # quality picks the palette size: 0 -> 2 colours, 100 -> 256.
         "quality": {"option": "colors", "worst": 2, "best": 256},
         "options": {"colors": 256},
@@ -223,6 +231,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "extensions": (".webp",),
         "writer": "pillow",
         "pillow_format": "WEBP",
+        "max_side": 16383,
         "alpha": True,
         "even_size": False,
         "metadata": "exif",
@@ -655,7 +664,13 @@ def unique_path(
 
 
 def _temp_sibling(final: Path) -> Path:
-    return final.parent / f".{final.name}.{uuid.uuid4().hex[:10]}.part"
+    """A hidden name beside ``final``, short enough for the file system even when ``final``'s name is long."""
+    return final.parent / f".{final.name[:200]}.{uuid.uuid4().hex[:10]}.part"
+
+
+def _cli_path(path: Path) -> str:
+    """A path for a child process's command line: absolute, so that it can never read as an option (``-y/...``)."""
+    return os.path.abspath(path)
 
 
 def _remove(path: Path) -> None:
@@ -864,7 +879,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return value if isinstance(value, dict) else {"comment": value}
     if ext in (".mp4", ".webm"):
         proc = subprocess.run(
-            [_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", str(p), "-f", "ffmetadata", "-"],
+            [_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", _cli_path(p), "-f", "ffmetadata", "-"],
             capture_output=True,
         )
         if proc.returncode != 0:
@@ -917,11 +932,11 @@ def _write_ffmpeg(job: "_Job", tmp: Path) -> None:
            "-f", "rawvideo", "-pix_fmt", pix_in, "-s", f"{w}x{h}", "-r", str(rate), "-i", "-"]
     meta_file = _ffmetadata_file(job.metadata, tmp.parent) if job.metadata else None
     if meta_file is not None:
-        cmd += ["-f", "ffmetadata", "-i", str(meta_file), "-map_metadata", "1"]
+        cmd += ["-f", "ffmetadata", "-i", _cli_path(meta_file), "-map_metadata", "1"]
     cmd += ["-map", "0:v", "-an", "-c:v", fmt.codec, "-pix_fmt", pix_out]
     for key, value in job.settings.items():
         cmd += [f"-{key}", str(value)]
-    cmd += list(fmt.output_args) + ["-f", fmt.muxer, str(tmp)]
+    cmd += list(fmt.output_args) + ["-f", fmt.muxer, _cli_path(tmp)]
     job.settings["pix_fmt"] = pix_out
     err_file = tempfile.TemporaryFile()  # a file, not a pipe: ffmpeg can never block on it
     try:
@@ -1019,7 +1034,8 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
     else:
         kwargs["loop"] = job.loop
     if fmt.name == "gif":
-        indices, palette, transparent = _palettize(job.rgb, job.alpha, int(job.settings.get("colors", 256)))
+        indices, palette, transparent = distinct_frames.gif_frames(
+            _palettize, job.rgb, job.alpha, int(job.settings.get("colors", 256)), job.notes)
         flat = palette.reshape(-1).tolist()
         images = []
         for i in range(n):
@@ -1037,8 +1053,14 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
     else:
         mode = "RGB" if job.alpha is None else "RGBA"
         data = job.rgb if job.alpha is None else np.concatenate([job.rgb, job.alpha[..., None]], axis=-1)
+        if fmt.name == "webp":
+            data = distinct_frames.webp_frames(data, job.settings.get("quality", 100), job.settings.get("lossless", False))
         images = [Image.fromarray(np.ascontiguousarray(data[i]), mode) for i in range(n)]
         kwargs.update(job.settings)
+        if fmt.name == "apng":
+            disposals = distinct_frames.apng_disposals(data, int(job.settings.get("disposal", 0)))
+            if disposals is not None:
+                kwargs["disposal"] = disposals
         if fmt.metadata == "exif":
             exif = _webp_exif(job.metadata, job.notes)
             if exif:
@@ -1253,6 +1275,7 @@ def export_frames(
 
     notes: list[str] = []
     data = frames_uint8(frames)
+    check_frame_size(spec.name, data.shape[2], data.shape[1])
     rgb, a = _resolve_alpha(data, spec, alpha, key_color, key_tolerance, key_softness, despill, background, notes)
     padded = (0, 0)
     if spec.even_size:
@@ -1302,6 +1325,16 @@ def export_frames(
         frame_count=frame_count, duration_s=duration_s, loop=loop, has_alpha=job.has_alpha,
         bytes=total, padded=padded, settings=job.settings, notes=notes,
     )
+
+
+def check_frame_size(fmt: str, width: int, height: int) -> None:
+    """Refuse frames larger than the format can store (GIF: 65535 pixels a side, WebP: 16383)."""
+    limit = FORMATS[fmt].max_side
+    if limit is not None and max(width, height) > limit:
+        raise InvalidInputError(
+            f"{fmt} frames can be at most {limit} pixels wide and high, but these are {width}x{height}: "
+            "use a smaller size or another format (e.g. PNG frames)"
+        )
 
 
 def _commit(write: Callable[[Path], None], final: Path, overwrite: bool, spec: ExportFormat,

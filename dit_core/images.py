@@ -379,6 +379,69 @@ def prepare_reference(
     return PreparedReference(pixels=pixels, rgb=out, key_color=key, had_alpha=a is not None, notes=notes)
 
 
+# ---------------------------------------------------------------------------
+# Image files
+
+#: Largest image file read as a reference (pixels): far beyond any model size, well below what exhausts memory.
+MAX_FILE_PIXELS = 8192 * 8192
+
+
+def read_image(path: str | Any) -> np.ndarray:
+    """An image file -> uint8 ``[H, W, 3]`` or ``[H, W, 4]`` (with alpha).
+
+    16-bit and 32-bit greyscale and float images are scaled to 8 bits (not
+    clipped); palette, greyscale and CMYK images become RGB(A).
+    """
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_FILE_PIXELS:
+                    raise Image.DecompressionBombError(f"{width}x{height}")
+                img.load()
+                return _image_array(img)
+    except FileNotFoundError:
+        raise InvalidInputError(f"image not found: {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        side = int(math.sqrt(MAX_FILE_PIXELS))
+        raise InvalidInputError(
+            f"{path} is too large to use as a reference (over {MAX_FILE_PIXELS // 1_000_000} million pixels): "
+            f"scale it down to at most {side}x{side} (the model works at a few hundred pixels)"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read {path} as an image ({exc}); use a PNG or JPG file") from None
+
+
+def _image_array(img) -> np.ndarray:
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        raw = np.asarray(img)
+        values = raw.astype(np.float64)
+        if mode.startswith("I;16"):
+            top = 65535.0
+        elif mode == "F" and values.size and values.min() >= 0 and values.max() <= 1.0:
+            top = 1.0
+        elif values.size and values.min() >= 0 and values.max() <= 65535:
+            top = 65535.0 if values.max() > 255 else 255.0
+        else:
+            low = float(values.min()) if values.size else 0.0
+            values, top = values - low, max(float(values.max()) - low, 1.0) if values.size else 1.0
+        grey = np.rint(np.clip(values / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+        channels = [grey] * 3
+        if "transparency" in img.info and isinstance(img.info["transparency"], (int, float)):
+            channels.append(np.where(raw == img.info["transparency"], 0, 255).astype(np.uint8))
+        return np.ascontiguousarray(np.stack(channels, axis=-1))
+    if mode not in ("RGB", "RGBA"):
+        alpha = "A" in mode or mode == "RGBa" or "transparency" in img.info
+        img = img.convert("RGBA" if alpha else "RGB")
+    return np.asarray(img)
+
+
 def parse_frame_positions(text: str | int | Sequence[int]) -> list[int]:
     """``"0"``, ``"0, -1"``, ``"0; 8; -1"`` -> [0, -1] ... (pixel frames; negative counts from the end)."""
     if isinstance(text, int):

@@ -16,8 +16,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from . import checks
 from .conditioning import OPENSORA_VAE_LAYOUT, Placement, TemporalLayout, apply_placements
 from .errors import InvalidInputError
+from .memory import check_generation
 from .sampling import TextCondition, rectified_flow_timesteps, sample_rectified_flow
 
 
@@ -119,6 +121,21 @@ def plan_size(profile: SamplingProfile, height: int, width: int, notes: list[str
     return h, w
 
 
+def check_memory(model, profile: SamplingProfile | None = None, *, num_frames: int, height: int, width: int,
+                 cfg_scale: float | None = None, codec=None, batch_size: int = 1, seamless: bool = False,
+                 decode: bool = True, batch_cfg: bool = True, loops: int = 1):
+    """Refuse a clip that does not fit in the memory of the model's device (see :mod:`memory`)."""
+    profile = profile or profile_of(model)
+    lat_h, lat_w = plan_size(profile, height, width, [])
+    cfg = profile.cfg_scale if cfg_scale is None else float(cfg_scale)
+    return check_generation(
+        model, device=getattr(model, "device", torch.device("cpu")),
+        latent_frames=profile.layout.latent_frames(num_frames + int(seamless)), latent_height=lat_h, latent_width=lat_w,
+        batch=batch_size * (2 if cfg != 1.0 and batch_cfg else 1), spatial_factor=profile.spatial_factor,
+        num_frames=num_frames, codec=codec, decode=decode, size=(int(width), int(height)), loops=loops,
+    )
+
+
 def _conditioning_tensor(value: float, n: int, dtype: torch.dtype, device) -> torch.Tensor:
     """Per-sample size/fps values in the model dtype, as upstream passes them (bf16 rounds e.g. 854 to 856)."""
     emulate = dtype if dtype == torch.bfloat16 else torch.float32
@@ -183,15 +200,13 @@ def generate(
     notes: list[str] = []
     steps = profile.steps if steps is None else int(steps)
     cfg_scale = profile.cfg_scale if cfg_scale is None else float(cfg_scale)
-    if steps < 1:
-        raise InvalidInputError(f"steps must be at least 1 (got {steps})")
-    if cfg_scale < 0:
-        raise InvalidInputError(f"CFG scale must be 0 or more (got {cfg_scale})")
+    checks.whole("steps", steps, 1, checks.MAX_STEPS)
+    checks.number("CFG scale", cfg_scale, 0)
+    checks.seed(seed)
     denoise = profile.denoise if denoise is None else float(denoise)
     if not 0.0 < denoise <= 1.0:
         raise InvalidInputError(f"denoise must be above 0 and at most 1 (got {denoise}); 1 starts from pure noise")
-    if loops < 1:
-        raise InvalidInputError(f"number of loops must be at least 1 (got {loops})")
+    checks.whole("number of loops", loops, 1, checks.MAX_LOOPS)
     check_frames(profile, num_frames)
     if num_frames == 1 and (loops > 1 or seamless):
         raise InvalidInputError("a single image cannot loop: use a video length for loops or a seamless loop")
@@ -217,7 +232,7 @@ def generate(
     conditions = [conditions] if isinstance(conditions, TextCondition) else list(conditions)
     if not conditions:
         raise InvalidInputError("no text conditioning given: connect or encode a prompt")
-    fps = (profile.image_fps if num_frames == 1 else profile.fps) if fps is None else float(fps)
+    fps = (profile.image_fps if num_frames == 1 else profile.fps) if fps is None else checks.number("fps", fps, 0, low_open=True)
 
     dtype = getattr(model, "dtype", torch.float32)
     device = getattr(model, "device", torch.device("cpu"))
@@ -225,6 +240,8 @@ def generate(
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
     ratio_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
     n = int(batch_size)
+    check_memory(model, profile, num_frames=num_frames, height=height, width=width, cfg_scale=cfg_scale, codec=codec,
+                 batch_size=n, seamless=seamless, decode=decode or loops > 1, batch_cfg=batch_cfg, loops=loops)
     told_h, told_w = (profile.model_frame, profile.model_frame) if profile.latent_grid else (height, width)
     kwargs = dict(
         fps=_conditioning_tensor(fps, n, dtype, device),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..dit_core import checks
 from ..dit_core.prompts import AESTHETIC_RANGE, CAMERA_MOTIONS, MOTION_RANGE
 from .handles import LOOP_TYPE, MOTION_TYPE, LoopControl, MotionControl
 
@@ -38,8 +39,8 @@ class CharMotionMotionControl:
 
     def make(self, use_motion, motion_strength, use_aesthetic, aesthetic, camera_motion):
         return (MotionControl(
-            motion=float(motion_strength) if use_motion else None,
-            aesthetic=float(aesthetic) if use_aesthetic else None,
+            motion=checks.number("motion_strength", motion_strength, *MOTION_RANGE) if use_motion else None,
+            aesthetic=checks.number("aesthetic", aesthetic, *AESTHETIC_RANGE) if use_aesthetic else None,
             camera=None if camera_motion == "none" else str(camera_motion),
         ),)
 
@@ -73,4 +74,4 @@ class CharMotionLoopControl:
 
     def make(self, loops, condition_frames, seamless, condition_edit):
         return (LoopControl(loops=int(loops), condition_frames=int(condition_frames) or None, seamless=bool(seamless),
-                            condition_edit=float(condition_edit)),)
+                            condition_edit=checks.number("condition_edit", condition_edit, 0, 1)),)

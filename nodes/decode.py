@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import decode_latents, infer_num_frames
 from . import host
@@ -18,6 +19,7 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
     if not isinstance(samples, dict) or not isinstance(samples.get("samples"), torch.Tensor):
         raise InvalidInputError("samples must be a LATENT: connect CharMotion Sampler's output")
     latents = samples["samples"]
+    checks.finite_values("the LATENT", latents, "sample it again (a sampler's output never holds them)")
     if latents.dim() != 5:
         raise InvalidInputError(
             f"CharMotion decodes video latents [batch, channels, frames, h, w]; got {list(latents.shape)}"

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from ..dit_core import images
+from ..dit_core import checks, images
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import FORMATS, export_frames
 from . import host
@@ -15,6 +15,8 @@ from .handles import CLIP_INFO_TYPE, ClipInfo
 log = logging.getLogger("CharMotion")
 CATEGORY = "CharMotion/output"
 TRANSPARENCY = ("auto", "on", "off")
+#: What a written name gains after the prefix: the counter and the longest extension.
+PREFIX_ROOM = len("_00001_") + max(len(e) for f in FORMATS.values() for e in f.extensions)
 
 
 def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: ClipInfo | None, mask, frames):
@@ -107,7 +109,10 @@ class CharMotionExport:
             raise InvalidInputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             raise InvalidInputError("images must be a ComfyUI IMAGE batch [frames, H, W, C]")
-        rate = float(fps) or (clip_info.fps if clip_info is not None else 8.0)
+        checks.image_batch("images", images)
+        fps = checks.number("fps", fps, 0, 240, fix="0 uses the clip's own rate")
+        tolerance = checks.number("tolerance", tolerance, 0, 1)
+        rate = fps or (clip_info.fps if clip_info is not None else 8.0)
         alpha, key = transparency_plan(format, transparency, key_color, clip_info, mask, images)
         metadata = {}
         if host.metadata_enabled():
@@ -118,7 +123,10 @@ class CharMotionExport:
             if clip_info is not None and clip_info.metadata:
                 metadata["charmotion"] = clip_info.metadata
         height, width = int(images.shape[1]), int(images.shape[2])
+        checks.file_name("filename_prefix", filename_prefix, extra=PREFIX_ROOM)
         folder, name, subfolder = host.save_location(filename_prefix, width, height)
+        checks.inside_folder(folder, host.output_directory(), f"filename_prefix {filename_prefix!r}")
+        checks.writable_folder(folder, f"the clip into {folder}")
         result = export_frames(
             images, folder, fmt=format, prefix=name, fps=rate, loop=int(loop_count), pingpong=bool(pingpong),
             quality=None if int(quality) < 0 else int(quality), lossless=bool(lossless), alpha=alpha,

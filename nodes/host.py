@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 
 log = logging.getLogger("CharMotion")
@@ -118,6 +119,7 @@ def model_folders(folder: str) -> list[str]:
 def model_path(folders: tuple[str, ...] | str, name: str) -> str:
     """Full path of ``name`` from the first of ``folders`` that has it; a clear error if none does."""
     folders = (folders,) if isinstance(folders, str) else tuple(folders)
+    checks.model_name(name, " or ".join(model_folders(f)[0] for f in folders))
     for folder in folders:
         if folder_paths is not None:
             try:
@@ -174,7 +176,14 @@ def save_location(filename_prefix: str, width: int = 0, height: int = 0, temp: b
             "folder (e.g. 'charmotion/walk')"
         )
     folder = base / rel.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    checks.inside_folder(folder, base, f"filename prefix {filename_prefix!r}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"cannot create the folder {folder} for filename prefix {filename_prefix!r} ({exc.strerror or exc}): "
+            "make the output folder writable or choose another prefix"
+        ) from None
     subfolder = "" if str(rel.parent) == "." else rel.parent.as_posix()
     return folder, rel.name, subfolder
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..dit_core.attention import check_backend
-from ..dit_core.checkpoint import CheckpointError, WeightSource, describe_family, detect_family
+from ..dit_core.checkpoint import CheckpointError, WeightSource, describe_family, detect_family, reading_model_file
 from ..dit_core.conditioning import TemporalLayout
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.models import load_stdit3, resolve_dtype
@@ -107,8 +107,9 @@ class CharMotionModelLoader:
 
     @staticmethod
     def _tiny(name, path, dtype, device, offload, backend) -> ModelHandle:
-        bundle = tiny_bundle.load_tiny(path, dtype=pick_dtype(dtype, device, small=True), device=offload,
-                                       attention=backend)
+        with reading_model_file(path, "a CharMotion model bundle"):
+            bundle = tiny_bundle.load_tiny(path, dtype=pick_dtype(dtype, device, small=True), device=offload,
+                                           attention=backend)
         sampling = bundle.config["sampling"]
         size = int(sampling["size"])
         return ModelHandle(
@@ -128,7 +129,8 @@ def opensora_layout(codec) -> TemporalLayout:
 
 def builtin_codec(path=None) -> SpaceToDepthCodec:
     """The built-in model's codec (its basis, not the networks)."""
-    return tiny_bundle.load_tiny_codec(path)
+    with reading_model_file(path, "a CharMotion model bundle"):
+        return tiny_bundle.load_tiny_codec(path)
 
 
 class CharMotionVAELoader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import frames_uint8
 from ..dit_core.palette import MAX_COLORS, lock_palette
@@ -16,6 +17,7 @@ def _uint8(images: torch.Tensor, what: str) -> np.ndarray:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[-1] < 3:
         shape = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise InvalidInputError(f"{what} must be an IMAGE batch [N, H, W, 3]; got {shape}")
+    checks.image_batch(what, images)
     return frames_uint8(images[..., :3].detach().float().cpu().numpy())
 
 

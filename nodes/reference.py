@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dit_core import images
+from ..dit_core import checks, images
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import Reference
 from . import host
@@ -133,8 +133,9 @@ class CharMotionReferenceEncode:
 
     def encode(self, vae, image, resolution, width, height, fit, pixel_art, background, frames, strength,
                mask=None, references=None):
-        if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
-            raise InvalidInputError("image must be a ComfyUI IMAGE [B, H, W, C]")
+        checks.image_batch("image", image)
+        strength = checks.number("strength", strength, 0, 1, fix="1 keeps the frame exactly")
+        checks.finite_values("mask", mask, "connect the MASK that came with the image")
         batch = image if image.dim() == 4 else image[None]
         positions = images.parse_frame_positions(frames)
         count = batch.shape[0]

@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import default_condition_frames, generate
 from . import host
@@ -93,6 +94,8 @@ class CharMotionSampler:
     def sample(self, model, positive, seed, steps, cfg, frames, width, height, fps, denoise=1.0,
                negative=None, vae=None, references=None, loop=None):
         loop = loop or LoopControl()
+        cfg, fps, seed = checks.number("cfg", cfg, 0), checks.number("fps", fps, 0, low_open=True), checks.seed(seed)
+        denoise = checks.number("denoise", denoise, 0, 1, low_open=True, fix="1 starts from pure noise")
         if vae is not None:
             vae.check_model(model)
         if references is not None:

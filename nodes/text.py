@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.prompts import LoopPrompt, prepare_prompt, split_loop_prompt
 from ..dit_core.sampling import TextCondition
@@ -167,12 +168,9 @@ class CharMotionTextEncode:
 
     def encode(self, model, text, clip=None, motion=None):
         motion = motion or MotionControl()
-        lo, hi = model.motion_range
-        if motion.motion is not None and not lo <= motion.motion <= hi:
-            raise InvalidInputError(
-                f"motion strength {motion.motion:g} is outside what {model.name} knows ({lo:g}-{hi:g}): "
-                f"set CharMotion Motion Control's motion_strength within {lo:g}-{hi:g}"
-            )
+        if motion.motion is not None:
+            checks.motion_strength(motion.motion, model.motion_range, model.name,
+                                   "CharMotion Motion Control's motion_strength")
         if not str(text).strip():
             raise InvalidInputError("the prompt is empty: describe what the character does")
         conditioning = []

@@ -199,9 +199,9 @@ def test_generate_cancels_within_one_step():
     "kwargs,message",
     [
         (dict(num_frames=8), "cannot make a clip of 8 frames"),
-        (dict(steps=0), "steps must be at least 1"),
+        (dict(steps=0), "steps must be a whole number from 1"),
         (dict(loops=2), "loops > 1 need the VAE"),
-        (dict(loops=0), "at least 1"),
+        (dict(loops=0), "loops must be a whole number from 1"),
         (dict(cfg_scale=-1), "CFG scale"),
         (dict(height=4), "too small"),
         (dict(num_frames=1, seamless=True), "single image cannot loop"),

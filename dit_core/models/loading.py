@@ -26,7 +26,13 @@ def resolve_dtype(dtype: "torch.dtype | str") -> torch.dtype:
     return DTYPES[name]
 
 
-def infer_stdit3_config(shapes: Mapping[str, tuple], sidecar: Mapping | None = None) -> STDiT3Config:
+#: Tensors the config is read from; a file without them is not a complete STDiT3.
+CONFIG_KEYS = ("x_embedder.proj.weight", "y_embedder.y_embedding", "spatial_blocks.0.mlp.fc1.weight",
+               "final_layer.linear.weight")
+
+
+def infer_stdit3_config(shapes: Mapping[str, tuple], sidecar: Mapping | None = None, *,
+                        name: str = "the weights") -> STDiT3Config:
     """Read an STDiT3 config off the tensor shapes of a checkpoint.
 
     Depth, hidden size, patch size, input/caption channels, caption length,
@@ -40,6 +46,12 @@ def infer_stdit3_config(shapes: Mapping[str, tuple], sidecar: Mapping | None = N
         raise CheckpointError(
             f"not an Open-Sora 1.2 STDiT3 denoiser: it looks like {describe_family(family)}. "
             "Load an STDiT3 file (e.g. hpcai-tech/OpenSora-STDiT-v3 model.safetensors) here."
+        )
+    missing = [k for k in CONFIG_KEYS if k not in shapes]
+    if missing:
+        raise CheckpointError(
+            f"{name} is missing {', '.join(missing)}, which {describe_family('stdit3')} has: the file is "
+            "incomplete or another model; download hpcai-tech/OpenSora-STDiT-v3 model.safetensors again"
         )
     hidden, in_channels, *patch = shapes["x_embedder.proj.weight"]
     depth = 1 + max(int(m.group(1)) for k in shapes if (m := re.match(r"spatial_blocks\.(\d+)\.", k)))
@@ -96,7 +108,7 @@ def load_stdit3(
     dtype = resolve_dtype(dtype)
     weights = WeightSource.open(source)
     if config is None:
-        config = infer_stdit3_config(weights.shapes(), weights.sidecar_config())
+        config = infer_stdit3_config(weights.shapes(), weights.sidecar_config(), name=weights.name)
     elif not isinstance(config, STDiT3Config):
         config = STDiT3Config.from_dict(dict(config))
     model = build_stdit3(config)

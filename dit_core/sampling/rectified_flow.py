@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from ..errors import GenerationCancelled
+from ..errors import GenerationCancelled, NonFiniteError
 from .schedule import step_sizes
 
 
@@ -180,6 +180,11 @@ def sample_rectified_flow(
             v = v_uncond + cfg_scale * (v_cond - v_uncond)
 
         z = z + v * dts[i]
+        if not bool(torch.isfinite(z).all()):
+            raise NonFiniteError(
+                f"the model produced NaN or infinite values at step {i + 1} of {total}: its weights may be damaged "
+                "(load or download the file again), or the guidance scale (cfg) is too high for it"
+            )
         if frame_mask is not None:
             z = torch.where(active[:, None, :, None, None], z, x0)
         if tie_frames is not None:
