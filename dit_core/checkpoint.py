@@ -335,14 +335,14 @@ def load_weights(
 def reading_model_file(source, what: str):
     """Errors from a file's broken metadata or a missing entry -> a :class:`CheckpointError` naming the file.
 
-    ``what`` names the kind of file expected (e.g. "a CharMotion model bundle").
+    ``what`` names the kind of file expected (e.g. "a CharMotion built-in model file").
     """
     name = "the built-in model file" if source is None else Path(os.fspath(source)).name
     try:
         yield
     except json.JSONDecodeError as exc:
         raise CheckpointError(
-            f"{name} has damaged metadata (not valid JSON: {exc}): it is not a usable {what}; "
+            f"{name} has damaged metadata (not valid JSON: {exc}): it is not usable as {what}; "
             "export or download it again"
         ) from None
     except KeyError as exc:

@@ -4,7 +4,8 @@ The output format follows the extension: ``.mp4``, ``.webm``, ``.gif``,
 ``.webp``, ``.apng``, ``.png`` (a sprite sheet with its JSON atlas); a path
 ending in ``/`` writes numbered PNG frames. Existing files are never
 overwritten (the next free name is used and reported). With the built-in
-model nothing is downloaded; ``--model`` may also name another bundle file, or
+model nothing is downloaded; ``--model`` may also name another built-in model
+file, or
 ``opensora`` with ``--dit``/``--vae``/``--t5`` pointing at the published
 Open-Sora 1.2 files.
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CharMotionError, GenerationCancelled, InvalidInputError
 from .signals import exit_status, stop_on_signals
 
 EXTENSIONS = (".mp4", ".webm", ".gif", ".webp", ".apng", ".png")
+OPENSORA_SIZE = (426, 240)  # (width, height): upstream's default, 240p landscape
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -46,21 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--image", required=True, help="reference image (PNG with or without alpha, JPG, ...)")
     a.add_argument("--prompt", required=True, help='what the character does, e.g. "the slime bounces"')
     a.add_argument("--out", required=True, help="output file (.mp4 .webm .gif .webp .apng .png=sprite sheet) or folder/")
-    a.add_argument("--model", default="builtin", help="'builtin', a bundle .safetensors, or 'opensora'")
+    a.add_argument("--model", default="builtin", help="'builtin', a built-in model .safetensors, or 'opensora'")
     a.add_argument("--dit", help="Open-Sora 1.2 STDiT3 file (with --model opensora)")
     a.add_argument("--vae", help="Open-Sora VAE v1.2 file (with --model opensora)")
     a.add_argument("--t5", help="T5 v1.1 XXL folder in Hugging Face layout (with --model opensora; needs transformers)")
     a.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's)")
-    a.add_argument("--size", type=_size, default=None, help="N or WIDTHxHEIGHT (default: the model's)")
+    a.add_argument("--size", type=_size, default=None,
+                   help="N or WIDTHxHEIGHT (default: the built-in model keeps the image's size; Open-Sora 426x240)")
     a.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
     a.add_argument("--denoise", type=float, default=None,
                    help="1 = start from pure noise; lower keeps the character closer to the reference with less "
                         "motion (default: the model's: 1)")
-    a.add_argument("--palette", type=int, default=None,
-                   help="palette lock: redraw the frames in at most N of the reference's colours, 0 = off "
-                        "(default: the model's; built-in 256, Open-Sora off)")
+    a.add_argument("--palette", type=int, default=0,
+                   help="palette lock: redraw the frames in at most N of the reference's colours, 0 = off (the "
+                        "built-in model moves the reference's own pixels, so its clips keep their colours anyway)")
     a.add_argument("--motion-strength", type=float, default=None,
                    help="motion score (built-in model: 0-10; Open-Sora: 0-100); omit to let the model choose")
     a.add_argument("--aesthetic", type=float, default=None, help="aesthetic score 4-7 (Open-Sora)")
@@ -68,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--loop", action="store_true", help="seamless loop: the last frame flows back into the first")
     a.add_argument("--loops", type=int, default=1, help="number of chained clips (video extension)")
     a.add_argument("--fps", type=float, default=None, help="output frame rate (default: the model's)")
-    a.add_argument("--fit", choices=("crop", "pad", "stretch"), default="pad", help="how the image fills the frame")
-    a.add_argument("--pixel-art", action="store_true", help="upscale with nearest-neighbour first (crisp pixels)")
+    a.add_argument("--fit", choices=("crop", "pad", "stretch"), default="pad",
+                   help="how the image fills a --size of another shape")
+    a.add_argument("--pixel-art", action="store_true",
+                   help="nearest-neighbour resizing (and, with the built-in model, moving) for crisp pixels; the "
+                        "built-in model detects pixel art by itself")
     a.add_argument("--background", default="auto", help="key colour behind transparent sprites (auto, magenta, #00ff00...)")
     a.add_argument("--transparent", choices=("auto", "yes", "no"), default="auto",
                    help="key the background out again where the format supports alpha (auto: if the image had alpha)")
@@ -121,14 +128,26 @@ class _Progress:
             self.bar.close()
 
 
-def animate(args) -> int:
-    import torch
+@dataclass
+class Prepared:
+    """A reference made ready for one model family: what ``generate()`` takes, and what the export needs."""
 
+    references: list
+    codec: object
+    height: int
+    width: int
+    key_color: tuple[int, int, int] | None
+    had_alpha: bool
+    reference_rgb: object  # uint8 [H, W, 3]: the reference as frame 0 shows it (for the palette lock)
+    context: object = None
+    notes: list = field(default_factory=list)
+
+
+def animate(args) -> int:
     from .cli_checks import check_for_model, check_options
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
-    from .images import prepare_reference
-    from .pipeline import Reference, generate
+    from .pipeline import generate
     from .prompts import prepare_prompt, split_loop_prompt
 
     path, fmt = output_target(args.out)
@@ -138,14 +157,10 @@ def animate(args) -> int:
     image = load_image(args.image)
     runtime = _load_models(args)
     profile = runtime["profile"]
-    frames = check_for_model(args, runtime, fmt)
-    width, height = args.size or runtime["size"]
-    prepared = prepare_reference(image, height=height, width=width, fit=args.fit, pixel_art=args.pixel_art,
-                                 background=args.background)
+    frames = check_for_model(args, runtime, fmt, image_size=(image.shape[1], image.shape[0]))
+    prepared = runtime["prepare"](image, args)
     for note in prepared.notes:
         print(f"note: {note}", file=sys.stderr)
-    codec = runtime["codec"]
-    latents = codec.encode(prepared.video().to(device=args.device, dtype=getattr(codec, "dtype", torch.float32)))
     text = prepare_prompt(args.prompt, aesthetic=args.aesthetic, motion=args.motion_strength, camera=args.camera,
                           clean=False)
     for segment in split_loop_prompt(args.prompt) if runtime["prompt_note"] else ():
@@ -155,19 +170,18 @@ def animate(args) -> int:
     progress = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        result = generate(runtime["model"], conditions, codec=codec, references=[Reference(latents[0])],
-                          num_frames=frames, height=height, width=width, seed=args.seed, steps=args.steps,
-                          cfg_scale=args.cfg, denoise=args.denoise, loops=args.loops, seamless=args.loop,
-                          progress=progress, profile=profile)
+        result = generate(runtime["model"], conditions, codec=prepared.codec, references=prepared.references,
+                          context=prepared.context, num_frames=frames, height=prepared.height, width=prepared.width,
+                          seed=args.seed, steps=args.steps, cfg_scale=args.cfg, denoise=args.denoise,
+                          loops=args.loops, seamless=args.loop, progress=progress, profile=profile)
     finally:
         progress.close()
     seconds = time.perf_counter() - start
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     video = ((result.video[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()  # [T, H, W, 3] in 0..1
-    colors = profile.palette_colors if args.palette is None else args.palette
-    if colors:
-        video = lock_palette(frames_uint8(video), prepared.rgb, colors)
+    if args.palette:
+        video = lock_palette(frames_uint8(video), prepared.reference_rgb, args.palette)
     transparent = prepared.had_alpha if args.transparent == "auto" else args.transparent == "yes"
     exported = export_frames(
         video, path, fmt=fmt, fps=args.fps or result.fps,
@@ -182,31 +196,44 @@ def animate(args) -> int:
 
 
 def _load_models(args) -> dict:
-    """The model, codec, text encoding and defaults for ``--model``."""
+    """The model, how to prepare its reference and encode its prompts, and its defaults, for ``--model``."""
     from .checkpoint import reading_model_file
     from .prompts import prompt_for_loop
 
     if args.model == "opensora":
         return _load_opensora(args)
-    from .tiny.bundle import load_tiny
-    from .tiny.vocabulary import no_action_note
+    from .builtin.model import load_builtin
+    from .builtin.sprite import prepare_sprite
+    from .pipeline import Reference
 
     source = None if args.model == "builtin" else args.model
-    with reading_model_file(source, "a CharMotion model bundle"):
-        bundle = load_tiny(source, dtype=args.dtype, device=args.device, attention=args.attention)
-    sampling = bundle.config["sampling"]
+    with reading_model_file(source, "a CharMotion built-in model file"):
+        bundle = load_builtin(source, dtype=args.dtype, device=args.device, attention=args.attention)
+    codec = bundle.codec
 
     def encode(text, loops):
         return [bundle.encode_text(prompt_for_loop(text, k)) for k in range(loops)]
 
-    return dict(model=bundle.model, codec=bundle.codec, profile=bundle.profile, encode=encode, name=bundle.name,
-                frames=int(sampling["num_frames"]), size=(int(sampling["size"]), int(sampling["size"])),
-                prompt_note=no_action_note, motion_range=(0.0, float(sampling.get("motion_scale", 10.0))))
+    def prepare(image, args) -> Prepared:
+        size = None if args.size is None else (args.size[1], args.size[0])
+        sprite = prepare_sprite(image, size=size, fit=args.fit, background=args.background,
+                                mode="nearest" if args.pixel_art else "auto")
+        return Prepared(references=[Reference(codec.identity(sprite))], codec=codec.bind(sprite),
+                        context=codec.appearance(sprite), height=sprite.height, width=sprite.width,
+                        key_color=sprite.key_color, had_alpha=sprite.had_alpha, reference_rgb=sprite.composited(),
+                        notes=sprite.notes)
+
+    return dict(model=bundle.model, codec=codec, profile=bundle.profile, encode=encode, prepare=prepare,
+                name=bundle.name, frames=int(bundle.config["sampling"]["num_frames"]), size=None,
+                prompt_note=bundle.prompt_note, motion_range=bundle.motion_range)
 
 
 def _load_opensora(args) -> dict:
+    import torch
+
+    from .images import prepare_reference
     from .models import load_stdit3
-    from .pipeline import OPENSORA12
+    from .pipeline import OPENSORA12, Reference
     from .prompts import MOTION_RANGE, preprocess_text, prompt_for_loop
     from .text_t5 import T5TextEncoder
     from .vae import load_opensora_vae
@@ -221,8 +248,16 @@ def _load_opensora(args) -> dict:
     def encode(text, loops):
         return [t5([preprocess_text(prompt_for_loop(text, k))]) for k in range(loops)]
 
-    return dict(model=model, codec=vae, profile=OPENSORA12, encode=encode, name="Open-Sora 1.2", frames=51,
-                size=(426, 240), prompt_note=None, motion_range=MOTION_RANGE)
+    def prepare(image, args) -> Prepared:
+        width, height = args.size or OPENSORA_SIZE
+        ref = prepare_reference(image, height=height, width=width, fit=args.fit, pixel_art=args.pixel_art,
+                                background=args.background)
+        latents = vae.encode(ref.video().to(device=args.device, dtype=getattr(vae, "dtype", torch.float32)))
+        return Prepared(references=[Reference(latents[0])], codec=vae, height=height, width=width,
+                        key_color=ref.key_color, had_alpha=ref.had_alpha, reference_rgb=ref.rgb, notes=ref.notes)
+
+    return dict(model=model, codec=vae, profile=OPENSORA12, encode=encode, prepare=prepare, name="Open-Sora 1.2",
+                frames=51, size=OPENSORA_SIZE, prompt_note=None, motion_range=MOTION_RANGE)
 
 
 def main(argv=None) -> int:

@@ -38,7 +38,6 @@ class SamplingProfile:
     use_timestep_transform: bool = True
     timestep_shift: float = 1.0  # a fixed shift toward high noise when use_timestep_transform is off
     denoise: float = 1.0
-    palette_colors: int = 0  # palette lock of the decoded frames by default (see palette.py); 0 = off
     align: int | None = 5
     min_video_frames: int = 17
     max_frames: int = 816

@@ -8,7 +8,7 @@ from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import decode_latents, infer_num_frames
 from . import host
-from .handles import BUILTIN, CLIP_INFO_TYPE, LATENT_KEY, VAE_TYPE, ClipInfo, VAEHandle
+from .handles import BUILTIN, CLIP_INFO_TYPE, LATENT_KEY, SPRITE_KEY, VAE_TYPE, ClipInfo, VAEHandle
 
 CATEGORY = "CharMotion/latent"
 DEFAULT_FPS = {BUILTIN: 8.0}
@@ -39,9 +39,16 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
         bar.update(done)
         host.throw_if_interrupted()
 
+    codec = vae.codec
+    if vae.family == BUILTIN:
+        sprite = samples.get(SPRITE_KEY)
+        if sprite is None:
+            raise InvalidInputError("this LATENT carries no reference sprite: the built-in warp decoder decodes what "
+                                    "CharMotion Sampler made with the built-in model and CharMotion Reference Encode")
+        codec = codec.bind(sprite)
     vae.load()
     try:
-        video = decode_latents(vae.codec, latents, num_frames, loops=loops,
+        video = decode_latents(codec, latents, num_frames, loops=loops,
                                condition_frames=int(info.get("condition_frames", 0)), layout=vae.layout,
                                callback=callback)
     finally:

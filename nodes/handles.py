@@ -35,6 +35,7 @@ LOOP_TYPE = "CHARMOTION_LOOP"
 CLIP_INFO_TYPE = "CHARMOTION_CLIP_INFO"
 
 LATENT_KEY = "charmotion"  # pack metadata inside a LATENT dict
+SPRITE_KEY = "charmotion_sprite"  # the built-in model's reference sprite inside a LATENT dict (for decoding)
 
 BUILTIN = "builtin"
 OPENSORA12 = "opensora12"
@@ -45,15 +46,14 @@ class ModelHandle:
     """A loaded denoiser and what the other nodes need to know about it."""
 
     name: str
-    family: str  # BUILTIN for CharMotion tiny bundles, OPENSORA12 for STDiT3 files
+    family: str  # BUILTIN for CharMotion built-in model files, OPENSORA12 for STDiT3 files
     model: torch.nn.Module
     profile: SamplingProfile
     managed: host.ManagedModule
     attention: str
     default_size: tuple[int, int]  # (height, width) when neither the sampler nor a reference sets one
     motion_range: tuple[float, float]
-    text_encoder: Any = None  # the built-in model's own text encoder (a TinyBundle), else None
-    preview_codec: Any = None  # a codec cheap enough to decode a preview every step, else None
+    text_encoder: Any = None  # the built-in model (a BuiltinModel: its own text encoder), else None
 
     @property
     def caption_length(self) -> int:
@@ -77,21 +77,17 @@ class ModelHandle:
 
 @dataclass(frozen=True, eq=False)
 class VAEHandle:
-    """A video VAE (Open-Sora VAE v1.2) or the built-in model's codec."""
+    """A video VAE (Open-Sora VAE v1.2) or the built-in model's warp decoder (its motion-field codec)."""
 
     name: str
     family: str
-    codec: Any  # encode(x [n,3,F,H,W] in [-1,1]) / decode(z, num_frames, callback=) / latent_frames / ...
+    codec: Any  # Open-Sora: encode(x [n,3,F,H,W] in [-1,1]) / decode(z, num_frames, callback=); built-in: see builtin.codec
     layout: TemporalLayout
     managed: host.ManagedModule | None = None  # None for codecs without weights
 
     @property
     def latent_channels(self) -> int:
         return int(self.codec.latent_channels)
-
-    @property
-    def spatial_factor(self) -> int:
-        return int(self.codec.spatial_factor)
 
     def load(self) -> None:
         if self.managed is not None:
@@ -107,18 +103,11 @@ class VAEHandle:
 
     def check_model(self, model: ModelHandle) -> None:
         """Raise a clear error when this VAE does not fit ``model``."""
-        profile = model.profile
-        same = (
-            self.latent_channels == model.latent_channels
-            and self.spatial_factor == profile.spatial_factor
-            and self.layout == profile.layout
-        )
-        if not same:
+        if self.family != model.family or self.latent_channels != model.latent_channels:
             raise InvalidInputError(
-                f"the VAE {self.name!r} ({self.latent_channels} latent channels, {self.spatial_factor}x space) does "
-                f"not fit the model {model.name!r} ({model.latent_channels} latent channels, "
-                f"{profile.spatial_factor}x space): use the built-in codec with the built-in model and the "
-                "Open-Sora VAE v1.2 with Open-Sora 1.2"
+                f"the VAE {self.name!r} ({self.latent_channels} latent channels) does not fit the model "
+                f"{model.name!r} ({model.latent_channels} latent channels): use the built-in warp decoder with the "
+                "built-in model and the Open-Sora VAE v1.2 with Open-Sora 1.2"
             )
 
     def __repr__(self) -> str:
@@ -127,19 +116,24 @@ class VAEHandle:
 
 @dataclass(frozen=True, eq=False)
 class ReferenceSet:
-    """Encoded reference images, where they go in the clip, and the key colour for transparent export."""
+    """Encoded reference images, where they go in the clip, and the key colour for transparent export.
+
+    For the built-in model also the sprite whose pixels the clip moves and what the model sees of it
+    (``context``)."""
 
     references: tuple[Reference, ...]
     height: int
     width: int
+    family: str
     latent_channels: int
-    spatial_factor: int
     key_color: tuple[int, int, int] | None = None
     had_alpha: bool = False
     notes: tuple[str, ...] = ()
+    sprite: Any = None  # builtin.sprite.Sprite (the built-in model), else None
+    context: torch.Tensor | None = None
 
     def check_model(self, model: ModelHandle) -> None:
-        if self.latent_channels != model.latent_channels or self.spatial_factor != model.profile.spatial_factor:
+        if self.family != model.family or self.latent_channels != model.latent_channels:
             raise InvalidInputError(
                 f"the references were encoded with a VAE of {self.latent_channels} latent channels, but the model "
                 f"{model.name!r} takes {model.latent_channels}: encode them with the VAE that belongs to the model"

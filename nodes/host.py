@@ -36,7 +36,7 @@ log = logging.getLogger("CharMotion")
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 MODEL_EXTENSIONS = {".safetensors", ".sft", ".pt", ".pth", ".bin", ".ckpt"}
-#: The pack's own model folder (``models/charmotion``): other built-in-model bundles.
+#: The pack's own model folder (``models/charmotion``): other built-in model files.
 PACK_FOLDER = "charmotion"
 
 try:  # pragma: no cover - only inside ComfyUI

@@ -16,14 +16,17 @@ from ..dit_core.conditioning import TemporalLayout
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.models import load_stdit3, resolve_dtype
 from ..dit_core.pipeline import OPENSORA12 as OPENSORA12_PROFILE
-from ..dit_core.tiny import bundle as tiny_bundle
-from ..dit_core.tiny.codec import SpaceToDepthCodec
+from ..dit_core.builtin import model as builtin_model
+from ..dit_core.builtin.codec import MotionFieldCodec
 from . import host
 from .handles import BUILTIN, MODEL_TYPE, OPENSORA12, VAE_TYPE, ModelHandle, VAEHandle
 
 CATEGORY = "CharMotion/loaders"
-BUILTIN_MODEL = "CharMotion tiny (built-in)"
-BUILTIN_CODEC = "CharMotion tiny codec (built-in)"
+BUILTIN_MODEL = "CharMotion built-in"
+BUILTIN_CODEC = "CharMotion built-in warp decoder"
+#: Names the built-in entries had in workflows saved by earlier versions (still loaded, as the built-in model).
+LEGACY_BUILTIN_MODEL = ("CharMotion tiny (built-in)",)
+LEGACY_BUILTIN_CODEC = ("CharMotion tiny codec (built-in)",)
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ATTENTION = ("auto", "sdpa", "xformers")
 MODEL_FOLDERS = ("diffusion_models", host.PACK_FOLDER)
@@ -57,7 +60,7 @@ def pick_attention(choice: str, device: torch.device) -> str:
 
 
 class CharMotionModelLoader:
-    """Load the denoiser: the built-in tiny model (no file needed) or Open-Sora 1.2's STDiT3."""
+    """Load the denoiser: the built-in model (no file needed) or Open-Sora 1.2's STDiT3."""
 
     CATEGORY = CATEGORY
     FUNCTION = "load"
@@ -82,20 +85,24 @@ class CharMotionModelLoader:
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name):
+        return _check_choice("model_name", model_name, [BUILTIN_MODEL, *LEGACY_BUILTIN_MODEL], MODEL_FOLDERS)
+
     def load(self, model_name, dtype="auto", attention="auto"):
         device = host.torch_device()
         offload = host.offload_device()
         backend = pick_attention(attention, device)
-        if model_name == BUILTIN_MODEL:
-            return (self._tiny(BUILTIN_MODEL, None, dtype, device, offload, backend),)
+        if model_name in (BUILTIN_MODEL, *LEGACY_BUILTIN_MODEL):
+            return (self._builtin(BUILTIN_MODEL, None, dtype, device, offload, backend),)
         path = host.model_path(MODEL_FOLDERS, model_name)
         family = detect_family(WeightSource.open(path).keys())
-        if family == "charmotion_tiny":
-            return (self._tiny(model_name, path, dtype, device, offload, backend),)
+        if family == builtin_model.FAMILY:
+            return (self._builtin(model_name, path, dtype, device, offload, backend),)
         if family != "stdit3":
             raise CheckpointError(
                 f"{model_name} is {describe_family(family)}, not a denoiser this node loads: choose "
-                "hpcai-tech/OpenSora-STDiT-v3 (model.safetensors) or a CharMotion model bundle"
+                "hpcai-tech/OpenSora-STDiT-v3 (model.safetensors) or a CharMotion built-in model file"
             )
         model = load_stdit3(path, dtype=pick_dtype(dtype, device), device=offload, attention=backend)
         handle = ModelHandle(
@@ -106,17 +113,15 @@ class CharMotionModelLoader:
         return (handle,)
 
     @staticmethod
-    def _tiny(name, path, dtype, device, offload, backend) -> ModelHandle:
-        with reading_model_file(path, "a CharMotion model bundle"):
-            bundle = tiny_bundle.load_tiny(path, dtype=pick_dtype(dtype, device, small=True), device=offload,
-                                           attention=backend)
-        sampling = bundle.config["sampling"]
-        size = int(sampling["size"])
+    def _builtin(name, path, dtype, device, offload, backend) -> ModelHandle:
+        with reading_model_file(path, "a CharMotion built-in model file"):
+            bundle = builtin_model.load_builtin(path, dtype=pick_dtype(dtype, device, small=True), device=offload,
+                                                attention=backend)
+        frame = int(bundle.config["field"]["frame_pixels"])
         return ModelHandle(
             name=name, family=BUILTIN, model=bundle.model, profile=bundle.profile,
             managed=host.ManagedModule(bundle.model, device, offload), attention=backend,
-            default_size=(size, size), motion_range=(0.0, float(sampling.get("motion_scale", 10.0))),
-            text_encoder=bundle, preview_codec=bundle.codec,
+            default_size=(frame, frame), motion_range=bundle.motion_range, text_encoder=bundle,
         )
 
 
@@ -127,21 +132,32 @@ def opensora_layout(codec) -> TemporalLayout:
     return TemporalLayout(frames_per_chunk=frames, temporal_factor=factor)
 
 
-def builtin_codec(path=None) -> SpaceToDepthCodec:
-    """The built-in model's codec (its basis, not the networks)."""
-    with reading_model_file(path, "a CharMotion model bundle"):
-        return tiny_bundle.load_tiny_codec(path)
+def builtin_codec(path=None) -> MotionFieldCodec:
+    """The built-in model's warp decoder (its field settings, not the networks)."""
+    with reading_model_file(path, "a CharMotion built-in model file"):
+        return builtin_model.load_builtin_codec(path)
+
+
+def _check_choice(name: str, value, builtin: list[str], folders) -> bool | str:
+    """A combo's own check (it also takes the names of earlier versions' built-in entries)."""
+    if value is None or value in builtin:  # None: the input is linked, not a widget
+        return True
+    choices = _choices(*((folders,) if isinstance(folders, str) else folders))
+    if value in choices:
+        return True
+    return f"{name} {value!r} is not in the list: pick {builtin[0]!r} or one of the files found ({len(choices)})"
 
 
 class CharMotionVAELoader:
-    """Load the video VAE: the built-in model's codec (no file) or Open-Sora VAE v1.2."""
+    """Load the video VAE: the built-in model's warp decoder (no file) or Open-Sora VAE v1.2."""
 
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = (VAE_TYPE,)
     RETURN_NAMES = ("vae",)
     DESCRIPTION = (
-        "Loads the video VAE that turns latents into frames. The built-in codec goes with the built-in model; "
+        "Loads the video VAE that turns latents into frames. The built-in warp decoder (it moves the reference's "
+        "own pixels) goes with the built-in model; "
         "Open-Sora 1.2 needs hpcai-tech/OpenSora-VAE-v1.2 (model.safetensors) in models/vae."
     )
 
@@ -150,20 +166,24 @@ class CharMotionVAELoader:
         return {
             "required": {
                 "vae_name": ([BUILTIN_CODEC] + _choices("vae"), {
-                    "tooltip": "The built-in codec, or OpenSora-VAE-v1.2 (model.safetensors) from models/vae."}),
+                    "tooltip": "The built-in warp decoder, or OpenSora-VAE-v1.2 (model.safetensors) from models/vae."}),
                 "dtype": (list(DTYPES), {"default": "auto"}),
                 "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 32, "tooltip":
                               "Decode frames in spatial tiles of this many pixels to save memory (0 = off, exact)."}),
             }
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae_name):
+        return _check_choice("vae_name", vae_name, [BUILTIN_CODEC, *LEGACY_BUILTIN_CODEC], "vae")
+
     def load(self, vae_name, dtype="auto", tile_size=0):
-        if vae_name == BUILTIN_CODEC:
+        if vae_name in (BUILTIN_CODEC, *LEGACY_BUILTIN_CODEC):
             codec = builtin_codec()
-            return (VAEHandle(name=vae_name, family=BUILTIN, codec=codec, layout=codec.layout),)
+            return (VAEHandle(name=BUILTIN_CODEC, family=BUILTIN, codec=codec, layout=codec.layout),)
         path = host.model_path("vae", vae_name)
         family = detect_family(WeightSource.open(path).keys())
-        if family == "charmotion_tiny":
+        if family == builtin_model.FAMILY:
             codec = builtin_codec(path)
             return (VAEHandle(name=vae_name, family=BUILTIN, codec=codec, layout=codec.layout),)
         try:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..dit_core import checks, images
+from ..dit_core.builtin.sprite import prepare_sprite
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import Reference
 from . import host
@@ -16,7 +17,6 @@ from .handles import BUILTIN, REFS_TYPE, VAE_TYPE, ReferenceSet, VAEHandle
 CATEGORY = "CharMotion/conditioning"
 SAMPLES_DIR = host.PACK_DIR / "assets" / "samples"
 RESOLUTION_CHOICES = ("auto",) + images.RESOLUTIONS + ("custom",)
-BUILTIN_PIXELS = 64 * 64
 
 
 def sample_names() -> list[str]:
@@ -74,15 +74,16 @@ def _masks(mask, count: int) -> list:
     return out
 
 
-def reference_size(vae: VAEHandle, resolution: str, width: int, height: int, aspect_hw: float) -> tuple[int, int]:
-    """``(height, width)`` for the references: a bucket of the model at the image's aspect, or custom."""
+def reference_size(vae: VAEHandle, resolution: str, width: int, height: int, aspect_hw: float) -> tuple[int, int] | None:
+    """``(height, width)`` for the references: a bucket of the model at the image's aspect, or custom; None: the
+    image's own size (the built-in model at ``auto``)."""
     if resolution == "custom":
         if width < 8 or height < 8:
             raise InvalidInputError(f"custom size {width}x{height} is too small; use at least 8x8 pixels")
         return int(height), int(width)
     if resolution == "auto":
         if vae.family == BUILTIN:
-            return images.budget_size(BUILTIN_PIXELS, aspect_hw, 2 * vae.spatial_factor)
+            return None
         resolution = "240p"
     return images.bucket_size(resolution, aspect_hw)
 
@@ -108,8 +109,9 @@ class CharMotionReferenceEncode:
                 "vae": (VAE_TYPE,),
                 "image": ("IMAGE", {"tooltip": "One image, or a batch: one per entry of 'frames'."}),
                 "resolution": (list(RESOLUTION_CHOICES), {"default": "auto", "tooltip":
-                               "auto: the model's own size (built-in: 64x64 pixels' worth, Open-Sora: 240p) at "
-                               "the bucket nearest the image's aspect ratio; custom: width x height."}),
+                               "auto: the built-in model keeps the image's own size (it moves the image's pixels); "
+                               "Open-Sora 240p at the bucket nearest the image's aspect ratio; custom: width x "
+                               "height."}),
                 "width": ("INT", {"default": 426, "min": 8, "max": 4096, "step": 1, "tooltip": "Used with custom."}),
                 "height": ("INT", {"default": 240, "min": 8, "max": 4096, "step": 1, "tooltip": "Used with custom."}),
                 "fit": (list(images.FITS), {"default": "crop", "tooltip":
@@ -149,9 +151,13 @@ class CharMotionReferenceEncode:
                 f"{count} reference images but {len(positions)} frame position(s) ({frames!r}): give one position "
                 "per image, e.g. '0, 8, -1' for three"
             )
+        if references is not None and (references.family != vae.family
+                                       or references.latent_channels != vae.latent_channels):
+            raise InvalidInputError("the earlier references were encoded with another VAE: use the same VAE for all")
+        if vae.family == BUILTIN:
+            return self._builtin(vae, batch, masks, positions, resolution, width, height, fit, pixel_art, background,
+                                 strength, references)
         if references is not None:
-            if references.latent_channels != vae.latent_channels:
-                raise InvalidInputError("the earlier references were encoded with another VAE")
             h, w = references.height, references.width
         else:
             h, w = reference_size(vae, resolution, int(width), int(height), batch.shape[1] / batch.shape[2])
@@ -168,15 +174,42 @@ class CharMotionReferenceEncode:
         notes = tuple(n for p in prepared for n in p.notes)
         if references is not None:
             result = ReferenceSet(
-                references=references.references + new, height=h, width=w, latent_channels=vae.latent_channels,
-                spatial_factor=vae.spatial_factor,
+                references=references.references + new, height=h, width=w, family=vae.family,
+                latent_channels=vae.latent_channels,
                 key_color=references.key_color if references.had_alpha or keyed.key_color is None else keyed.key_color,
                 had_alpha=references.had_alpha or keyed.had_alpha, notes=references.notes + notes,
             )
         else:
             result = ReferenceSet(
-                references=new, height=h, width=w, latent_channels=vae.latent_channels,
-                spatial_factor=vae.spatial_factor, key_color=keyed.key_color, had_alpha=keyed.had_alpha, notes=notes,
+                references=new, height=h, width=w, family=vae.family, latent_channels=vae.latent_channels,
+                key_color=keyed.key_color, had_alpha=keyed.had_alpha, notes=notes,
             )
         shown = torch.from_numpy(np.stack([p.rgb for p in prepared]).astype(np.float32) / 255.0)
+        return (result, shown.to(host.intermediate_device()))
+
+    @staticmethod
+    def _builtin(vae, batch, masks, positions, resolution, width, height, fit, pixel_art, background, strength,
+                 references):
+        """The built-in model: the first image is the sprite every frame's pixels come from; an image at another
+        frame is the pose to be in there (its motion field is fitted)."""
+        codec = vae.codec
+        if references is not None:
+            size = (references.height, references.width)
+        else:
+            size = reference_size(vae, resolution, int(width), int(height), batch.shape[1] / batch.shape[2])
+        mode = "nearest" if pixel_art else "auto"
+        sprites = [prepare_sprite(batch[i].cpu(), alpha=masks[i], size=size, fit=fit, background=background,
+                                  mode=mode) for i in range(batch.shape[0])]
+        source = references.sprite if references is not None else sprites[0]  # every image has its size
+        latents = [codec.identity(source) if torch.equal(s.rgba, source.rgba) else codec.fit_pose(source, s)
+                   for s in sprites]
+        new = tuple(Reference(latents=z, frame=pos, strength=float(strength)) for z, pos in zip(latents, positions))
+        notes = tuple(n for s in sprites for n in s.notes)
+        result = ReferenceSet(
+            references=(references.references if references is not None else ()) + new, height=source.height,
+            width=source.width, family=BUILTIN, latent_channels=vae.latent_channels, key_color=source.key_color,
+            had_alpha=source.had_alpha, notes=(references.notes if references is not None else ()) + notes,
+            sprite=source, context=codec.appearance(source),
+        )
+        shown = torch.from_numpy(np.stack([s.composited() for s in sprites]).astype(np.float32) / 255.0)
         return (result, shown.to(host.intermediate_device()))

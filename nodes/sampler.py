@@ -10,7 +10,8 @@ from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import default_condition_frames, generate
 from . import host
-from .handles import LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, VAE_TYPE, LoopControl, ModelHandle, ReferenceSet
+from .handles import (BUILTIN, LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, SPRITE_KEY, VAE_TYPE, LoopControl,
+                      ModelHandle, ReferenceSet)
 from .text import LOOP_KEY, PROMPT_KEY, conditioning_segments, conditions_for_loops
 
 log = logging.getLogger("CharMotion")
@@ -35,15 +36,16 @@ def clip_size(model: ModelHandle, references: ReferenceSet | None, width: int, h
     return model.default_size
 
 
-def _preview(codec, latents: torch.Tensor):
-    """A PIL image of the middle frame of the current latents (for codecs cheap enough to run every step)."""
+def _preview(codec, sprite, latents: torch.Tensor):
+    """A PIL image of the middle frame of the built-in model's current latents (moving the sprite is cheap)."""
     from PIL import Image
+
+    from ..dit_core.builtin.sprite import frames_over_key
 
     mid = latents.shape[2] // 2
     with torch.no_grad():
-        frame = codec.decode(latents[:1, :, mid : mid + 1].float().cpu(), 1)[0, :, 0]
-    array = ((frame.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(array, "RGB")
+        rgba = codec.warp(latents[:1, :, mid : mid + 1].float().cpu(), sprite)[0]
+    return Image.fromarray(frames_over_key(rgba, sprite.key_color)[0], "RGB")
 
 
 class CharMotionSampler:
@@ -100,7 +102,11 @@ class CharMotionSampler:
             vae.check_model(model)
         if references is not None:
             references.check_model(model)
-        if loop.loops > 1 and vae is None:
+        sprite = None if references is None else references.sprite
+        if model.family == BUILTIN and sprite is None:
+            raise InvalidInputError("the built-in model moves the pixels of a reference image: connect CharMotion "
+                                    "Reference Encode (with the built-in warp decoder) to the sampler's 'references'")
+        if loop.loops > 1 and vae is None and not model.profile.continue_from_latents:
             raise InvalidInputError("loops > 1 need the VAE: connect CharMotion VAE Loader to the sampler's 'vae'")
         h, w = clip_size(model, references, int(width), int(height))
         segments = conditioning_segments(positive, model, "positive")
@@ -112,13 +118,13 @@ class CharMotionSampler:
 
         total = int(steps) * loop.loops
         bar = host.Progress(total, "CharMotion sampling")
-        preview_codec = model.preview_codec if bar.wants_previews else None
+        preview_codec = model.text_encoder.codec if bar.wants_previews and sprite is not None else None
 
         def progress(step, _total, latents):
             preview = None
             if preview_codec is not None:
                 try:
-                    preview = _preview(preview_codec, latents)
+                    preview = _preview(preview_codec, sprite, latents)
                 except Exception:  # noqa: BLE001 - a preview never stops sampling
                     preview = None
             bar.update(step, preview)
@@ -132,8 +138,9 @@ class CharMotionSampler:
             vae.load()
         try:
             result = generate(
-                model.model, conditions, codec=None if vae is None else vae.codec, negative=uncond,
-                references=() if references is None else references.references,
+                model.model, conditions, codec=None if vae is None or sprite is not None else vae.codec,
+                negative=uncond, references=() if references is None else references.references,
+                context=None if references is None else references.context,
                 num_frames=int(frames), height=h, width=w, fps=float(fps), seed=int(seed), steps=int(steps),
                 cfg_scale=float(cfg), denoise=float(denoise), loops=loop.loops, condition_frames=condition_frames,
                 loop_edit=loop.condition_edit, seamless=loop.seamless, profile=model.profile, decode=False,
@@ -168,4 +175,7 @@ class CharMotionSampler:
         }
         for note in info["notes"]:
             log.info("CharMotion sampler: %s", note)
-        return ({"samples": result.latents.float().to(host.intermediate_device()), LATENT_KEY: info},)
+        latent = {"samples": result.latents.float().to(host.intermediate_device()), LATENT_KEY: info}
+        if sprite is not None:
+            latent[SPRITE_KEY] = sprite
+        return (latent,)

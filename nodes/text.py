@@ -27,7 +27,6 @@ from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.prompts import LoopPrompt, prepare_prompt, split_loop_prompt
 from ..dit_core.sampling import TextCondition
-from ..dit_core.tiny.vocabulary import no_action_note
 from . import host
 from .handles import BUILTIN, MODEL_TYPE, MOTION_TYPE, ModelHandle, MotionControl
 
@@ -179,7 +178,7 @@ class CharMotionTextEncode:
                                       camera=motion.camera, clean=True)
             if not prepared.strip():
                 raise InvalidInputError(f"the prompt {segment.text!r} is empty after cleaning: use plain words")
-            if model.family == BUILTIN and (note := no_action_note(segment.text)):
+            if model.family == BUILTIN and (note := model.text_encoder.prompt_note(segment.text)):
                 host.log.warning("CharMotion Text Encode: %s", note)
             conditioning += self._encode_one(model, clip, LoopPrompt(segment.start_loop, prepared))
         return (conditioning,)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
-from charmotion.dit_core.tiny import bundle as tiny_bundle
+from charmotion.dit_core.builtin import model as builtin_model
 from charmotion.nodes import reference as reference_nodes
 from charmotion.nodes.handles import OPENSORA12, VAEHandle
 from fake_models import PoolCodec
@@ -30,12 +30,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A randomly initialised built-in model bundle (the shipped file is trained; these tests need its format)."""
-    from charmotion.dit_core.tiny.train import fit_codec
+def builtin_weights(tmp_path_factory) -> Path:
+    """A randomly initialised built-in model file (the shipped file is trained; these tests need its format)."""
+    path = tmp_path_factory.mktemp("builtin") / "charmotion_builtin.safetensors"
+    from charmotion.training.phrases import action_words
 
-    path = tmp_path_factory.mktemp("tiny") / "charmotion_tiny.safetensors"
-    tiny_bundle.save_tiny(tiny_bundle.build_tiny(seed=0, codec=fit_codec(0, 24, clips=12)), path)
+    config = {"actions": action_words()}
+    builtin_model.save_builtin(builtin_model.build_builtin(config, seed=0), path)
     return path
 
 
@@ -50,11 +51,11 @@ def sprite_rgba(size: int = 32) -> np.ndarray:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, tiny_weights):
+def env(tmp_path, monkeypatch, builtin_weights):
     """Host-free surroundings: built-in weights, models/output folders and sample sprites in tmp."""
     from PIL import Image
 
-    monkeypatch.setattr(tiny_bundle, "BUILTIN_WEIGHTS", tiny_weights)
+    monkeypatch.setattr(builtin_model, "BUILTIN_WEIGHTS", builtin_weights)
     models = tmp_path / "models"
     (models / "diffusion_models").mkdir(parents=True)
     (models / "vae").mkdir()

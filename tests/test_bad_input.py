@@ -29,7 +29,8 @@ from charmotion.dit_core import export as export_module
 from charmotion.dit_core.checkpoint import CheckpointError, reading_model_file
 from charmotion.dit_core.conditioning import FRAME_BY_FRAME
 from charmotion.dit_core.errors import CharMotionError, InvalidInputError, NonFiniteError
-from charmotion.dit_core.pipeline import SamplingProfile
+from charmotion.dit_core.images import prepare_reference
+from charmotion.dit_core.pipeline import Reference, SamplingProfile
 from charmotion.dit_core.sampling import TextCondition
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
@@ -101,9 +102,17 @@ class InterruptingModel(RecordingModel):
 
 
 def fake_runtime(model=None) -> dict:
-    return dict(model=model or RecordingModel(channels=4, velocity=0.1), codec=FrameCodec(), profile=PROFILE,
-                encode=lambda text, loops: [TextCondition(torch.zeros(1, 1, 6, 8))] * loops, name="test model",
-                frames=4, size=(16, 16), prompt_note=None, motion_range=(0.0, 10.0))
+    codec = FrameCodec()
+
+    def prepare(image, args):
+        width, height = args.size or (16, 16)
+        ref = prepare_reference(image, height=height, width=width, fit=args.fit, background=args.background)
+        return cli.Prepared(references=[Reference(codec.encode(ref.video())[0])], codec=codec, height=height,
+                            width=width, key_color=ref.key_color, had_alpha=ref.had_alpha, reference_rgb=ref.rgb)
+
+    return dict(model=model or RecordingModel(channels=4, velocity=0.1), codec=codec, profile=PROFILE,
+                encode=lambda text, loops: [TextCondition(torch.zeros(1, 1, 6, 8))] * loops, prepare=prepare,
+                name="test model", frames=4, size=(16, 16), prompt_note=None, motion_range=(0.0, 10.0))
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -149,7 +158,8 @@ def golden_without(tmp_path: Path, drop: str | None = None, nan: str | None = No
 def broken_bundle(tmp_path: Path) -> Path:
     path = tmp_path / "models" / "bundle.safetensors"
     path.parent.mkdir(exist_ok=True)
-    save_file({"tiny_text.w": torch.zeros(2)}, str(path), metadata={"config": "{'model': 1}"})
+    save_file({"dit.w": torch.zeros(2), "text_encoder.w": torch.zeros(2)}, str(path),
+              metadata={"config": "{'model': 1}"})
     return path
 
 
@@ -246,7 +256,7 @@ def test_cli_names_the_damaged_model_file(tmp_path, capsys, monkeypatch, case):
     Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(tmp_path / "char.png")
     if case == "broken-metadata":
         argv = BASE + ["--model", broken_bundle(tmp_path)]
-        words = ["bundle.safetensors has damaged metadata", "not valid JSON", "CharMotion model bundle"]
+        words = ["bundle.safetensors has damaged metadata", "not valid JSON", "CharMotion built-in model file"]
     else:
         path = golden_without(tmp_path, drop="y_embedder.y_embedding") if case == "missing-key" else \
             golden_without(tmp_path, nan="spatial_blocks.0.attn.qkv.weight")
@@ -579,8 +589,8 @@ def test_model_names_stay_inside_the_model_folders(comfy):
 
 
 def test_reading_model_file_names_the_file():
-    with pytest.raises(CheckpointError, match=r"^my\.safetensors has damaged metadata .*a CharMotion model bundle"):
-        with reading_model_file("models/my.safetensors", "a CharMotion model bundle"):
+    with pytest.raises(CheckpointError, match=r"^my\.safetensors has damaged metadata .*a CharMotion built-in model file"):
+        with reading_model_file("models/my.safetensors", "a CharMotion built-in model file"):
             json.loads("{'a': 1}")
     with pytest.raises(CheckpointError, match="the built-in model file lacks 'dit.x' that a bundle needs"):
         with reading_model_file(None, "a bundle"):

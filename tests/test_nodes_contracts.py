@@ -10,7 +10,7 @@ import pytest
 
 from charmotion.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from comfy_executor import WIDGET_TYPES, input_kind, options, widget_list, node_info
-from node_fixtures import env, one_thread, tiny_weights  # noqa: F401 (fixtures)
+from node_fixtures import builtin_weights, env, one_thread  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_TYPES = {"IMAGE", "MASK", "LATENT", "CONDITIONING", "CLIP", "VIDEO"}
@@ -92,8 +92,8 @@ def test_builtin_is_always_a_choice_and_files_are_listed(env):
     (env["models"] / "vae" / "OpenSora-VAE-v1.2.safetensors").write_bytes(b"")
     models = NODE_CLASS_MAPPINGS["CharMotionModelLoader"].INPUT_TYPES()["required"]["model_name"][0]
     vaes = NODE_CLASS_MAPPINGS["CharMotionVAELoader"].INPUT_TYPES()["required"]["vae_name"][0]
-    assert models == ["CharMotion tiny (built-in)", "OpenSora-STDiT-v3/model.safetensors"]
-    assert vaes == ["CharMotion tiny codec (built-in)", "OpenSora-VAE-v1.2.safetensors"]
+    assert models == ["CharMotion built-in", "OpenSora-STDiT-v3/model.safetensors"]
+    assert vaes == ["CharMotion built-in warp decoder", "OpenSora-VAE-v1.2.safetensors"]
     samples = NODE_CLASS_MAPPINGS["CharMotionSampleSprite"].INPUT_TYPES()["required"]["sample"][0]
     assert samples == ["knight.png"]
 

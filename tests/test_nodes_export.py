@@ -14,7 +14,7 @@ from charmotion.dit_core.errors import InvalidInputError
 from charmotion.dit_core.export import FFmpegNotFoundError, read_metadata
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes.handles import ClipInfo
-from node_fixtures import env, one_thread, tiny_weights  # noqa: F401 (fixtures)
+from node_fixtures import builtin_weights, env, one_thread  # noqa: F401 (fixtures)
 
 KEY = (255, 0, 255)
 T, H, W = 6, 21, 33  # odd sizes on purpose

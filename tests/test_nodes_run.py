@@ -13,20 +13,18 @@ from charmotion.dit_core.checkpoint import CheckpointError
 from charmotion.dit_core.errors import InvalidInputError
 from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
 from charmotion.dit_core.pipeline import generate, infer_num_frames
-from charmotion.dit_core.tiny.vocabulary import no_action_note
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
-from charmotion.nodes.handles import LATENT_KEY, ClipInfo, LoopControl, MotionControl
+from charmotion.nodes.handles import LATENT_KEY, SPRITE_KEY, ClipInfo, LoopControl, MotionControl
 from charmotion.nodes.text import LOOP_KEY, PROMPT_KEY, conditioning_segments, truncate_tokens
-from charmotion.dit_core.tiny import bundle as tiny_bundle
 from node_fixtures import (  # noqa: F401 (fixtures)
-    FakeT5Clip, FakeT5ClipLegacy, env, one_thread, opensora_file, pool_vae, sprite_rgba, tiny_weights,
+    FakeT5Clip, FakeT5ClipLegacy, builtin_weights, env, one_thread, opensora_file, pool_vae, sprite_rgba,
 )
 
-TINY_CHANNELS = tiny_bundle.DEFAULT_CONFIG["model"]["in_channels"]
+BUILTIN_CHANNELS = 3  # displacement x, y and occupancy
 
-BUILTIN = "CharMotion tiny (built-in)"
-CODEC = "CharMotion tiny codec (built-in)"
+BUILTIN = "CharMotion built-in"
+CODEC = "CharMotion built-in warp decoder"
 
 
 def run(name, **kwargs):
@@ -48,6 +46,14 @@ def sprite_image(size=32):
 SAMPLER = dict(seed=3, steps=2, cfg=4.0, frames=4, width=32, height=32, fps=8.0, denoise=0.7)
 
 
+def sprite_refs(vae, size=32, frames="0"):
+    """The small test sprite encoded as the built-in model's reference."""
+    image, mask = sprite_image(size)
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
+                  fit="crop", pixel_art=False, background="auto", frames=frames, strength=1.0, mask=mask)
+    return refs
+
+
 # ----------------------------------------------------------------------------- loaders
 
 
@@ -55,9 +61,13 @@ def test_builtin_loaders(env):
     model, vae = builtin(env)
     assert model.family == "builtin" and model.dtype == torch.float32 and model.attention == "sdpa"
     assert model.default_size == (64, 64) and model.motion_range == (0.0, 10.0)
-    assert model.caption_length == 32 and model.caption_channels == 64 and model.latent_channels == TINY_CHANNELS
-    assert vae.latent_channels == TINY_CHANNELS and vae.spatial_factor == 4
+    assert model.caption_length == 32 and model.caption_channels == 64 and model.latent_channels == BUILTIN_CHANNELS
+    assert vae.latent_channels == BUILTIN_CHANNELS and vae.codec.config.grid == 32
     vae.check_model(model)
+    legacy, = run("CharMotionModelLoader", model_name="CharMotion tiny (built-in)", dtype="auto", attention="auto")
+    assert legacy.family == "builtin" and legacy.name == BUILTIN  # workflows saved by earlier versions still load
+    assert N["CharMotionModelLoader"].VALIDATE_INPUTS(model_name="CharMotion tiny (built-in)") is True
+    assert "not in the list" in N["CharMotionModelLoader"].VALIDATE_INPUTS(model_name="nothing.safetensors")
 
 
 def test_opensora_loader_and_errors(env, opensora_file):
@@ -96,7 +106,7 @@ def test_opensora_vae_loader_and_decode(env):
     vae, = run("CharMotionVAELoader", vae_name="OpenSora-VAE-v1.2/model.safetensors", dtype="fp32", tile_size=0)
     tensors = load_case_tensors(case)
     assert vae.family == "opensora12" and vae.latent_channels == 4
-    assert vae.spatial_factor == tensors["x"].shape[-1] // tensors["z"].shape[-1]
+    assert vae.codec.spatial_factor == tensors["x"].shape[-1] // tensors["z"].shape[-1]
     assert (vae.layout.frames_per_chunk, vae.layout.temporal_factor) == (17, 4)
     torch.testing.assert_close(vae.encode(tensors["x"]), tensors["z"], atol=case["tolerance"], rtol=0)
     frames, fps, _ = run("CharMotionVAEDecode", vae=vae, samples={"samples": tensors["z"]})
@@ -128,7 +138,7 @@ def test_text_encode_builtin_decorates_cleans_and_splits_loops(env, caplog):
     assert [(c[1][LOOP_KEY], c[1][PROMPT_KEY]) for c in cond] == [(0, "the slime hops"), (2, "the slime melts")]
     # "melts" is no word the built-in model learned: the user is told, once, for that segment only
     assert [r.getMessage() for r in caplog.records] == [
-        f"CharMotion Text Encode: {no_action_note('the slime melts')}"]
+        f"CharMotion Text Encode: {model.text_encoder.prompt_note('the slime melts')}"]
     with pytest.raises(InvalidInputError, match="0-10"):
         run("CharMotionTextEncode", model=model, text="walk", motion=MotionControl(motion=50.0))
     with pytest.raises(InvalidInputError, match="empty"):
@@ -199,20 +209,29 @@ def test_sample_sprite_and_reference_encode(env):
     assert N["CharMotionSampleSprite"].VALIDATE_INPUTS(sample="nope.png").startswith("sample sprite")
     refs, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
                       fit="crop", pixel_art=False, background="auto", frames="0, -1", strength=0.8, mask=mask)
-    assert (refs.height, refs.width) == (64, 64) and len(refs.references) == 2
+    assert (refs.height, refs.width) == (64, 64) and len(refs.references) == 2  # auto: the image's own size
     assert refs.had_alpha and refs.key_color == (255, 0, 255)
     assert [r.frame for r in refs.references] == [0, -1] and refs.references[0].strength == 0.8
-    assert refs.references[0].latents.shape == (TINY_CHANNELS, 1, 16, 16)
+    grid = vae.codec.config.grid
+    assert refs.references[0].latents.shape == (BUILTIN_CHANNELS, 1, grid, grid)
+    # the same image at both ends: the identity (no motion, its own occupancy) of the sprite whose pixels move
+    for reference in refs.references:
+        torch.testing.assert_close(reference.latents, vae.codec.identity(refs.sprite), atol=0, rtol=0)
+    assert float(refs.references[0].latents[:2].abs().max()) == 0.0
+    assert refs.context.shape == (1, vae.codec.config.appearance_channels, 1, grid, grid)
     assert shown.shape == (2, 64, 64, 3)
     assert torch.allclose(shown[0, 0, 0], torch.tensor([1.0, 0.0, 1.0]))  # composited on the key colour
-    # the reference latents are the codec's encoding of the prepared (composited) image
-    prepared = (shown[0] * 2 - 1).permute(2, 0, 1)[None, :, None]
-    torch.testing.assert_close(refs.references[0].latents[None], vae.codec.encode(prepared), atol=1e-5, rtol=0)
-    # a second image chained on, custom size ignored for chained sets (they share the first set's size)
-    more, _ = run("CharMotionReferenceEncode", vae=vae, image=image[:, :40], resolution="custom", width=128,
-                  height=128, fit="pad", pixel_art=True, background="#00ff00", frames="8", strength=1.0,
-                  references=refs)
-    assert len(more.references) == 3 and (more.height, more.width) == (64, 64) and more.key_color == (255, 0, 255)
+    # another pose chained on: its field moves the first image's pixels into it (the custom size is ignored: a
+    # chained set keeps the first set's size)
+    moved_image, moved_mask = image.roll(3, dims=2), mask.roll(3, dims=2)
+    more, _ = run("CharMotionReferenceEncode", vae=vae, image=moved_image, resolution="custom", width=128,
+                  height=128, fit="pad", pixel_art=False, background="auto", frames="8", strength=1.0,
+                  references=refs, mask=moved_mask)
+    assert len(more.references) == 3 and (more.height, more.width) == (64, 64) and more.sprite is refs.sprite
+    redrawn = vae.codec.warp(more.references[2].latents[None], refs.sprite)[0, :, 0]
+    target = torch.cat([moved_image[0].permute(2, 0, 1) * (1 - moved_mask), 1 - moved_mask])
+    before = (refs.sprite.rgba - target).abs().mean()
+    assert (redrawn - target).abs().mean() < 0.35 * before  # the fitted field moves the sprite toward the pose
     two = torch.cat([image, image.flip(2)])
     refs2, _ = run("CharMotionReferenceEncode", vae=vae, image=two, resolution="custom", width=48, height=32,
                    fit="stretch", pixel_art=False, background="auto", frames="0;-1", strength=1.0)
@@ -241,19 +260,20 @@ def test_sampler_is_generate(env):
     """The node adds nothing to the numbers: same result as calling dit_core.generate directly."""
     model, vae = builtin(env)
     cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
-    image, mask = sprite_image(32)
-    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="custom", width=32, height=32,
-                  fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    refs = sprite_refs(vae)
     latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **SAMPLER)
     samples, info = latent["samples"], latent[LATENT_KEY]
-    assert samples.shape == (1, TINY_CHANNELS, 4, 8, 8) and samples.device.type == "cpu"
+    grid = vae.codec.config.grid
+    assert samples.shape == (1, BUILTIN_CHANNELS, 4, grid, grid) and samples.device.type == "cpu"
+    assert latent[SPRITE_KEY] is refs.sprite  # what VAE Decode moves
     assert info["num_frames"] == 4 and info["total_frames"] == 4 and info["fps"] == 8.0 and info["seed"] == 3
-    assert info["denoise"] == 0.7
+    assert info["denoise"] == 0.7 and (info["height"], info["width"]) == (32, 32)
     assert info["key_color"] == [255, 0, 255] and info["had_alpha"] is True
     assert info["prompts"] == {"0": "the knight jumps"}
     text = conditioning_segments(cond, model)[0][1]
-    direct = generate(model.model, text, references=refs.references, num_frames=4, height=32, width=32, fps=8.0,
-                      seed=3, steps=2, cfg_scale=4.0, denoise=0.7, profile=model.profile, decode=False)
+    direct = generate(model.model, text, references=refs.references, context=refs.context, num_frames=4, height=32,
+                      width=32, fps=8.0, seed=3, steps=2, cfg_scale=4.0, denoise=0.7, profile=model.profile,
+                      decode=False)
     torch.testing.assert_close(samples, direct.latents)
     again, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **SAMPLER)
     torch.testing.assert_close(again["samples"], samples)  # same seed, same clip
@@ -266,30 +286,27 @@ def test_sampler_is_generate(env):
 def test_sampler_size_rules(env):
     model, vae = builtin(env)
     cond, = run("CharMotionTextEncode", model=model, text="walk")
-    image, mask = sprite_image(32)
-    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="custom", width=32, height=32,
-                  fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    refs = sprite_refs(vae)
     with pytest.raises(InvalidInputError, match="set width and height to 0"):
         run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "width": 40})
     with pytest.raises(InvalidInputError, match="set both width and height"):
-        run("CharMotionSampler", model=model, positive=cond, **{**SAMPLER, "width": 0})
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "width": 0})
     latent, = run("CharMotionSampler", model=model, positive=cond, references=refs,
                   **{**SAMPLER, "width": 0, "height": 0})
-    assert latent["samples"].shape[-2:] == (8, 8)
-    latent, = run("CharMotionSampler", model=model, positive=cond, **{**SAMPLER, "width": 0, "height": 0, "frames": 2})
-    assert latent["samples"].shape[-2:] == (16, 16)  # the model's default 64x64
-    with pytest.raises(InvalidInputError, match="loops > 1 need the VAE"):
-        run("CharMotionSampler", model=model, positive=cond, loop=LoopControl(loops=2), **SAMPLER)
+    assert latent[LATENT_KEY]["width"] == 32 and latent["samples"].shape[-1] == vae.codec.config.grid
+    with pytest.raises(InvalidInputError, match="moves the pixels of a reference image"):
+        run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
     with pytest.raises(InvalidInputError, match="cannot make a clip of 100 frames"):
-        run("CharMotionSampler", model=model, positive=cond, **{**SAMPLER, "frames": 100})
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "frames": 100})
 
 
 def test_negative_prompt_changes_the_clip(env):
-    model, _ = builtin(env)
+    model, vae = builtin(env)
+    refs = sprite_refs(vae)
     cond, = run("CharMotionTextEncode", model=model, text="walk")
     neg, = run("CharMotionTextEncode", model=model, text="blurry")
-    plain, = run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
-    with_neg, = run("CharMotionSampler", model=model, positive=cond, negative=neg, **SAMPLER)
+    plain, = run("CharMotionSampler", model=model, positive=cond, references=refs, **SAMPLER)
+    with_neg, = run("CharMotionSampler", model=model, positive=cond, negative=neg, references=refs, **SAMPLER)
     assert not torch.allclose(plain["samples"], with_neg["samples"])
 
 
@@ -319,10 +336,13 @@ def test_opensora_image_to_video_through_the_nodes(env, opensora_file):
 @pytest.mark.parametrize("family", ["builtin", "opensora12"])
 def test_looped_clip_decodes_like_generate(env, opensora_file, family):
     """Per-loop decoding of the joined latents gives exactly the frames generate() keeps."""
+    refs = codec = context = None
     if family == "builtin":
         model, vae = builtin(env)
         cond, = run("CharMotionTextEncode", model=model, text="|0|walk|1|jump")
         frames, size, cfl = 5, 32, 2
+        refs = sprite_refs(vae)
+        codec, context = vae.codec.bind(refs.sprite), refs.context
     else:
         model, = run("CharMotionModelLoader", model_name=opensora_file, dtype="fp32", attention="sdpa")
         vae = pool_vae()
@@ -331,10 +351,11 @@ def test_looped_clip_decodes_like_generate(env, opensora_file, family):
         frames, size, cfl = 35, 64, 5  # 35 frames: not a whole number of 17-frame chunks
     loop = run("CharMotionLoopControl", loops=3, condition_frames=cfl, seamless=False, condition_edit=0.0)[0]
     params = dict(seed=11, steps=2, cfg=3.0, frames=frames, width=size, height=size, fps=8.0, denoise=0.6)
-    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, **params)
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, references=refs, **params)
     decoded, fps, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
     segments = conditioning_segments(cond, model)
-    direct = generate(model.model, [segments[0][1], segments[1][1], segments[1][1]], codec=vae.codec, num_frames=frames,
+    direct = generate(model.model, [segments[0][1], segments[1][1], segments[1][1]], codec=codec or vae.codec,
+                      references=refs.references if refs else (), context=context, num_frames=frames,
                       height=size, width=size, fps=8.0, seed=11, steps=2, cfg_scale=3.0, denoise=0.6, loops=3,
                       condition_frames=cfl, profile=model.profile)
     expected = ((direct.video.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 3, 0)
@@ -348,10 +369,17 @@ def test_seamless_and_default_condition_frames(env):
     model, vae = builtin(env)
     cond, = run("CharMotionTextEncode", model=model, text="walk")
     loop, = run("CharMotionLoopControl", loops=2, condition_frames=0, seamless=True, condition_edit=0.0)
-    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, **{**SAMPLER, "frames": 6})
+    refs = sprite_refs(vae)
+    latent, = run("CharMotionSampler", model=model, positive=cond, loop=loop, references=refs,
+                  **{**SAMPLER, "frames": 6})  # the built-in model continues from its latents: no VAE needed
     info = latent[LATENT_KEY]
     assert info["condition_frames"] == 4  # the built-in model's default
     assert info["total_frames"] == 6 + (6 - 4) and latent["samples"].shape[2] == 8 and info["seamless"]
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape[0] == 8
+    torch.testing.assert_close(frames[0], frames[-1] * 0 + frames[0])
+    first = vae.codec.warp(latent["samples"][:, :, :1], refs.sprite)
+    torch.testing.assert_close(first, refs.sprite.rgba[None, :, None])  # frame 0 is the reference exactly
 
 
 class Interrupted(Exception):
@@ -376,8 +404,9 @@ def test_cancel_stops_within_one_step(env, monkeypatch):
 
     monkeypatch.setattr(host, "throw_if_interrupted", interrupt_after_two)
     monkeypatch.setattr(model.model, "forward", counting_forward)
+    refs = sprite_refs(run("CharMotionVAELoader", vae_name=CODEC, dtype="auto", tile_size=0)[0])
     with pytest.raises(Interrupted):
-        run("CharMotionSampler", model=model, positive=cond, **{**SAMPLER, "steps": 10})
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "steps": 10})
     assert calls == {"checks": 3, "forwards": 2}  # the user pressed cancel during step 2: step 3 never ran
 
 
@@ -404,7 +433,8 @@ def test_progress_with_previews_counts_every_step(env, monkeypatch):
     RecordingProgress.made = []
     monkeypatch.setattr(host, "Progress", RecordingProgress)
     loop = LoopControl(loops=2, condition_frames=1)
-    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, **{**SAMPLER, "steps": 3})
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, references=sprite_refs(vae),
+                  **{**SAMPLER, "steps": 3})
     bar = RecordingProgress.made[0]
     assert bar.total == 6 and bar.updates == [1, 2, 3, 4, 5, 6]
     assert all(p is not None and p.size == (32, 32) for p in bar.previews)
@@ -449,14 +479,15 @@ def test_host_model_management_is_used_when_present(env, monkeypatch):
     model, _ = builtin(env)
     assert events[0] == ("patcher", "_Holder", True)
     cond, = run("CharMotionTextEncode", model=model, text="walk")
-    run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
+    refs = sprite_refs(run("CharMotionVAELoader", vae_name=CODEC, dtype="auto", tile_size=0)[0])
+    run("CharMotionSampler", model=model, positive=cond, references=refs, **SAMPLER)
     assert ("load", 1, True) in events and events.count("check") == 2
 
 
 def test_decode_video_needs_a_host_with_video(env, monkeypatch):
     model, vae = builtin(env)
     cond, = run("CharMotionTextEncode", model=model, text="walk")
-    latent, = run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=sprite_refs(vae), **SAMPLER)
     monkeypatch.setattr(host, "VideoFromComponents", None)
     with pytest.raises(InvalidInputError, match="0.3.30"):
         run("CharMotionDecodeVideo", vae=vae, samples=latent)
@@ -481,10 +512,14 @@ def test_decode_rejects_foreign_latents_and_infers_frames(env):
         run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, 4, 8, 8)})
     with pytest.raises(InvalidInputError, match="channels"):
         run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, 4, 3, 8, 8)})
-    frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, TINY_CHANNELS, 3, 8, 8)})
+    with pytest.raises(InvalidInputError, match="carries no reference sprite"):
+        run("CharMotionVAEDecode", vae=vae, samples={"samples": torch.zeros(1, BUILTIN_CHANNELS, 3, 8, 8)})
+    refs = sprite_refs(vae)
+    still = vae.codec.identity(refs.sprite)[None].expand(1, -1, 3, -1, -1)
+    frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples={"samples": still, SPRITE_KEY: refs.sprite})
     assert frames.shape == (3, 32, 32, 3) and fps == 8.0 and info.key_color is None
-    blocks = frames.unfold(1, 4, 4).unfold(2, 4, 4)  # zero latents decode to the codec's mean 4x4 block everywhere
-    assert torch.allclose(blocks, blocks[:1, :1, :1].expand_as(blocks), atol=1e-5)
+    expected = torch.from_numpy(refs.sprite.composited()).float() / 255  # no motion: the reference in every frame
+    torch.testing.assert_close(frames, expected[None].expand(3, -1, -1, -1), atol=1 / 255, rtol=0)
     pool = pool_vae()
     frames, fps, _ = run("CharMotionVAEDecode", vae=pool, samples={"samples": torch.zeros(1, 4, 10, 2, 2)})
     assert frames.shape == (34, 16, 16, 3) and fps == 24.0  # 10 latents: two 17-frame chunks

@@ -12,11 +12,11 @@ import torch
 from PIL import Image, ImageSequence
 
 from charmotion.dit_core.export import read_metadata
-from charmotion.dit_core.tiny import bundle as tiny_bundle
+from charmotion.dit_core.builtin import model as builtin_model
 from charmotion.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from charmotion.nodes import reference as reference_nodes
 from comfy_executor import PromptError, core_nodes, execute, object_info, ui_to_api, validate_prompt, validate_workflow
-from node_fixtures import env, one_thread, tiny_weights  # noqa: F401 (fixtures)
+from node_fixtures import builtin_weights, env, one_thread  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -106,6 +106,9 @@ def test_builtin_workflow_runs_end_to_end(env, info):
     sampler_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionSampler")
     assert prompt[sampler_id]["inputs"]["steps"] == 20
     prompt[sampler_id]["inputs"]["steps"] = 4
+    encode_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionReferenceEncode")
+    assert prompt[encode_id]["inputs"]["pixel_art"] is False
+    prompt[encode_id]["inputs"]["pixel_art"] = True  # nearest-neighbour moving: every pixel is one of the sprite's
     result = execute(prompt, NODE_CLASS_MAPPINGS, info, extra_pnginfo={"workflow": workflow})
     outputs = result["outputs"]
     assert len(outputs) == 2
@@ -114,7 +117,7 @@ def test_builtin_workflow_runs_end_to_end(env, info):
         (entry,) = ui["images"]
         files[prompt[node_id]["inputs"]["format"]] = env["output"] / entry["subfolder"] / entry["filename"]
     webp, sheet = files["webp"], files["sprite_sheet"]
-    assert webp.name == "knight_walk_00001_.webp" and webp.exists()
+    assert webp.name == "knight_jump_00001_.webp" and webp.exists()
     frames, durations = [], []
     with Image.open(webp) as im:
         for frame in ImageSequence.Iterator(im):
@@ -126,18 +129,18 @@ def test_builtin_workflow_runs_end_to_end(env, info):
     alpha = np.stack(frames)[..., 3]
     assert alpha.min() == 0 and alpha.max() == 255  # transparent background, as the sample sprite has
     assert read_metadata(webp)["workflow"]["nodes"][0]["type"] == workflow["nodes"][0]["type"]
-    palette_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionPaletteLock")
-    sprite_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionSampleSprite")
-    image, mask = result["results"][sprite_id]
-    sprite = {tuple(v) for v in (image[mask < 0.5] * 255).round().to(torch.uint8).tolist()}
-    (locked,) = result["results"][palette_id]
-    colours = {tuple(v) for v in (locked * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
-    assert colours <= sprite | {(255, 0, 255)} and len(colours) > 2  # palette lock: the sprite's colours and the key
+    decode_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionVAEDecode")
+    prepared = result["results"][encode_id][1]  # the sprite over its key colour
+    sprite = {tuple(v) for v in (prepared * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
+    decoded = result["results"][decode_id][0]
+    colours = {tuple(v) for v in (decoded * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
+    assert colours <= sprite | {(255, 0, 255)} and len(colours) > 2  # the sprite's own pixels (nearest) and the key
     atlas = json.loads(sheet.with_suffix(".json").read_text())
     assert atlas["meta"]["frame_count"] == 16 and atlas["meta"]["fps"] == 8.0
     assert atlas["meta"]["image"] == sheet.name
     latent = result["results"][sampler_id][0]
-    assert latent["samples"].shape == (1, tiny_bundle.DEFAULT_CONFIG["model"]["in_channels"], 16, 16, 16) and latent["charmotion"]["seamless"] is True
+    grid = builtin_model.DEFAULT_CONFIG["field"]["grid"]
+    assert latent["samples"].shape == (1, 3, 16, grid, grid) and latent["charmotion"]["seamless"] is True
 
 
 def test_unknown_sample_fails_validation(env, info):

@@ -74,8 +74,10 @@ def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return t[0]
 
 
-def backward_field(parts: np.ndarray, bones: dict[str, np.ndarray]) -> np.ndarray:
-    """Source points ``[T, H, W, 2]`` (x, y in pixels, centres at +0.5) in frame 0 of every pixel of every frame.
+def backward_field(parts: np.ndarray, bones: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Source points ``[T, H, W, 2]`` (x, y in pixels, centres at +0.5) in frame 0 of every pixel of every frame,
+    and bool ``[T, H, W]``: the pixels newly uncovered (their true source was hidden in frame 0, so they show the
+    nearest pixel of their part instead).
 
     ``parts`` int [T, H, W]: bone index (into ``sorted(bones)``) of the
     top-most shape, -1 = background (from ``sprites.render_parts``).
@@ -90,6 +92,7 @@ def backward_field(parts: np.ndarray, bones: dict[str, np.ndarray]) -> np.ndarra
     part0 = parts[0]
     owned0 = {b: _clean_pixels(part0, b) for b in range(len(names))}
     out = np.empty((frames, height, width, 2))
+    uncovered = np.zeros((frames, height, width), dtype=bool)
     for t in range(frames):
         part = parts[t]
         src = centres.copy()
@@ -116,6 +119,7 @@ def backward_field(parts: np.ndarray, bones: dict[str, np.ndarray]) -> np.ndarra
         inside = (src[..., 0] >= 0) & (src[..., 0] < width) & (src[..., 1] >= 0) & (src[..., 1] < height)
         seen = np.where(inside, part0[iy, ix], -1)
         wrong = (seen != part) & fg & (t > 0)
+        uncovered[t] = wrong
         for b in np.unique(part[wrong]):
             targets = owned0[int(b)]
             if len(targets):  # (a part nowhere in frame 0 keeps its true source)
@@ -123,7 +127,7 @@ def backward_field(parts: np.ndarray, bones: dict[str, np.ndarray]) -> np.ndarra
                 src[sel] = _nearest_of(targets, src[sel])
         out[t] = src
     out[0] = centres
-    return out
+    return out, uncovered
 
 
 def dense_displacement(source_points: np.ndarray) -> np.ndarray:
@@ -161,7 +165,7 @@ def clip_latents(codec, parts: np.ndarray, bones: dict[str, np.ndarray], alpha: 
     ``alpha`` float [T, H, W] (coverage of every frame); ``codec`` a
     ``MotionFieldCodec`` (its grid and scales)."""
     frames, height, width = parts.shape
-    dense = dense_displacement(backward_field(parts, bones))
+    dense = dense_displacement(backward_field(parts, bones)[0])
     coarse = torch.from_numpy(coarse_field(dense, codec.grid, motion_weights(parts, dense, height)))
     occupancy = codec.occupancy(torch.from_numpy(np.ascontiguousarray(alpha))[:, None], (0.0, 0.0, float(height)))
     return codec.to_latents(coarse.permute(1, 0, 2, 3)[None], occupancy.permute(1, 0, 2, 3)[None])[0]

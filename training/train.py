@@ -39,7 +39,7 @@ from ..dit_core.prompts import decorate_prompt, preprocess_text
 from ..dit_core.sampling.schedule import transform_timesteps
 from .actions import ACTIONS
 from .dataset import example_seed, iter_batches, make_example, prefetch
-from .phrases import action_words
+from .phrases import action_words, make_prompt
 
 FRAMES = 16
 SIZE = 64
@@ -78,6 +78,47 @@ def seamless_batch(seed: int, index: int, batch_size: int, field_config: FieldCo
     latents = np.stack([np.concatenate([e["latents"], e["latents"][:, :1]], axis=1) for e in examples])
     return {"latents": latents, "appearance": np.stack([e["appearance"] for e in examples]),
             "amplitude": np.array([e["amplitude"] for e in examples]), "prompt": [e["prompt"] for e in examples]}
+
+
+class ClipStore:
+    """Training clips drawn once (in worker processes, all cores busy) and then sampled from: training steps
+    then run at the model's own speed instead of waiting for clips to be drawn. Prompts are phrased anew every
+    time a clip is used."""
+
+    CHUNK = 32  # clips per worker job
+
+    def __init__(self, seed: int, count: int, field_config: FieldConfig, workers: int = 0):
+        jobs = ((seed, i, self.CHUNK, field_config) for i in range(math.ceil(count / self.CHUNK)))
+        chunks = list(prefetch(_store_chunk, jobs, workers))
+        self.latents = np.concatenate([c["latents"] for c in chunks])[:count]
+        self.appearance = np.concatenate([c["appearance"] for c in chunks])[:count]
+        self.action = sum((c["action"] for c in chunks), [])[:count]
+        self.noun = sum((c["noun"] for c in chunks), [])[:count]
+        self.amplitude = np.concatenate([c["amplitude"] for c in chunks])[:count]
+        self.loopable = np.flatnonzero([ACTIONS[a].loopable for a in self.action])
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def batch(self, rng: np.random.Generator, batch_size: int, seamless: bool) -> dict:
+        pool = self.loopable if seamless else np.arange(len(self))
+        pick = rng.choice(pool, size=batch_size, replace=False)
+        latents = self.latents[pick].astype(np.float32)
+        if seamless:  # a 17th frame equal to the first: the loop closes there
+            latents = np.concatenate([latents, latents[:, :, :1]], axis=2)
+        return {"latents": latents, "appearance": self.appearance[pick].astype(np.float32),
+                "amplitude": self.amplitude[pick], "seamless": seamless,
+                "prompt": [make_prompt(rng, self.action[i], self.noun[i], False) for i in pick]}
+
+
+def _store_chunk(job: tuple) -> dict:
+    seed, index, count, field_config = job
+    codec = MotionFieldCodec(field_config)
+    examples = [make_example(example_seed(seed, index, i), "train", FRAMES, SIZE, codec=codec) for i in range(count)]
+    return {"latents": np.stack([e["latents"] for e in examples]).astype(np.float16),
+            "appearance": np.stack([e["appearance"] for e in examples]).astype(np.float16),
+            "action": [e["action"] for e in examples], "noun": [e["character"]["noun"] for e in examples],
+            "amplitude": np.array([e["amplitude"] for e in examples], dtype=np.float32)}
 
 
 def sample_timesteps(n: int, gen: torch.Generator, *, shift: float = 1.0, uniform: float = 0.0) -> torch.Tensor:
@@ -252,6 +293,12 @@ class Trainer:
             yield self.args.seed, index, self.args.batch_size, self.field_config, every > 0 and index % every == every - 1
             index += 1
 
+    def stored_batches(self, store: ClipStore):
+        every = self.args.seamless_every
+        while True:
+            index = self.step // self.args.repeat
+            yield store.batch(self.rng, self.args.batch_size, every > 0 and index % every == every - 1)
+
     def run(self):
         args = self.args
         if args.resume and self.state_path().exists():
@@ -259,7 +306,16 @@ class Trainer:
             print(f"resumed at step {self.step} ({self.seconds / 60:.1f} min trained)")
         budget = args.minutes * 60.0
         log = (self.out / "log.jsonl").open("a")
-        batches = prefetch(training_batch, self.batch_jobs(), args.workers)
+        if args.clips:
+            start = time.perf_counter()
+            store = ClipStore(args.seed, args.clips, self.field_config, args.workers)
+            drawn = time.perf_counter() - start
+            if self.step == 0:
+                self.seconds += drawn  # drawing the clips is part of the recipe's time
+            print(json.dumps({"clips": len(store), "draw_minutes": round(drawn / 60, 2)}), flush=True)
+            batches = self.stored_batches(store)
+        else:
+            batches = prefetch(training_batch, self.batch_jobs(), args.workers)
         batch, recent, last_save = None, [], time.time()
         while self.seconds < budget and self.step < args.steps:
             start = time.perf_counter()
@@ -285,7 +341,8 @@ class Trainer:
         log.write(json.dumps(final) + "\n")
         self.swap_in(self.ema)
         info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
-                "heldout_loss": final["heldout_loss"], "seed": args.seed, "device": self.device.type}
+                "clips": args.clips, "heldout_loss": final["heldout_loss"], "seed": args.seed,
+                "device": self.device.type}
         path = save_builtin(self.bundle, self.out / "charmotion_builtin.safetensors", info=info)
         print(f"wrote {path}")
         return path
@@ -307,7 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                         help="bfloat16 autocast (weights stay float32; about 1.7x faster on CPUs with AVX-512 BF16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="data worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes that draw clips")
+    parser.add_argument("--clips", type=int, default=4000,
+                        help="draw this many training clips first and train on them (prompts phrased anew each "
+                             "time); 0 = draw fresh clips for every batch while training")
     parser.add_argument("--repeat", type=int, default=1,
                         help="train on every batch this many steps (fresh noise, timesteps, captions each time)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -128,6 +128,26 @@ class MotionFieldCodec:
         cells = rearrange(pixels, "n c (h a) (w b) -> n (c a b) h w", h=self.config.grid, w=self.config.grid)
         return (cells * 2.0 - 1.0)[:, :, None].to(self.dtype)
 
+    def fit_pose(self, source: Sprite, target: Sprite, steps: int = 200) -> torch.Tensor:
+        """The latent frame ``[3, 1, g, g]`` that moves ``source``'s pixels into ``target``'s pose (same canvas):
+        the target's occupancy and the displacement that best redraws the target from the source's pixels
+        (premultiplied colour difference, fitted by gradient descent from no motion)."""
+        if (source.height, source.width) != (target.height, target.width):
+            raise InvalidInputError(f"a pose image must have the reference's size ({source.width}x{source.height}); "
+                                    f"got {target.width}x{target.height}")
+        occupancy = self.occupancy(target.rgba[None, 3:4], source.frame)[:, :, None]
+        displacement = torch.zeros(1, 2, 1, *self.grid, requires_grad=True)
+        optimizer = torch.optim.Adam([displacement], lr=0.01)
+        goal = target.rgba[None, :, None]
+        with torch.enable_grad():
+            for _ in range(steps):
+                moved = warp(source.rgba[None], displacement, occupancy, frame=source.frame, mode="bilinear")
+                loss = (moved - goal).abs().mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return self.to_latents(displacement.detach(), occupancy)[0].to(self.dtype)
+
     # -- frames ---------------------------------------------------------------------
     def warp(self, z: torch.Tensor, sprite: Sprite, mode: str | None = None) -> torch.Tensor:
         """Latents ``[n, 3, T, g, g]`` -> premultiplied RGBA frames ``[n, 4, T, H, W]`` (float32, 0..1)."""

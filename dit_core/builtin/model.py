@@ -213,14 +213,11 @@ def open_model_file(source) -> WeightSource:
 
 
 def _json_metadata(weights: WeightSource, key: str) -> dict:
-    text = weights.metadata.get(key) or "{}"
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{weights.name}: its {key!r} metadata is not valid JSON ({exc}); the file is damaged: "
-                              "write it again with the trainer or use the built-in model") from None
+    """A JSON object from the file's metadata (broken JSON raises, and ``reading_model_file`` names the file)."""
+    value = json.loads(weights.metadata.get(key) or "{}")
     if not isinstance(value, dict):
-        raise CheckpointError(f"{weights.name}: its {key!r} metadata is not a JSON object; the file is damaged")
+        raise CheckpointError(f"{weights.name}: its {key!r} metadata is not a JSON object; the file is damaged: "
+                              "write it again with the trainer or use the built-in model")
     return value
 
 

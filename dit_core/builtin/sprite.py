@@ -10,7 +10,7 @@
   use (``background="auto"``) or a chosen one; the export keys it out again
   for transparent formats.
 * **Size.** The output has the image's size unless another is asked for
-  (nearest neighbour for pixel art, else a premultiplied bicubic resize).
+  (:func:`resize_rgba`: nearest neighbour for pixel art, else bicubic).
 * **Warp mode.** ``auto`` samples with ``nearest`` when the image looks like
   pixel art (hard alpha edges and at most :data:`PIXEL_ART_COLORS` colours),
   so the clip keeps its exact pixels and palette; else ``bilinear``.
@@ -109,22 +109,37 @@ def _centred_square(height: int, width: int) -> tuple[float, float, float]:
     return ((width - size) / 2, (height - size) / 2, size)
 
 
-def _resize_rgba(rgb: np.ndarray, alpha: np.ndarray, height: int, width: int, nearest: bool):
+def resize_rgba(rgb: np.ndarray, alpha: np.ndarray, height: int, width: int, *, fit: str, nearest: bool):
+    """RGB + alpha (uint8) at ``height x width``: ``stretch`` ignores the aspect ratio, ``pad`` fits the whole
+    image inside (transparent around it), ``crop`` fills and centre-crops. Nearest neighbour for pixel art, else
+    bicubic (Pillow resizes RGBA premultiplied)."""
     from PIL import Image
 
-    rgba = np.concatenate([rgb, alpha[..., None]], axis=-1)
-    resample = Image.NEAREST if nearest else Image.BICUBIC  # Pillow resizes RGBA premultiplied
-    out = np.asarray(Image.fromarray(rgba, "RGBA").resize((width, height), resample))
+    if fit not in images.FITS:
+        raise InvalidInputError(f"unknown fit {fit!r}; choose one of {', '.join(images.FITS)}")
+    h0, w0 = alpha.shape
+    if fit == "stretch":
+        scaled_h, scaled_w = height, width
+    else:
+        scale = (min if fit == "pad" else max)(height / h0, width / w0)
+        scaled_h, scaled_w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
+    rgba = Image.fromarray(np.concatenate([rgb, alpha[..., None]], axis=-1), "RGBA")
+    scaled = np.asarray(rgba.resize((scaled_w, scaled_h), Image.NEAREST if nearest else Image.BICUBIC))
+    out = np.zeros((height, width, 4), np.uint8)
+    top, left = (height - scaled_h) // 2, (width - scaled_w) // 2
+    src = scaled[max(0, -top):, max(0, -left):][:height, :width]
+    out[max(0, top):max(0, top) + src.shape[0], max(0, left):max(0, left) + src.shape[1]] = src
     return np.ascontiguousarray(out[..., :3]), np.ascontiguousarray(out[..., 3])
 
 
-def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | None = None,
+def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | None = None, fit: str = "pad",
                    background: Any = "auto", mode: str = "auto") -> Sprite:
     """One character image -> a :class:`Sprite` (see the module notes).
 
     ``image`` ``[H, W, C]`` (C = 1..4), float 0..1 or uint8; ``alpha`` optional
     opacity ``[H, W]`` (1 = opaque); ``size`` ``(height, width)`` of the output
-    (None: the image's); ``background`` ``auto``, a colour name, ``#rrggbb`` or
+    (None: the image's) and ``fit`` (``pad``, ``crop`` or ``stretch``) for
+    another aspect ratio; ``background`` ``auto``, a colour name, ``#rrggbb`` or
     ``r,g,b``; ``mode`` ``auto``, ``nearest`` or ``bilinear``.
     """
     if mode not in ("auto",) + MODES:
@@ -151,7 +166,7 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
         if height < 1 or width < 1:
             raise InvalidInputError(f"output size {width}x{height} is empty: give a width and height of at least 1")
         if (height, width) != rgb.shape[:2]:
-            rgb, a = _resize_rgba(rgb, a, height, width, nearest=pixel_art)
+            rgb, a = resize_rgba(rgb, a, height, width, fit=fit, nearest=pixel_art)
     straight = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
     opacity = torch.from_numpy(a.astype(np.float32) / 255.0)[None]
     return Sprite(rgba=torch.cat([straight * opacity, opacity]).contiguous(), frame=working_frame(a),

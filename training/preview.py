@@ -1,6 +1,6 @@
 """Contact sheets of the procedural sprite data, to eyeball it.
 
-    python benchmarks/preview_data.py [--seed 0] [--split train] [--out preview]
+    python -m training preview [--seed 0] [--split train] [--out preview]
 
 Writes ``<out>_frames.png`` (one row per action: the frames of one example,
 amplitude and prompt in the margin) and ``<out>_grid.gif`` (one row per
@@ -12,26 +12,12 @@ the demo character PNGs (``assets/samples``) instead.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_pack():
-    if "charmotion" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("charmotion", ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["charmotion"] = module
-        spec.loader.exec_module(module)
-    from charmotion.dit_core.tiny import actions, dataset  # noqa: E402
-
-    return actions, dataset
+from . import actions, dataset
 
 
 def free_path(path: Path) -> Path:
@@ -53,7 +39,8 @@ def save(image: Image.Image, path: Path, **kwargs) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m training preview", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default="train", choices=("train", "heldout"))
     ap.add_argument("--frames", type=int, default=16)
@@ -64,7 +51,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="preview")
     ap.add_argument("--write-samples", metavar="DIR", default=None)
     args = ap.parse_args(argv)
-    actions, dataset = load_pack()
     if args.write_samples:
         for path in dataset.write_sample_assets(args.write_samples, size=args.size):
             print("wrote", path)
@@ -101,7 +87,3 @@ def main(argv=None) -> int:
     print("wrote", save(frames[0], out.with_name(out.name + "_grid.gif"), save_all=True,
                         append_images=frames[1:], duration=90, loop=0))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

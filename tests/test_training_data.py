@@ -1,8 +1,8 @@
-"""Procedural sprite data (dit_core.tiny.sprites/actions/dataset) and the
-analytic action tracker (dit_core.tiny.metrics).
+"""Procedural sprite data (training.sprites/actions/phrases/dataset) and the
+analytic action tracker (training.metrics).
 
 The tracker checks here use small fixed samples so the file stays fast; the
-large-sample figures come from ``benchmarks/validate_tracker.py``.
+large-sample figures come from ``python -m training validate-tracker``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charmotion.dit_core.tiny import actions as A
-from charmotion.dit_core.tiny import dataset as D
-from charmotion.dit_core.tiny import metrics as M
-from charmotion.dit_core.tiny import sprites as S
-from charmotion.dit_core.tiny import validate as V
+from charmotion.dit_core.builtin.codec import FieldConfig, MotionFieldCodec
+from charmotion.training import actions as A
+from charmotion.training import dataset as D
+from charmotion.training import metrics as M
+from charmotion.training import phrases as P
+from charmotion.training import sprites as S
+from charmotion.training import validate as V
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,19 +58,32 @@ def test_examples_are_deterministic_per_seed():
     assert not np.array_equal(d["frames"], e["frames"])
 
 
+def test_examples_with_a_codec_hold_the_motion_field_and_appearance():
+    codec = MotionFieldCodec()
+    ex = D.make_example(4, "train", num_frames=6, size=64, codec=codec)
+    g = codec.config.grid
+    assert ex["latents"].shape == (3, 6, g, g) and ex["latents"].dtype == np.float32
+    assert ex["appearance"].shape == (codec.config.appearance_channels, 1, g, g)
+    assert np.array_equal(ex["latents"][:, :1], codec.identity(ex["sprite"]).numpy())  # frame 0 is the reference
+    plain = D.make_example(4, "train", num_frames=6, size=64)
+    assert np.array_equal(plain["frames"], ex["frames"]) and plain["prompt"] == ex["prompt"]
+
+
 def test_iter_batches_shapes_and_workers_do_not_change_data():
-    batches = list(D.iter_batches(5, 3, "train", num_frames=8, size=32, num_batches=2))
-    assert len(batches) == 2
+    config = FieldConfig()
+    first_two = D.iter_batches(5, 3, config, num_frames=6)
+    batches = [next(first_two), next(first_two)]
     b = batches[0]
-    assert b["frames"].shape == (3, 8, 32, 32, 3) and b["frames"].dtype == np.uint8
-    assert b["alpha"].shape == (3, 8, 32, 32) and b["key_color"].shape == (3, 3)
+    assert b["latents"].shape == (3, 3, 6, config.grid, config.grid) and b["latents"].dtype == np.float32
+    assert b["appearance"].shape == (3, config.appearance_channels, 1, config.grid, config.grid)
     assert b["action"].dtype == np.int64 and b["amplitude"].dtype == np.float32 and len(b["prompt"]) == 3
-    assert not np.array_equal(batches[0]["frames"], batches[1]["frames"])
-    parallel = list(D.iter_batches(5, 3, "train", num_frames=8, size=32, num_batches=2, num_workers=2))
-    for x, y in zip(batches, parallel):
-        assert np.array_equal(x["frames"], y["frames"]) and x["prompt"] == y["prompt"]
-    later = next(D.iter_batches(5, 3, "train", num_frames=8, size=32, start=1))
-    assert np.array_equal(later["frames"], batches[1]["frames"])
+    assert not np.array_equal(batches[0]["latents"], batches[1]["latents"])
+    parallel = D.iter_batches(5, 3, config, num_frames=6, num_workers=2)
+    for x in batches:
+        y = next(parallel)
+        assert np.array_equal(x["latents"], y["latents"]) and x["prompt"] == y["prompt"]
+    later = next(D.iter_batches(5, 3, config, num_frames=6, start=1))
+    assert np.array_equal(later["latents"], batches[1]["latents"])
 
 
 def test_user_errors_are_clear():
@@ -135,25 +150,49 @@ def test_amplitude_grows_motion_size_monotonically():
     assert max(np.abs(walk)) < M.RUN_MIN < min(np.abs(run))
 
 
-def test_prompts_use_the_action_phrasings():
-    for name, act in A.ACTIONS.items():
-        assert 5 <= len(act.phrases) <= 8 and act.heldout_phrases, name
-        assert not set(act.phrases) & set(act.heldout_phrases), name
+def test_every_action_has_rich_phrases_and_held_out_sentences_training_never_uses():
+    assert set(P.PHRASES) == set(A.ACTION_NAMES)
+    for name, table in P.PHRASES.items():
+        assert len(table["train"]) >= 10 and len(table["heldout"]) >= 3, name
+        assert not set(table["train"]) & set(table["heldout"]), name
+    assert not set(P.TRAIN_SHAPES) & set(P.HELDOUT_SHAPES)
+
+
+@pytest.mark.parametrize("phrase, third, ing", [
+    ("hop once", "hops once", "hopping once"), ("wave hello", "waves hello", "waving hello"),
+    ("trip and fall", "trips and falls", "tripping and falling"), ("do a spin", "does a spin", "doing a spin"),
+    ("squash and stretch", "squashes and stretches", "squashing and stretching"),
+    ("get bigger", "gets bigger", "getting bigger"), ("close and open its eyes", "closes and opens its eyes",
+                                                      "closing and opening its eyes"),
+])
+def test_verb_phrases_are_inflected(phrase, third, ing):
+    assert P.inflect(phrase) == (third, ing)
+
+
+def _sentences(shapes, phrases) -> set[str]:
+    out = set()
+    for phrase in phrases:
+        third, ing = P.inflect(phrase)
+        for shape in shapes:
+            for subject in ("<s>",):
+                out.add(shape.format(s=subject, v=third, b=phrase, g=ing, o=subject, a="<s>"))
+    return out
+
+
+def _shape_of(prompt: str, noun: str) -> str:
+    text = prompt[0].lower() + prompt[1:]
+    for subject in sorted((form.format(n=noun) for form, _ in P.SUBJECTS), key=len, reverse=True):
+        text = re.sub(rf"(?<![a-z]){re.escape(subject)}(?![a-z])", "<s>", text)
+    return text.replace(f"a {noun}", "<s>")
 
 
 # ---------------------------------------------------------------------------
 # Held-out split
 
 
-def _template_regex(template: str) -> re.Pattern:
-    parts = re.split(r"(\{s\}|\{n\})", template)
-    body = "".join(".+" if p in ("{s}", "{n}") else re.escape(p) for p in parts)
-    return re.compile(body, re.IGNORECASE)
-
-
 def test_heldout_split_is_disjoint_from_training():
-    heldout_res = {n: [_template_regex(t) for t in a.heldout_phrases] for n, a in A.ACTIONS.items()}
-    train_res = {n: [_template_regex(t) for t in a.phrases] for n, a in A.ACTIONS.items()}
+    train_sentences = {a: _sentences(P.TRAIN_SHAPES, t["train"]) for a, t in P.PHRASES.items()}
+    heldout_sentences = {a: _sentences(P.HELDOUT_SHAPES, t["heldout"]) for a, t in P.PHRASES.items()}
     forced = phrase_held = 0
     for seed in range(120):
         tr = D.make_example(seed, "train", num_frames=2, size=32)
@@ -161,13 +200,16 @@ def test_heldout_split_is_disjoint_from_training():
         assert tr["character_id"] < D.HELDOUT_ID_START <= ho["character_id"]
         c = tr["character"]
         assert not D.is_heldout_combination(c["kind"], c["palette"], c["style"], c["shading"])
-        assert not any(r.fullmatch(tr["prompt"]) for r in heldout_res[tr["action"]]), tr["prompt"]
-        assert any(r.fullmatch(tr["prompt"]) for r in train_res[tr["action"]]), tr["prompt"]
+        shape = _shape_of(tr["prompt"], c["noun"])
+        assert shape in train_sentences[tr["action"]], tr["prompt"]
+        assert not any(shape in s for s in heldout_sentences.values()), tr["prompt"]
         h = ho["character"]
         forced += D.is_heldout_combination(h["kind"], h["palette"], h["style"], h["shading"])
         if ho["phrase_heldout"]:
             phrase_held += 1
-            assert any(r.fullmatch(ho["prompt"]) for r in heldout_res[ho["action"]]), ho["prompt"]
+            held = _shape_of(ho["prompt"], h["noun"])
+            assert held in heldout_sentences[ho["action"]], ho["prompt"]
+            assert not any(held in s for s in train_sentences.values()), ho["prompt"]
     assert 30 <= forced <= 90 and 30 <= phrase_held <= 90
 
 
