@@ -1,6 +1,6 @@
 """Reading weight files and loading them into modules built on the meta device.
 
-Every model family (STDiT3, the Open-Sora video VAE, the built-in tiny model)
+Every model family (STDiT3, the Open-Sora video VAE, the built-in model)
 loads through here, so they share one set of rules:
 
 * ``.safetensors`` is read lazily (names and shapes first, tensors one at a

@@ -11,9 +11,9 @@ from golden_data import case_weights_path, golden_cases, load_case_tensors
 
 from charmotion.dit_core.attention import xformers_available
 from charmotion.dit_core.models import load_stdit3
-from charmotion.dit_core.tiny.bundle import load_tiny
-from charmotion.dit_core.tiny.dataset import make_example
-from charmotion.dit_core.tiny.evaluate import animate_reference
+from charmotion.dit_core.builtin.model import load_builtin
+from charmotion.training.dataset import make_example
+from charmotion.training.evaluate import animate, reference_rgba
 from charmotion.dit_core.vae import load_opensora_vae
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -77,36 +77,31 @@ def test_builtin_model_gives_the_cpu_clip_on_cuda():
     example = make_example(5, "heldout", 8, action="jump", amplitude=0.8)
 
     def clip(device):
-        bundle = load_tiny(device=device)
-        return animate_reference(bundle, example["frames"][0], example["prompt"], strength=0.8, seed=1, frames=8, steps=4)
+        bundle = load_builtin(device=device)
+        return animate(bundle, reference_rgba(example), example["prompt"], strength=0.8, seed=1, frames=8, steps=4,
+                       key_color=example["key_color"])
 
     cpu, cuda = clip("cpu").astype(int), clip("cuda").astype(int)
     assert cuda.shape == cpu.shape == (8, 64, 64, 3)
-    diff = np.abs(cuda - cpu)
-    assert diff.mean() < 0.5 and diff.max() <= 8, f"CUDA clip differs from the CPU clip: mean {diff.mean():.3f}, max {diff.max()}"
+    differ = (np.abs(cuda - cpu).max(axis=-1) > 0).mean()
+    assert differ < 0.02, f"CUDA clip differs from the CPU clip in {differ:.1%} of the pixels"
 
 
-def test_training_on_cuda_draws_noise_there_and_resumes(tmp_path, capsys):
+def test_training_on_cuda_resumes(tmp_path):
     import json
 
-    from charmotion.dit_core.tiny import train
+    from charmotion.training import train
 
-    small = {"model": {"depth": 1, "hidden_size": 32, "num_heads": 2, "caption_channels": 16, "model_max_length": 16},
-             "text_encoder": {"dim": 16, "buckets": 256, "max_length": 16, "layers": 1, "heads": 2}}
+    small = {"model": {"depth": 1, "hidden_size": 32, "num_heads": 2},
+             "text_encoder": {"dim": 16, "buckets": 256, "layers": 1, "heads": 2}}
 
     def run(out, device, *extra):
-        train.main(["--out", str(out), "--device", device, "--bf16", "--batch-size", "2", "--codec-components", "0",
+        train.main(["--out", str(out), "--device", device, "--batch-size", "2", "--clips", "4", "--workers", "0",
                     "--heldout-clips", "2", "--log-every", "1", "--eval-every", "100", "--warmup", "1",
                     "--config", json.dumps(small), *extra])
 
     run(tmp_path / "gpu", "cuda", "--steps", "2")
-    state = torch.load(tmp_path / "gpu" / "train_state.pt", map_location="cpu", weights_only=True)
-    assert state["noise_gen"].numel() > 0  # the CUDA generator's state is kept for --resume
     run(tmp_path / "gpu", "cuda", "--steps", "3", "--resume")
     log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines() if "lr" in line]
-    assert [entry["step"] for entry in log] == [1, 2, 3] and all(0 < entry["loss"] < 10 for entry in log)
-    assert load_tiny(tmp_path / "gpu" / "charmotion_tiny.safetensors").info["device"] == "cuda"
-    run(tmp_path / "moved", "cpu", "--steps", "2")  # a CPU run continued on the GPU
-    capsys.readouterr()
-    run(tmp_path / "moved", "cuda", "--steps", "3", "--resume")
-    assert "saved by a CPU run; the noise on cuda is a new stream" in capsys.readouterr().out
+    assert [entry["step"] for entry in log] == [1, 2, 3] and all(0 < entry["loss"] < 20 for entry in log)
+    assert load_builtin(tmp_path / "gpu" / "charmotion_builtin.safetensors").info["device"] == "cuda"

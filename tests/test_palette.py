@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from dit_core.errors import InvalidInputError
-from dit_core.palette import lock_palette
-from dit_core.tiny.dataset import make_example
+from charmotion.dit_core.errors import InvalidInputError
+from charmotion.dit_core.palette import lock_palette
+from charmotion.training.dataset import make_example
 
 
 def _colours(array: np.ndarray) -> set[tuple[int, int, int]]:

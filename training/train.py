@@ -164,6 +164,7 @@ class Trainer:
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
         if args.bf16 and self.device.type == "cpu":  # the CPU's fused attention is slow in bfloat16 backward
             self.model.set_attention_backend("math")
+
         self.params = [p for p in list(self.model.parameters()) + list(self.text.parameters()) if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01,
                                      fused=self.device.type == "cuda" or None)
@@ -220,7 +221,9 @@ class Trainer:
         clean = condition_masks(kinds, frames).to(device)
         prompts = [caption(p, a, self.rng, self.motion_scale) for p, a in zip(batch["prompt"], batch["amplitude"])]
         text = self.text(prompts)
-        y = text.y
+        pad = self.model.config.model_max_length - text.y.shape[2]  # every caption in its full slots, as sampled
+        y = torch.nn.functional.pad(text.y, (0, 0, 0, pad))
+        text_mask = torch.nn.functional.pad(text.mask, (0, pad))
         if bool(drop.any()):
             null = self.model.y_embedder.y_embedding[: y.shape[2]]
             y = torch.where(drop[:, None, None, None], null[None, None].expand_as(y), y)
@@ -228,7 +231,7 @@ class Trainer:
         xt = torch.where(clean[:, None, :, None, None], x0, (1 - w) * x0 + w * noise)
         n = x0.shape[0]
         size = torch.full((n,), self.frame_pixels, device=device)
-        pred = self.model(xt, t, y, mask=text.mask, x_mask=~clean, fps=torch.full((n,), 8.0, device=device),
+        pred = self.model(xt, t, y, mask=text_mask, x_mask=~clean, fps=torch.full((n,), 8.0, device=device),
                           height=size, width=size, context=context)
         err = (pred - (x0 - noise)).pow(2).mean(dim=1)  # [B, T, h, w]
         weight = (~clean).float()[:, :, None, None].expand_as(err)
@@ -355,12 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float, default=60.0, help="training time budget (wall clock spent in steps)")
     parser.add_argument("--steps", type=int, default=1800, help="stop after this many steps; the learning rate decays to them")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--ema", type=float, default=0.995)
     parser.add_argument("--seamless-every", type=int, default=8, help="every N-th batch trains seamless loops")
     parser.add_argument("--t-uniform", type=float, default=0.2, help="share of timesteps drawn uniformly")
-    parser.add_argument("--t-shift", type=float, default=1.0, help="shift the timesteps toward high noise")
+    parser.add_argument("--t-shift", type=float, default=2.0,
+                        help="shift the timesteps toward high noise, where a clip's motion is decided")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
                         help="bfloat16 autocast (weights stay float32; about 1.7x faster on CPUs with AVX-512 BF16)")
     parser.add_argument("--seed", type=int, default=0)

@@ -35,7 +35,8 @@ LATENT_CHANNELS = 3
 class FieldConfig:
     grid: int = 32  # field cells per side of the working frame
     frame_pixels: int = 64  # side of the working frame as the model sees the reference
-    displacement_scale: float = 0.1  # frame heights per latent unit
+    displacement_scale: float = 0.2  # frame heights per latent unit (the latents' spread is then about 1)
+    still_below: float = 0.0  # displacements shorter than this (frame heights) are no motion: the cell is the reference
 
     @property
     def appearance_channels(self) -> int:
@@ -150,10 +151,23 @@ class MotionFieldCodec:
 
     # -- frames ---------------------------------------------------------------------
     def warp(self, z: torch.Tensor, sprite: Sprite, mode: str | None = None) -> torch.Tensor:
-        """Latents ``[n, 3, T, g, g]`` -> premultiplied RGBA frames ``[n, 4, T, H, W]`` (float32, 0..1)."""
+        """Latents ``[n, 3, T, g, g]`` -> premultiplied RGBA frames ``[n, 4, T, H, W]`` (float32, 0..1).
+
+        With ``still_below`` a displacement shorter than it counts as none (longer ones are shortened by it, so
+        motion stays continuous), and such a still cell shows the reference as it is (its occupancy): parts that
+        hardly move stay exactly still instead of shimmering."""
         displacement, occupancy = self.from_latents(z)
+        if self.config.still_below > 0:
+            displacement, occupancy = self._settle(displacement, occupancy, sprite)
         source = sprite.rgba[None].to(displacement.device).expand(z.shape[0], -1, -1, -1)
         return warp(source, displacement, occupancy, frame=sprite.frame, mode=mode or sprite.mode)
+
+    def _settle(self, displacement, occupancy, sprite: Sprite):
+        length = displacement.norm(dim=1, keepdim=True)
+        still = length < self.config.still_below
+        shorter = (1.0 - self.config.still_below / length.clamp_min(1e-12)).clamp_min(0.0)
+        own = self.occupancy(sprite.rgba[None, 3:4], sprite.frame)[:, :, None].to(occupancy)
+        return displacement * shorter, torch.where(still, own.expand_as(occupancy), occupancy)
 
     def decode_frames(self, z: torch.Tensor, sprite: Sprite) -> torch.Tensor:
         """Latents -> RGB ``[n, 3, T, H, W]`` in [-1, 1] over the sprite's key colour (as a video VAE decodes)."""

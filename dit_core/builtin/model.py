@@ -36,7 +36,7 @@ FAMILY = "charmotion_builtin"
 DEFAULT_CONFIG = {
     "model": dict(depth=4, hidden_size=128, num_heads=4, patch_size=[1, 4, 4], in_channels=LATENT_CHANNELS,
                   context_channels=FieldConfig().appearance_channels, caption_channels=64, model_max_length=32,
-                  qk_norm=True, pred_sigma=False),
+                  qk_norm=True, pred_sigma=False, pooled_caption=True),
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4),
     "field": FieldConfig().to_dict(),
     "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,

@@ -21,6 +21,7 @@ from typing import Mapping
 WORD = re.compile(r"[a-z]+")
 SUFFIXES = ("ing", "es", "ed", "s")
 MAX_ACTIONS_PER_WORD = 2
+LABELS = {"squash_stretch": "squash and stretch"}  # how the note names an action (default: its name, spaced)
 
 
 def stem(word: str) -> str:
@@ -56,6 +57,6 @@ def no_action_note(prompt: str, action_words: Mapping[str, list[str]]) -> str | 
     lists no action words)."""
     if not action_words or named_actions(prompt, action_words):
         return None
-    known = ", ".join(name.replace("_", " ") for name in action_words)
+    known = ", ".join(LABELS.get(name, name.replace("_", " ")) for name in action_words)
     return (f"the built-in model knows no action word in {prompt.strip()!r}, so the character will move without "
             f"a clear action: name one of {known} (e.g. 'the knight jumps')")

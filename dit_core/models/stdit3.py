@@ -47,6 +47,7 @@ class STDiT3Config:
     pred_sigma: bool = True
     input_sq_size: int = 512
     context_channels: int = 0  # per-clip input channels given with every frame but never generated (0 in Open-Sora)
+    pooled_caption: bool = False  # the caption's mean also modulates every block, as the timestep does (not in Open-Sora)
     extra: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -120,6 +121,8 @@ class STDiT3(nn.Module):
         self.t_embedder = ScalarEmbedder(c)
         self.fps_embedder = ScalarEmbedder(c)
         self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(c, 6 * c))
+        if config.pooled_caption:
+            self.y_pooler = Mlp(config.caption_channels, c, c)
         self.y_embedder = CaptionEmbedder(config.caption_channels, c, config.model_max_length)
         self.pos_embed = PositionEmbedding2D(c)
         self.rope = RotaryEmbedding(config.head_dim)
@@ -154,6 +157,8 @@ class STDiT3(nn.Module):
         nn.init.zeros_(self.fps_embedder.mlp[0].bias)
         nn.init.zeros_(self.fps_embedder.mlp[2].weight)
         nn.init.zeros_(self.fps_embedder.mlp[2].bias)
+        if self.config.pooled_caption:  # starts as no change to the timestep's modulation
+            nn.init.zeros_(self.y_pooler.fc2.weight)
         for block in self.temporal_blocks:
             nn.init.zeros_(block.attn.proj.weight)
             nn.init.zeros_(block.cross_attn.proj.weight)
@@ -178,6 +183,17 @@ class STDiT3(nn.Module):
             lens = keep.sum(dim=1).tolist()
             rows = y[keep]
         return self.y_embedder(rows)[None], KeyLengths.build(lens, y.device)
+
+    def _pooled_caption(self, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The mean of the valid caption tokens ``[B, 1, L, Cy]`` through ``y_pooler`` -> ``[B, C]``."""
+        y = y.squeeze(1)
+        if mask is None:
+            mean = y.mean(dim=1)
+        else:
+            keep = mask.reshape(-1, mask.shape[-1]).to(y.dtype)
+            keep = keep.repeat(y.shape[0] // keep.shape[0], 1)[:, :, None]
+            mean = (y * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
+        return self.y_pooler(mean)
 
     def _resolution_scale(self, height, width) -> float:
         h = float(height[0]) if torch.is_tensor(height) else float(height)
@@ -231,6 +247,8 @@ class STDiT3(nn.Module):
 
         fps = self._per_sample(24.0 if fps is None else fps, batch, x.device)
         fps_emb = self.fps_embedder(fps)
+        if self.config.pooled_caption:
+            fps_emb = fps_emb + self._pooled_caption(y, mask)
         t = self.t_embedder(timestep) + fps_emb
         t_mod = self.t_block(t)
 

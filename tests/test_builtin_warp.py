@@ -1,0 +1,136 @@
+"""The built-in model's decoder: the reference's own pixels moved by a motion field (no network involved)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from charmotion.dit_core.builtin.codec import MotionFieldCodec
+from charmotion.dit_core.builtin.sprite import frames_over_key, prepare_sprite, working_frame
+from charmotion.dit_core.builtin.warp import warp
+from charmotion.dit_core.errors import InvalidInputError
+
+
+def random_sprite(height: int, width: int, seed: int = 0, *, soft: bool = False) -> np.ndarray:
+    """A blob of random colours on a transparent canvas (hard or anti-aliased edges)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width]
+    r = np.hypot((ys - 0.55 * height) / (0.3 * height), (xs - 0.5 * width) / (0.25 * width))
+    alpha = np.clip((1.0 - r) * 6.0, 0, 1) if soft else (r < 1.0).astype(float)
+    palette = rng.integers(0, 256, size=(12, 3))
+    rgb = palette[rng.integers(0, 12, size=(height, width))]
+    return np.concatenate([rgb, np.rint(alpha * 255)[..., None]], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (64, 64), (256, 256), (80, 48), (33, 47)])
+@pytest.mark.parametrize("soft", [False, True])
+def test_the_identity_field_gives_the_reference_exactly(size, soft):
+    codec = MotionFieldCodec()
+    image = random_sprite(*size, soft=soft)
+    sprite = prepare_sprite(image)
+    assert sprite.mode == ("bilinear" if soft else "nearest")
+    z = codec.identity(sprite)[None].expand(1, -1, 5, -1, -1)
+    moved = codec.warp(z, sprite)
+    torch.testing.assert_close(moved, sprite.rgba[None, :, None].expand_as(moved), atol=1e-5, rtol=0)
+    frames = frames_over_key(moved[0], sprite.key_color)
+    assert np.array_equal(frames[0], sprite.composited()) and np.array_equal(frames[0], frames[-1])
+
+
+def test_nearest_moving_keeps_the_palette_and_hard_alpha():
+    codec = MotionFieldCodec()
+    image = random_sprite(64, 64, seed=1)
+    sprite = prepare_sprite(image)
+    g = codec.config.grid
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 6, g, g, generator=gen)  # any field at all
+    rgba = codec.warp(z, sprite)
+    frames = frames_over_key(rgba[0], sprite.key_color)
+    allowed = {tuple(c) for c in sprite.composited().reshape(-1, 3)} | {sprite.key_color}
+    assert {tuple(c) for c in frames.reshape(-1, 3)} <= allowed
+    assert set(torch.unique(rgba[:, 3]).tolist()) <= {0.0, 1.0}  # pixel art stays crisp: no blended alpha
+
+
+def test_transparent_stays_transparent_and_occupancy_removes_pixels():
+    codec = MotionFieldCodec()
+    image = random_sprite(64, 64, seed=2)
+    sprite = prepare_sprite(image)
+    g = codec.config.grid
+    identity = codec.identity(sprite)[None]
+    empty = identity.clone()
+    empty[:, 2] = -1.0  # occupancy 0 everywhere: nothing drawn
+    assert float(codec.warp(empty, sprite).abs().max()) == 0.0
+    moved = identity.clone()
+    moved[:, 0] = 0.2 / codec.config.displacement_scale  # every pixel's source 0.2 frame widths to the right
+    moved[:, 2] = 1.0
+    rgba = codec.warp(moved, sprite)[0, :, 0]
+    assert torch.equal(rgba[:, :, :51], sprite.rgba[:, :, 13:])  # moved left by 12.8 px (nearest: 13)
+    assert float(rgba[3, :, 51:].max()) == 0.0  # sources off the reference are transparent
+    blank = prepare_sprite(np.zeros((16, 16, 4), np.uint8))
+    out = codec.warp(torch.randn(1, 3, 2, g, g), blank)
+    assert float(out.abs().max()) == 0.0  # a transparent sprite stays transparent
+
+
+def test_one_field_animates_any_size_alike():
+    """The field is resolution independent: the same latents move a sprite and its 4x enlargement alike."""
+    codec = MotionFieldCodec()
+    small = random_sprite(64, 64, seed=3)
+    big = small.repeat(4, axis=0).repeat(4, axis=1)
+    z = codec.identity(prepare_sprite(small))[None].repeat(1, 1, 3, 1, 1)
+    z[:, 1, 1:] = 0.6  # every pixel's source 0.06 frame heights lower: the sprite moves up
+    z[:, 2] = 1.0
+    a = codec.warp(z, prepare_sprite(small))[0]
+    b = codec.warp(z, prepare_sprite(big))[0]
+    assert torch.equal(b[:, :, 1::4, 1::4], a) and not torch.equal(a[:, 1], a[:, 0])
+
+
+def test_the_working_frame_matches_training_placement():
+    alpha = np.zeros((64, 64), np.uint8)
+    alpha[20:57, 24:40] = 255  # 37 px tall (0.58), feet at 0.89, centred: as drawn in training
+    assert working_frame(alpha) == (0.0, 0.0, 64.0)
+    tight = np.full((32, 20), 255, np.uint8)  # a tightly cropped sprite: the frame gives it room around
+    x0, y0, size = working_frame(tight)
+    assert size == pytest.approx(32 / 0.6) and y0 + 0.88 * size == pytest.approx(32) and x0 + size / 2 == 10
+    codec = MotionFieldCodec()
+    sprite = prepare_sprite(np.dstack([np.full((32, 20, 3), 90, np.uint8), tight]))
+    context = codec.appearance(sprite)
+    assert context.shape == (1, codec.config.appearance_channels, 1, 32, 32)
+    assert float(context.min()) == -1.0 and float(context.max()) > -1.0  # transparent margin around the sprite
+
+
+def test_opaque_images_on_a_flat_background_move_only_the_character():
+    image = np.full((40, 40, 3), 30, np.uint8)
+    image[10:30, 15:25] = (220, 180, 40)
+    sprite = prepare_sprite(image)
+    assert not sprite.had_alpha and sprite.key_color != (30, 30, 30)
+    assert float(sprite.rgba[3, 0, 0]) == 0.0 and float(sprite.rgba[3, 20, 20]) == 1.0
+    photo = np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8)
+    assert float(prepare_sprite(photo).rgba[3].min()) == 1.0  # no flat background: the whole picture moves
+
+
+def test_sizes_fits_and_modes():
+    image = random_sprite(40, 20)
+    assert prepare_sprite(image, size=(80, 80), fit="pad").rgba.shape == (4, 80, 80)
+    padded = prepare_sprite(image, size=(80, 80), fit="pad")
+    assert float(padded.rgba[3, :, :19].max()) == 0.0  # the narrow sprite centred, transparent beside it
+    assert prepare_sprite(image, size=(30, 60), fit="crop").rgba.shape == (4, 30, 60)
+    assert prepare_sprite(random_sprite(40, 40, soft=True), mode="nearest").mode == "nearest"
+    with pytest.raises(InvalidInputError, match="warp mode"):
+        prepare_sprite(image, mode="cubic")
+    with pytest.raises(InvalidInputError, match="fit"):
+        prepare_sprite(image, size=(10, 10), fit="zoom")
+    with pytest.raises(ValueError, match="working frame"):
+        warp(torch.zeros(1, 4, 8, 6), torch.zeros(1, 2, 1, 4, 4))
+
+
+def test_a_pose_image_is_reached_by_a_fitted_field():
+    codec = MotionFieldCodec()
+    image = random_sprite(64, 64, seed=4, soft=True)
+    source = prepare_sprite(image)
+    target = prepare_sprite(np.roll(image, (5, -4), axis=(0, 1)))
+    z = codec.fit_pose(source, target)
+    assert z.shape == (3, 1, 32, 32)
+    redrawn = codec.warp(z[None], source)[0, :, 0]
+    assert (redrawn - target.rgba).abs().mean() < 0.3 * (source.rgba - target.rgba).abs().mean()
+    with pytest.raises(InvalidInputError, match="reference's size"):
+        codec.fit_pose(source, prepare_sprite(image[:32]))

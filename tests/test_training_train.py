@@ -1,0 +1,89 @@
+"""The built-in model's trainer: short runs on tiny sizes (CI never trains a real model)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from charmotion.dit_core.builtin.codec import FieldConfig
+from charmotion.dit_core.builtin.model import load_builtin
+from charmotion.dit_core.builtin.text_encoder import TextEncoderConfig, TinyTextEncoder
+from charmotion.training import train
+
+SMALL = {"model": {"depth": 1, "hidden_size": 32, "num_heads": 2}, "text_encoder": {"dim": 16, "buckets": 256,
+                                                                                    "layers": 1, "heads": 2}}
+COMMON = ["--batch-size", "2", "--heldout-clips", "2", "--log-every", "1", "--eval-every", "2", "--warmup", "1",
+          "--seamless-every", "2", "--workers", "0", "--config", json.dumps(SMALL)]
+
+
+def test_timestep_shift_moves_training_toward_high_noise():
+    gen = torch.Generator().manual_seed(0)
+    plain = train.sample_timesteps(4000, gen)
+    shifted = train.sample_timesteps(4000, torch.Generator().manual_seed(0), shift=3.0)
+    assert 0 <= float(plain.min()) and float(plain.max()) <= 1000
+    assert float(shifted.median()) > float(plain.median()) + 150
+
+
+def test_text_encoder_runs_under_bfloat16_autocast():
+    torch.manual_seed(0)
+    encoder = TinyTextEncoder(TextEncoderConfig(dim=16, buckets=256, max_length=16, layers=1, heads=2)).eval()
+    prompts = ["the fox walks left. motion score: 7.5.", "jump"]  # a number goes through its own embedding
+    with torch.no_grad():
+        full = encoder(prompts).y
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = encoder(prompts).y
+    assert half.shape == full.shape and full.shape[:2] == (2, 1) and full.shape[-1] == 16
+    assert (half.float() - full).abs().max().item() < 0.1 * full.abs().max().item()
+
+
+@pytest.mark.parametrize("clips", [0, 6])
+def test_a_short_run_logs_resumes_and_writes_a_loadable_model_file(tmp_path, clips):
+    common = ["--out", str(tmp_path), "--clips", str(clips)] + COMMON
+    train.main(common + ["--steps", "2"])
+    train.main(common + ["--steps", "3", "--resume"])
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [entry["step"] for entry in log if "loss" in entry]
+    assert steps == [1, 2, 3]  # the second call went on from step 2
+    assert all(0 < entry["loss"] < 20 for entry in log if "loss" in entry)
+    assert [entry["step"] for entry in log if "heldout_loss" in entry] == [2, 2, 3]  # eval, end of call 1, end
+    model = load_builtin(tmp_path / "charmotion_builtin.safetensors")
+    assert model.info["steps"] == 3 and model.info["clips"] == clips and model.config["model"]["hidden_size"] == 32
+    assert model.model.config.in_channels == 3 and model.model.config.context_channels == 16
+    assert model.config["actions"]["jump"] and "hop" in model.config["actions"]["jump"]  # the prompt note's words
+    assert model.prompt_note("the slime hops") is None and model.prompt_note("the slime melts")
+
+
+def test_stored_clips_give_batches_with_fresh_prompts_and_seamless_loops():
+    store = train.ClipStore(3, 8, FieldConfig())
+    assert len(store) == 8 and store.latents.dtype == np.float16
+    rng = np.random.default_rng(0)
+    batch = store.batch(rng, 3, seamless=False)
+    assert batch["latents"].shape == (3, 3, train.FRAMES, 32, 32) and len(batch["prompt"]) == 3
+    loop = store.batch(rng, 2, seamless=True)
+    assert loop["latents"].shape[2] == train.FRAMES + 1
+    assert np.array_equal(loop["latents"][:, :, -1], loop["latents"][:, :, 0])  # the loop closes on frame 0
+    assert all(store.action[i] in train.ACTIONS and train.ACTIONS[store.action[i]].loopable for i in store.loopable)
+    again = train.ClipStore(3, 8, FieldConfig(), workers=2)  # workers draw the same clips
+    assert np.array_equal(again.latents, store.latents) and again.action == store.action
+
+
+def test_each_batch_serves_repeat_steps_and_seamless_batches_come_in_turn():
+    trainer = train.Trainer.__new__(train.Trainer)  # batch_jobs needs only the arguments and the step
+    trainer.args = argparse.Namespace(seed=3, batch_size=2, seamless_every=3, repeat=2)
+    trainer.field_config = FieldConfig()
+    trainer.step = 5  # resumed mid-batch: steps 4 and 5 share batch 2
+    jobs = [job[:3] + job[4:] for job in itertools.islice(trainer.batch_jobs(), 4)]
+    assert jobs == [(3, 2, 2, True), (3, 3, 2, False), (3, 4, 2, False), (3, 5, 2, True)]
+
+
+def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_last_step():
+    trainer = train.Trainer.__new__(train.Trainer)  # lr_at needs only the arguments
+    trainer.args = argparse.Namespace(lr=1e-3, warmup=2, steps=102)
+    assert trainer.lr_at(0) == pytest.approx(5e-4) and trainer.lr_at(2) == pytest.approx(1e-3)
+    assert trainer.lr_at(52) == pytest.approx(5.5e-4)
+    assert trainer.lr_at(500) == pytest.approx(1e-4)
