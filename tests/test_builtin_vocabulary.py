@@ -28,7 +28,7 @@ def test_inflections_share_a_stem():
     assert {stem(w) for w in ("jump", "jumps", "jumping", "jumped")} == {"jump"}
     assert {stem(w) for w in ("hop", "hops", "hopping")} == {"hop"}
     assert {stem(w) for w in ("bounce", "bounces", "bouncing")} == {"bounc"}
-    assert named_actions("The Knight WALKED to the left!", WORDS) == {"walk_left", "walk_right"}
+    assert named_actions("The Knight WALKED to the left!", WORDS) == {"walk_left", "walk_right", "run_left"}
     assert named_actions("the cat nodded", WORDS) == {"nod"}
 
 

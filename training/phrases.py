@@ -88,7 +88,7 @@ PHRASES: dict[str, dict[str, list[str]]] = {
     "talk": {
         "train": ["talk", "speak", "chatter", "say something", "open and close its mouth", "move its mouth",
                   "talk to you", "chat", "keep talking", "babble", "talk a lot", "speak up"],
-        "heldout": ["talk and talk", "chatter away", "say a few words"],
+        "heldout": ["talk and talk", "chatter away", "speak a few words"],
     },
     "blink": {
         "train": ["blink", "blink its eyes", "blink twice", "close and open its eyes", "shut its eyes and open them",
@@ -114,7 +114,7 @@ PHRASES: dict[str, dict[str, list[str]]] = {
     },
     "shrink": {
         "train": ["shrink", "shrink down", "get smaller", "become small", "become tiny", "shrink in size",
-                  "get tiny", "get little", "shrink away", "grow smaller", "dwindle", "get smaller and smaller"],
+                  "get tiny", "shrink away", "grow smaller", "dwindle", "get smaller and smaller"],
         "heldout": ["shrink to a tiny size", "become a lot smaller", "shrink down small"],
     },
 }
@@ -220,6 +220,6 @@ def action_words() -> dict[str, list[str]]:
     from ..dit_core.builtin.vocabulary import stem
     from .sprites import KINDS
 
-    nouns = {w for kind in KINDS.values() for noun in kind.nouns for w in noun.split()}
+    nouns = {noun.split()[-1] for kind in KINDS.values() for noun in kind.nouns}  # "tiny hero": "tiny" is no noun
     return {action: sorted({stem(w) for w in training_words(action) - FUNCTION_WORDS - nouns} - {stem(w) for w in FUNCTION_WORDS})
             for action in PHRASES}

@@ -137,17 +137,23 @@ class MotionFieldCodec:
             raise InvalidInputError(f"a pose image must have the reference's size ({source.width}x{source.height}); "
                                     f"got {target.width}x{target.height}")
         occupancy = self.occupancy(target.rgba[None, 3:4], source.frame)[:, :, None]
-        displacement = torch.zeros(1, 2, 1, *self.grid, requires_grad=True)
-        optimizer = torch.optim.Adam([displacement], lr=0.01)
-        goal = target.rgba[None, :, None]
-        with torch.enable_grad():
-            for _ in range(steps):
-                moved = warp(source.rgba[None], displacement, occupancy, frame=source.frame, mode="bilinear")
-                loss = (moved - goal).abs().mean()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        return self.to_latents(displacement.detach(), occupancy)[0].to(self.dtype)
+        goal = target.rgba[None]
+        displacement = torch.zeros(1, 2, 1, *self.grid)
+        # coarse to fine, so a far move is still found: a few cells over blurred images first, then finer cells
+        # over sharper images, each level adding to the ones before
+        for cells, radius in ((4, 4), (8, 2), (self.grid[0], 0)):
+            level = torch.zeros(1, 2, cells, cells, requires_grad=True)
+            optimizer = torch.optim.Adam([level], lr=0.01)
+            with torch.enable_grad():
+                for _ in range(steps // 3):
+                    field = displacement + F.interpolate(level, size=self.grid, mode="bilinear")[:, :, None]
+                    moved = warp(source.rgba[None], field, occupancy, frame=source.frame, mode="bilinear")
+                    loss = (_blur(moved[:, :, 0], radius) - _blur(goal, radius)).abs().mean()
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+            displacement = displacement + F.interpolate(level.detach(), size=self.grid, mode="bilinear")[:, :, None]
+        return self.to_latents(displacement, occupancy)[0].to(self.dtype)
 
     # -- frames ---------------------------------------------------------------------
     def warp(self, z: torch.Tensor, sprite: Sprite, mode: str | None = None) -> torch.Tensor:
@@ -205,3 +211,10 @@ class BoundFieldCodec:
     def encode(self, video: torch.Tensor, **_unused) -> torch.Tensor:
         raise InvalidInputError("the built-in model's motion fields cannot be read back from frames: continue a "
                                 "clip from its latents instead")
+
+
+def _blur(image: torch.Tensor, radius: int) -> torch.Tensor:
+    """A box blur of ``[n, c, H, W]`` over ``2 * radius + 1`` pixels (none for radius 0)."""
+    if radius == 0:
+        return image
+    return F.avg_pool2d(image, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)

@@ -121,6 +121,8 @@ def merged_config(config: dict | None) -> dict:
     field_config = FieldConfig(**merged["field"])
     merged["model"]["context_channels"] = field_config.appearance_channels
     merged["model"]["in_channels"] = LATENT_CHANNELS
+    merged["model"]["caption_channels"] = merged["text_encoder"]["dim"]  # the model reads the encoder's captions
+    merged["model"]["model_max_length"] = merged["text_encoder"]["max_length"]
     return merged
 
 
