@@ -37,7 +37,7 @@ DEFAULT_CONFIG = {
     "model": dict(depth=4, hidden_size=128, num_heads=4, patch_size=[1, 4, 4], in_channels=LATENT_CHANNELS,
                   context_channels=FieldConfig().appearance_channels, caption_channels=64, model_max_length=32,
                   qk_norm=True, pred_sigma=False, pooled_caption=True),
-    "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4),
+    "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4, prompt_features=True),
     "field": FieldConfig().to_dict(),
     "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,
                      motion_scale=10.0, denoise=1.0, timestep_shift=1.0),
@@ -123,6 +123,8 @@ def merged_config(config: dict | None) -> dict:
     merged["model"]["in_channels"] = LATENT_CHANNELS
     merged["model"]["caption_channels"] = merged["text_encoder"]["dim"]  # the model reads the encoder's captions
     merged["model"]["model_max_length"] = merged["text_encoder"]["max_length"]
+    text = merged["text_encoder"]  # the prompt features look actions up in the table of action words
+    text["prompt_features"] = bool(text.get("prompt_features")) and bool(merged["actions"])
     return merged
 
 
@@ -130,7 +132,7 @@ def _build(config: dict, device) -> tuple[STDiT3, TinyTextEncoder, MotionFieldCo
     model = build_stdit3(STDiT3Config.from_dict(config["model"]), device=device)
     model.sampling_profile = builtin_profile(config)
     with torch.device(device):
-        text = TinyTextEncoder(TextEncoderConfig(**config["text_encoder"]))
+        text = TinyTextEncoder(TextEncoderConfig(**config["text_encoder"]), config.get("actions") or {})
     return model, text, MotionFieldCodec(FieldConfig(**config["field"]))
 
 

@@ -6,6 +6,13 @@ so unseen spellings ("hopping" after "hops") still land near known ones.
 Numbers (``motion score: 5.0.``) are embedded by value. The output has the
 same form as T5's for Open-Sora: token features ``[n, 1, L, dim]`` and a
 valid-token mask ``[n, L]``, with an end-of-text token like T5's EOS.
+
+With ``prompt_features`` on, two whole-prompt features are added to every
+token (so they reach the denoiser's pooled caption undiluted): the actions
+the prompt's words name, looked up in the model file's table of action
+words (:mod:`.vocabulary`; a word counts once for each action it names), and
+the motion score by value. A small model learns its actions from these far
+sooner than from the words alone.
 """
 
 from __future__ import annotations
@@ -20,9 +27,11 @@ import torch
 from torch import nn
 
 from ..sampling import TextCondition
+from .vocabulary import WORD, stem, stem_table
 
 TOKEN_PATTERN = re.compile(r"\d+(?:\.\d+)?|[a-z]+|[^\sa-z\d]")
 NUMBER_PATTERN = re.compile(r"\d+(?:\.\d+)?")
+MOTION_PATTERN = re.compile(r"motion score\s*:\s*(\d+(?:\.\d+)?)")
 
 
 @dataclass
@@ -33,6 +42,7 @@ class TextEncoderConfig:
     layers: int = 2
     heads: int = 4
     number_features: int = 16
+    prompt_features: bool = False  # add the named actions and the motion score to every token
 
 
 def word_ngrams(word: str) -> list[str]:
@@ -56,9 +66,17 @@ def word_buckets(word: str, buckets: int) -> tuple[int, ...]:
 class TinyTextEncoder(nn.Module):
     EOS = "</s>"
 
-    def __init__(self, config: TextEncoderConfig | None = None):
+    def __init__(self, config: TextEncoderConfig | None = None, action_words: dict[str, list[str]] | None = None):
         super().__init__()
         self.config = config = config or TextEncoderConfig()
+        self.action_names = list(action_words or {})
+        self.action_table = stem_table(action_words or {})
+        if config.prompt_features:
+            if not self.action_names:
+                raise ValueError("a text encoder with prompt features needs the table of action words")
+            self.action = nn.Linear(len(self.action_names), config.dim, bias=False)
+            self.motion = nn.Linear(config.number_features, config.dim)
+            nn.init.normal_(self.action.weight, std=1.0)  # as loud as a layer-normed token from the start
         self.ngrams = nn.EmbeddingBag(config.buckets, config.dim, mode="sum", padding_idx=0)
         self.number = nn.Linear(config.number_features, config.dim)
         self.position = nn.Parameter(torch.randn(config.max_length, config.dim) * 0.02)
@@ -103,7 +121,28 @@ class TinyTextEncoder(nn.Module):
         words = words.view(len(texts), length, -1) + self.position[:length]
         mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in token_lists], device=device)
         hidden = self.norm(self.encoder(words, src_key_padding_mask=mask == 0))
+        if self.config.prompt_features:
+            hidden = hidden + self.prompt_features(texts).to(hidden.dtype)[:, None]
         return TextCondition(hidden[:, None], mask)
+
+    def action_counts(self, text: str) -> torch.Tensor:
+        """How many of the prompt's words name each action ``[len(action_names)]``."""
+        counts = torch.zeros(len(self.action_names))
+        for word in WORD.findall(text.lower()):
+            for name in self.action_table.get(stem(word), ()):
+                counts[self.action_names.index(name)] += 1
+        return counts
+
+    def prompt_features(self, texts: list[str]) -> torch.Tensor:
+        """``[n, dim]``: the named actions (counts, normalised to sum 1) plus the motion score, when given."""
+        device = self.position.device
+        counts = torch.stack([self.action_counts(t) for t in texts])
+        actions = counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
+        features = self.action(actions.to(device))
+        for i, text in enumerate(texts):
+            if found := MOTION_PATTERN.search(text.lower()):
+                features[i] = features[i] + self.motion(self._number_features(float(found.group(1))).to(device))
+        return features
 
     def config_dict(self) -> dict:
         return asdict(self.config)
