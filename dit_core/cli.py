@@ -41,49 +41,83 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size {text!r} must be N or WIDTHxHEIGHT, e.g. 64 or 96x64") from None
 
 
+EXAMPLES = """examples:
+  python -m dit_core animate --image assets/samples/slime.png --prompt "the slime bounces" --out out/slime.gif
+  python -m dit_core animate --image hero.png --prompt "the hero walks to the right" --loop --out out/walk.png
+  python -m dit_core animate --image cat.png --prompt "the cat waves" --size 256 --background-color white --out out/cat.mp4
+  python -m dit_core animate --image knight.png --prompt "the knight jumps" --motion-strength 8 --seed 3 --out out/
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's help as written (its default said once, in words) and the examples kept as laid out."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dit_core", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m dit_core", description=__doc__, formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    a = sub.add_parser("animate", help="animate a character image", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a.add_argument("--image", required=True, help="reference image (PNG with or without alpha, JPG, ...)")
-    a.add_argument("--prompt", required=True, help='what the character does, e.g. "the slime bounces"')
-    a.add_argument("--out", required=True, help="output file (.mp4 .webm .gif .webp .apng .png=sprite sheet) or folder/")
-    a.add_argument("--model", default="builtin", help="'builtin', a built-in model .safetensors, or 'opensora'")
-    a.add_argument("--dit", help="Open-Sora 1.2 STDiT3 file (with --model opensora)")
-    a.add_argument("--vae", help="Open-Sora VAE v1.2 file (with --model opensora)")
-    a.add_argument("--t5", help="T5 v1.1 XXL folder in Hugging Face layout (with --model opensora; needs transformers)")
-    a.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's)")
-    a.add_argument("--size", type=_size, default=None,
-                   help="N or WIDTHxHEIGHT (default: the built-in model keeps the image's size; Open-Sora 426x240)")
-    a.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
-    a.add_argument("--denoise", type=float, default=None,
-                   help="1 = start from pure noise; lower keeps the character closer to the reference with less "
-                        "motion (default: the model's: 1)")
-    a.add_argument("--palette", type=int, default=0,
-                   help="palette lock: redraw the frames in at most N of the reference's colours, 0 = off (the "
-                        "built-in model moves the reference's own pixels, so its clips keep their colours anyway)")
-    a.add_argument("--motion-strength", type=float, default=None,
-                   help="motion score (built-in model: 0-10; Open-Sora: 0-100); omit to let the model choose")
-    a.add_argument("--aesthetic", type=float, default=None, help="aesthetic score 4-7 (Open-Sora)")
-    a.add_argument("--camera", default=None, help="camera motion (Open-Sora): pan left, zoom in, ...")
-    a.add_argument("--loop", action="store_true", help="seamless loop: the last frame flows back into the first")
-    a.add_argument("--loops", type=int, default=1, help="number of chained clips (video extension)")
-    a.add_argument("--fps", type=float, default=None, help="output frame rate (default: the model's)")
-    a.add_argument("--fit", choices=("crop", "pad", "stretch"), default="pad",
-                   help="how the image fills a --size of another shape")
-    a.add_argument("--pixel-art", action="store_true",
-                   help="nearest-neighbour resizing (and, with the built-in model, moving) for crisp pixels; the "
-                        "built-in model detects pixel art by itself")
-    a.add_argument("--background", default="auto", help="key colour behind transparent sprites (auto, magenta, #00ff00...)")
-    a.add_argument("--transparent", choices=("auto", "yes", "no"), default="auto",
-                   help="key the background out again where the format supports alpha (auto: if the image had alpha)")
-    a.add_argument("--device", default="cpu")
-    a.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    a.add_argument("--attention", default="auto", choices=("auto", "sdpa", "xformers", "math"))
-    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = sub.add_parser("animate", help="animate a character image", formatter_class=_HelpFormatter,
+                       description="Animate a character image: a reference image and a prompt -> a short clip.",
+                       epilog=EXAMPLES)
+    given = a.add_argument_group("input")
+    given.add_argument("--image", required=True, help="reference image (PNG with or without alpha, JPG, ...)")
+    given.add_argument("--prompt", required=True, help='what the character does, e.g. "the slime bounces"')
+    given.add_argument("--model", default="builtin",
+                       help="builtin (default: the model shipped with the pack), a built-in model .safetensors "
+                            "file, or opensora")
+    given.add_argument("--dit", help="Open-Sora 1.2 STDiT3 file (with --model opensora)")
+    given.add_argument("--vae", help="Open-Sora VAE v1.2 file (with --model opensora)")
+    given.add_argument("--t5", help="T5 v1.1 XXL folder in Hugging Face layout (with --model opensora; needs transformers)")
+
+    motion = a.add_argument_group("motion")
+    motion.add_argument("--motion-strength", type=float, default=None,
+                        help="how much the character moves: built-in model 0-10, Open-Sora 0-100 (default: no "
+                             "score, the model moves as much as its training clips did for the prompt)")
+    motion.add_argument("--frames", type=int, default=None,
+                        help="frames per clip (default: the model's: 16 built-in, 51 Open-Sora)")
+    motion.add_argument("--loop", action="store_true",
+                        help="seamless loop: the last frame flows back into the first (default: off)")
+    motion.add_argument("--loops", type=int, default=1, help="chain this many clips (video extension; default: 1)")
+    motion.add_argument("--seed", type=int, default=0, help="same seed, same clip (default: 0)")
+
+    output = a.add_argument_group("output")
+    output.add_argument("--out", required=True,
+                        help="output file (.mp4 .webm .gif .webp .apng, .png = sprite sheet + JSON atlas) or "
+                             "folder/ for numbered PNG frames; an existing file is never overwritten")
+    output.add_argument("--size", type=_size, default=None,
+                        help="N or WIDTHxHEIGHT (default: the built-in model keeps the image's size; Open-Sora 426x240)")
+    output.add_argument("--fit", choices=("crop", "pad", "stretch"), default="pad",
+                        help="how the image fills a --size of another shape (default: pad)")
+    output.add_argument("--fps", type=float, default=None, help="frame rate (default: the model's: 8 built-in)")
+    output.add_argument("--transparent", choices=("auto", "yes", "no"), default="auto",
+                        help="transparent output where the format has alpha (default: auto = if the image had alpha)")
+    output.add_argument("--background-color", default="auto",
+                        help="colour behind a transparent sprite in opaque output (MP4, or --transparent no): "
+                             "auto (default: a light or dark grey that contrasts with the sprite), white, #202020...")
+    output.add_argument("--quiet", action="store_true", help="print only where the file went (default: off)")
+
+    advanced = a.add_argument_group("advanced")
+    advanced.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's: 20 built-in)")
+    advanced.add_argument("--cfg", type=float, default=None,
+                          help="guidance scale: how strongly the prompt is followed (default: the model's)")
+    advanced.add_argument("--denoise", type=float, default=None,
+                          help="1 (default) starts from pure noise; lower keeps the character closer to the "
+                               "reference with less motion")
+    advanced.add_argument("--pixel-art", action="store_true",
+                          help="nearest-neighbour resizing (and, with the built-in model, moving) for crisp pixels "
+                               "(default: the built-in model detects pixel art by itself)")
+    advanced.add_argument("--background", default="auto",
+                          help="key colour the model sees behind transparent pixels: auto (default: a colour the "
+                               "sprite does not use), magenta, #00ff00...")
+    advanced.add_argument("--palette", type=int, default=0,
+                          help="palette lock: redraw the frames in at most N of the reference's colours (default: 0 = "
+                               "off; the built-in model moves the reference's own pixels, so it keeps them anyway)")
+    advanced.add_argument("--aesthetic", type=float, default=None, help="aesthetic score 4-7 (Open-Sora; default: none)")
+    advanced.add_argument("--camera", default=None, help="camera motion (Open-Sora): pan left, zoom in, ... (default: none)")
+    advanced.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    advanced.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="(default: fp32)")
+    advanced.add_argument("--attention", default="auto", choices=("auto", "sdpa", "xformers", "math"),
+                          help="attention kernel (default: auto = xformers on CUDA when installed, else sdpa)")
     return parser
 
 
@@ -110,9 +144,11 @@ def load_image(path: str):
 
 
 class _Progress:
+    """A progress bar on a terminal (none with ``--quiet`` or when stderr is a file or pipe)."""
+
     def __init__(self, quiet: bool):
         self.bar = None
-        self.quiet = quiet
+        self.quiet = quiet or not sys.stderr.isatty()
 
     def __call__(self, step, total, _latents):
         if self.quiet:
@@ -120,12 +156,18 @@ class _Progress:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc="sampling", unit="step", file=sys.stderr)
+            self.bar = tqdm(total=total, desc="sampling", unit="step", file=sys.stderr, leave=False)
         self.bar.update(step - self.bar.n)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def say(args, line: str) -> None:
+    """One line of what the command is doing (on stdout; nothing with ``--quiet``)."""
+    if not args.quiet:
+        print(line, flush=True)
 
 
 @dataclass
@@ -167,6 +209,11 @@ def animate(args) -> int:
         if note := runtime["prompt_note"](segment.text):
             print(f"note: {note}", file=sys.stderr)
     conditions = runtime["encode"](text, args.loops)
+    steps = args.steps or profile.steps
+    cfg = profile.cfg_scale if args.cfg is None else args.cfg
+    loops = f", {args.loops} clips chained" if args.loops > 1 else ""
+    say(args, f"{runtime['name']}: {prepared.width}x{prepared.height}, {frames} frames{loops}, {steps} steps, "
+              f"cfg {cfg:g}, seed {args.seed}{', seamless loop' if args.loop else ''}")
     progress = _Progress(args.quiet)
     start = time.perf_counter()
     try:
@@ -177,6 +224,7 @@ def animate(args) -> int:
     finally:
         progress.close()
     seconds = time.perf_counter() - start
+    say(args, f"sampled in {seconds:.1f} s ({seconds / (steps * args.loops):.2f} s per step)")
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     video = ((result.video[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()  # [T, H, W, 3] in 0..1
@@ -185,13 +233,14 @@ def animate(args) -> int:
     transparent = prepared.had_alpha if args.transparent == "auto" else args.transparent == "yes"
     exported = export_frames(
         video, path, fmt=fmt, fps=args.fps or result.fps,
-        key_color=prepared.key_color if transparent else None,
+        key_color=prepared.key_color if prepared.had_alpha or transparent else None,
+        opaque=not transparent, background=args.background_color,
         metadata={"prompt": args.prompt, "seed": args.seed, "model": runtime["name"]},
     )
     for note in exported.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {exported.path} ({exported.frame_count} frames, {exported.width}x{exported.height}, "
-          f"{exported.fps:g} fps) in {seconds:.1f} s")
+          f"{exported.fps:g} fps)")
     return 0
 
 

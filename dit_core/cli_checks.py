@@ -38,10 +38,11 @@ def check_options(args, path: Path, fmt: str) -> None:
     checks.whole("--loops", args.loops, 1, checks.MAX_LOOPS)
     if args.fps is not None:
         checks.number("--fps", args.fps, 0, low_open=True, fix="leave --fps out for the model's rate")
-    if str(args.background).strip().lower() != "auto":
-        from .images import parse_color
+    for flag, color in (("--background", args.background), ("--background-color", args.background_color)):
+        if str(color).strip().lower() != "auto":
+            from .images import parse_color
 
-        parse_color(args.background)
+            parse_color(color)
     check_output(args.out, path, fmt)
     check_device(args.device)
     check_model_files(args)

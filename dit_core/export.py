@@ -41,11 +41,11 @@ Rules
 * **Alpha** (opacity, 1 = opaque; note ComfyUI's ``MASK`` is ``1 - alpha``):
   taken from a 4th channel, from ``alpha=`` (``[T,H,W]`` or ``[H,W]``, which
   replaces a 4th channel), and/or keyed out of the colour ``key_color`` with
-  :func:`key_out` (multiplied with the other). ``alpha=False`` drops it.
-  Formats without alpha (MP4) get the RGB frames as they are when the alpha came
-  only from ``key_color`` (the key colour is the background already), and
-  otherwise the frames composited over ``background`` (default: the key colour
-  if given, else black). GIF keeps pixels with alpha >= 0.5 opaque.
+  :func:`key_out` (multiplied with the other). ``alpha=False`` ignores a 4th channel.
+  Opaque output (formats without alpha such as MP4, or ``opaque=True``) gets
+  the transparent pixels composited over ``background`` (default ``"auto"``:
+  a light or dark grey that contrasts with the character, never the key
+  colour). GIF keeps pixels with alpha >= 0.5 opaque.
 * **Even sizes**: H.264/VP9 in 4:2:0 need even width and height; odd frames
   are padded by one pixel on the right and/or bottom, repeating the edge pixels
   (alpha too), and :attr:`ExportResult.padded` says so. The other formats keep
@@ -492,6 +492,9 @@ def _bleed(rgb: np.ndarray, alpha: np.ndarray, steps: int = 2) -> np.ndarray:
     return out.astype(np.uint8)
 
 
+#: Backgrounds of opaque output behind a transparent character (see :func:`contrasting_background`)
+LIGHT_BACKGROUND = (214, 214, 210)
+DARK_BACKGROUND = (40, 40, 44)
 _KEY_CHUNK_PIXELS = 1 << 21  # frames keyed together: about 2 M pixels (float32 temporaries)
 
 
@@ -553,6 +556,16 @@ def _key_chunk(rgb: np.ndarray, key: np.ndarray, tolerance: float, soft: float, 
     return np.ascontiguousarray(np.concatenate([rgb, a8[..., None]], axis=-1))
 
 
+def contrasting_background(rgb: np.ndarray, alpha: np.ndarray) -> tuple[int, int, int]:
+    """A neutral grey that stands apart from the character: light behind a dark one, dark behind a light one."""
+    weight = alpha.astype(np.float32) / 255.0
+    if float(weight.sum()) < 1.0:
+        return LIGHT_BACKGROUND
+    luma = rgb.astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
+    mean = float((luma * weight).sum() / weight.sum()) / 255.0
+    return DARK_BACKGROUND if mean > 0.6 else LIGHT_BACKGROUND
+
+
 def _resolve_alpha(
     frames: np.ndarray,
     fmt: ExportFormat,
@@ -563,31 +576,30 @@ def _resolve_alpha(
     despill: bool,
     background: Any,
     notes: list[str],
+    opaque: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Split into RGB + optional alpha, as the format can store them."""
+    """Split into RGB + optional alpha, as the format can store them; opaque output (a format without alpha, or
+    ``opaque``) gets the transparent pixels composited over ``background``."""
     t, h, w = frames.shape[:3]
     rgb = frames[..., :3]
-    if alpha is False:
-        return np.ascontiguousarray(rgb), None
-    a = frames[..., 3] if frames.shape[-1] == 4 else None
-    if alpha is not None and alpha is not True:
+    opaque = opaque or not fmt.alpha
+    a = None if alpha is False else (frames[..., 3] if frames.shape[-1] == 4 else None)
+    if alpha is not None and alpha is not True and alpha is not False:
         a = _alpha_uint8(alpha, t, h, w)
-    if not fmt.alpha:
-        if a is not None:
-            bg = _parse_color(background if background is not None else
-                              (key_color if key_color is not None else (0, 0, 0)))
-            af = a[..., None].astype(np.float32) / 255.0
-            rgb = np.rint(rgb * af + bg.astype(np.float32) * (1.0 - af)).astype(np.uint8)
-            notes.append(f"{fmt.name} has no alpha channel: frames composited over {tuple(int(v) for v in bg)}.")
-        elif key_color is not None:
-            notes.append(f"{fmt.name} has no alpha channel: key colour kept as the background.")
-        return np.ascontiguousarray(rgb), None
     if key_color is not None:
         keyed = key_out(rgb, key_color, key_tolerance, despill, softness=key_softness)
         rgb = keyed[..., :3]
         ka = keyed[..., 3]
         a = ka if a is None else ((a.astype(np.uint16) * ka + 127) // 255).astype(np.uint8)
-    return np.ascontiguousarray(rgb), (None if a is None else np.ascontiguousarray(a))
+    if opaque and a is not None:
+        auto = background is None or (isinstance(background, str) and background.strip().lower() == "auto")
+        bg = np.asarray(contrasting_background(rgb[0], a[0]) if auto else _parse_color(background))
+        af = a[..., None].astype(np.float32) / 255.0
+        rgb = np.rint(rgb * af + bg.astype(np.float32) * (1.0 - af)).astype(np.uint8)
+        why = f"{fmt.name} has no alpha channel" if not fmt.alpha else "opaque output"
+        notes.append(f"{why}: frames composited over {tuple(int(v) for v in bg)}.")
+        a = None
+    return np.ascontiguousarray(rgb), (None if opaque or a is None else np.ascontiguousarray(a))
 
 
 def _pad_even(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
@@ -1225,6 +1237,7 @@ def export_frames(
     key_softness: float | None = None,
     despill: bool = True,
     background: Any = None,
+    opaque: bool = False,
     metadata: Mapping[str, Any] | None = None,
     columns: int | None = None,
     padding: int = 0,
@@ -1241,7 +1254,7 @@ def export_frames(
     the format's default: CRF 19 for MP4, CRF 30 for WebM, 90 for WebP, 256
     colours for GIF); ``lossless`` for WebP/WebM/MP4. ``alpha``,
     ``key_color``/``key_tolerance``/``key_softness``/``despill`` and
-    ``background`` control transparency (see the module notes and
+    ``background``/``opaque`` control transparency (see the module notes and
     :func:`key_out`). ``metadata`` is embedded where the format allows.
     ``columns`` and ``padding`` (pixels between cells) shape a sprite sheet.
     Existing files are never replaced unless ``overwrite=True``.
@@ -1276,7 +1289,8 @@ def export_frames(
     notes: list[str] = []
     data = frames_uint8(frames)
     check_frame_size(spec.name, data.shape[2], data.shape[1])
-    rgb, a = _resolve_alpha(data, spec, alpha, key_color, key_tolerance, key_softness, despill, background, notes)
+    rgb, a = _resolve_alpha(data, spec, alpha, key_color, key_tolerance, key_softness, despill, background, notes,
+                            opaque)
     padded = (0, 0)
     if spec.even_size:
         rgb, a, padded = _pad_even(rgb, a)

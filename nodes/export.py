@@ -9,6 +9,7 @@ import torch
 from ..dit_core import checks, images
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import FORMATS, export_frames
+from ..dit_core.images import parse_color
 from . import host
 from .handles import CLIP_INFO_TYPE, ClipInfo
 
@@ -20,22 +21,22 @@ PREFIX_ROOM = len("_00001_") + max(len(e) for f in FORMATS.values() for e in f.e
 
 
 def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: ClipInfo | None, mask, frames):
-    """-> (alpha or None, key colour or None) for :func:`export_frames`.
+    """-> (alpha or None, key colour or None, opaque) for :func:`export_frames`.
 
     ``auto`` keys out the reference's key colour when the reference was
     transparent (or uses a connected mask); ``on`` always makes a transparent
     clip (key colour: the widget, else the reference's, else the frames'
-    dominant edge colour); ``off`` never. Formats without alpha get the key
-    colour as their background either way.
+    dominant edge colour); ``off`` never. Opaque output (``off``, or a format
+    without alpha) of a transparent reference shows the character over the
+    background colour, never over the key colour.
     """
     explicit = None if str(key_color).strip().lower() in ("", "auto") else images.parse_color(key_color)
     info_key = None if clip_info is None else clip_info.key_color
-    if transparency == "off" or not FORMATS[fmt].alpha:
-        return False, None
-    wanted = transparency == "on" or (clip_info is not None and clip_info.had_alpha) or mask is not None
+    had_alpha = clip_info is not None and clip_info.had_alpha
+    opaque = transparency == "off" or not FORMATS[fmt].alpha
+    wanted = had_alpha or mask is not None or (transparency == "on" and not opaque)
     if not wanted:
-        return False, None
-    alpha = None
+        return False, None, opaque
     if mask is not None:
         m = mask.detach().float().cpu()
         if m.dim() == 2:
@@ -44,18 +45,19 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
             raise InvalidInputError(
                 f"the mask is {m.shape[-1]}x{m.shape[-2]} but the frames are {frames.shape[2]}x{frames.shape[1]}"
             )
-        alpha = (1.0 - m).clamp(0, 1)
-        return alpha, explicit
+        return (1.0 - m).clamp(0, 1), explicit, opaque
     key = explicit or info_key
     if key is None:
         first = images.to_uint8(frames[0])
         key = images.dominant_edge_color(first[..., :3])
         if key is None:
+            if opaque:
+                return False, None, opaque
             raise InvalidInputError(
                 "transparency is on but there is no key colour: the clip has no flat background colour at its edges. "
                 "Set key_color (e.g. #ff00ff) or transparency off"
             )
-    return None, key
+    return None, key, opaque
 
 
 class CharMotionExport:
@@ -99,12 +101,16 @@ class CharMotionExport:
             "optional": {
                 "clip_info": (CLIP_INFO_TYPE, {"tooltip": "From CharMotion VAE Decode: fps and key colour."}),
                 "mask": ("MASK", {"tooltip": "Transparency (1 = transparent), instead of keying."}),
+                "background_color": ("STRING", {"default": "auto", "tooltip":
+                                     "Behind a transparent character in opaque output (MP4, or transparency off): "
+                                     "auto (a grey that contrasts with the character) or #rrggbb / name."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     def export(self, images, filename_prefix, format, fps, loop_count, pingpong, quality, lossless, transparency,
-               key_color, tolerance, despill, clip_info=None, mask=None, prompt=None, extra_pnginfo=None):
+               key_color, tolerance, despill, clip_info=None, mask=None, background_color="auto", prompt=None,
+               extra_pnginfo=None):
         if format not in FORMATS:
             raise InvalidInputError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
@@ -113,7 +119,9 @@ class CharMotionExport:
         fps = checks.number("fps", fps, 0, 240, fix="0 uses the clip's own rate")
         tolerance = checks.number("tolerance", tolerance, 0, 1)
         rate = fps or (clip_info.fps if clip_info is not None else 8.0)
-        alpha, key = transparency_plan(format, transparency, key_color, clip_info, mask, images)
+        alpha, key, opaque = transparency_plan(format, transparency, key_color, clip_info, mask, images)
+        if str(background_color).strip().lower() not in ("", "auto"):
+            parse_color(background_color)  # a clear error before any work
         metadata = {}
         if host.metadata_enabled():
             if prompt is not None:
@@ -130,7 +138,8 @@ class CharMotionExport:
         result = export_frames(
             images, folder, fmt=format, prefix=name, fps=rate, loop=int(loop_count), pingpong=bool(pingpong),
             quality=None if int(quality) < 0 else int(quality), lossless=bool(lossless), alpha=alpha,
-            key_color=key, key_tolerance=float(tolerance), despill=bool(despill), metadata=metadata or None,
+            key_color=key, key_tolerance=float(tolerance), despill=bool(despill), opaque=opaque,
+            background=background_color or "auto", metadata=metadata or None,
         )
         for note in result.notes:
             log.info("CharMotion export: %s", note)

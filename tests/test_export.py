@@ -517,3 +517,25 @@ def test_failing_pillow_writer_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         ex.export_frames(sprite_frames(), tmp_path, fmt="png_sequence", prefix="p")
     assert listing(tmp_path) == []
+
+
+def test_keyed_sprite_into_opaque_output_never_shows_the_key_colour(tmp_path):
+    frames = sprite_frames()
+    r = ex.export_frames(frames, tmp_path / "k.mp4", key_color=KEY)  # MP4 has no alpha: a grey, not the key
+    got, _ = ffmpeg_frames(r.path)
+    corner = got[:, :2, -3:].reshape(-1, 3).astype(int)
+    assert np.abs(corner - np.array(ex.LIGHT_BACKGROUND)).max() <= 6, corner[:3]  # red sprite -> light grey
+    assert any(f"composited over {ex.LIGHT_BACKGROUND}" in n for n in r.notes)
+    # opaque GIF (a format with alpha) over a chosen colour: no transparency, the colour behind the sprite
+    r = ex.export_frames(frames, tmp_path / "k.gif", key_color=KEY, opaque=True, background="#102030")
+    got, _, info, _ = pil_frames(r.path)
+    assert "transparency" not in info and (got[..., 3] == 255).all()
+    assert tuple(got[0, 0, 0, :3]) == (16, 32, 48) and tuple(got[0, 6, 4, :3]) == RED
+
+
+def test_a_light_character_gets_a_dark_background():
+    rgb = np.full((8, 8, 3), 240, np.uint8)
+    alpha = np.zeros((8, 8), np.uint8)
+    alpha[2:6, 2:6] = 255
+    assert ex.contrasting_background(rgb, alpha) == ex.DARK_BACKGROUND
+    assert ex.contrasting_background(rgb // 4, alpha) == ex.LIGHT_BACKGROUND

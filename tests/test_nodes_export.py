@@ -154,3 +154,12 @@ def test_export_errors(env, monkeypatch):
     with pytest.raises(FFmpegNotFoundError, match="pip install imageio-ffmpeg"):
         export(format="mp4")
     assert list(env["output"].rglob("*.mp4")) == [] and list(env["output"].rglob("*.part")) == []
+
+
+def test_opaque_output_of_a_transparent_reference_is_over_the_background_colour(env):
+    frames, _, _ = pil_read(only_file(export(format="gif", clip_info=INFO, transparency="off",
+                                             background_color="#204060")["ui"], env["output"]))
+    assert (frames[..., 3] == 255).all() and tuple(frames[0, 0, 0, :3]) == (32, 64, 96)  # not the magenta key
+    assert tuple(frames[0, 10, 5, :3]) == (26, 51, 204)  # the character as it was
+    with pytest.raises(InvalidInputError, match="unknown colour 'nope'"):
+        export(format="gif", clip_info=INFO, background_color="nope")
