@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("train", "train the built-in model"),
     "benchmark": ("benchmark", "score a model on held-out characters and phrasings"),
     "preview": ("preview", "contact sheet and GIF of the training data"),
+    "gallery": ("gallery", "the README's gallery: the sample sprites animated by a model"),
     "validate-tracker": ("validate", "accept and false-accept rates of the action tracker on drawn clips"),
 }
 

@@ -226,4 +226,7 @@ def _json_metadata(weights: WeightSource, key: str) -> dict:
 
 
 def _file_config(weights: WeightSource) -> dict:
-    return merged_config(_json_metadata(weights, "config"))
+    config = _json_metadata(weights, "config") or {}
+    if isinstance(config.get("text_encoder"), dict):
+        config["text_encoder"].setdefault("prompt_features", False)  # files written before the prompt features
+    return merged_config(config)
