@@ -323,11 +323,6 @@ class PreparedReference:
         return self.pixels[None, :, None]
 
 
-def image_aspect(image: Any) -> float:
-    a = _numpy(image)
-    return a.shape[0] / a.shape[1]
-
-
 def prepare_reference(
     image: Any,
     *,

@@ -322,7 +322,7 @@ def generate(
 
     joined = torch.cat([loop_latents[0]] + [z[:, :, cfl:] for z in loop_latents[1:]], dim=2)
     video = torch.cat(videos, dim=2).cpu() if videos and decode else None
-    total_frames = num_frames + (loops - 1) * (num_frames - layout.chunk_frames(cfl)) if loops > 1 else num_frames
+    total_frames = clip_frames(layout, num_frames, loops, cfl)
     out_h, out_w = (height, width) if profile.latent_grid else (lat_h * profile.spatial_factor, lat_w * profile.spatial_factor)
     return GenerationResult(
         video=video, latents=joined, loop_latents=loop_latents, num_frames=total_frames,

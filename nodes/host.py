@@ -66,10 +66,6 @@ except Exception:  # noqa: BLE001
     VideoFromComponents = VideoComponents = None
 
 
-def in_comfyui() -> bool:
-    return folder_paths is not None
-
-
 # ---------------------------------------------------------------------------
 # Model folders
 

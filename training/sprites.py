@@ -80,7 +80,6 @@ class Pose:
 
 
 REST = Pose()
-POSE_FIELDS = tuple(f.name for f in fields(Pose))
 
 
 # ---------------------------------------------------------------------------

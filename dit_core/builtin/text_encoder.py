@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
@@ -144,5 +144,3 @@ class TinyTextEncoder(nn.Module):
                 features[i] = features[i] + self.motion(self._number_features(float(found.group(1))).to(device))
         return features
 
-    def config_dict(self) -> dict:
-        return asdict(self.config)

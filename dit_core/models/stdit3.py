@@ -144,7 +144,6 @@ class STDiT3(nn.Module):
     def set_attention_backend(self, name: str) -> "STDiT3":
         """``auto`` / ``sdpa`` / ``xformers`` / ``math``; checked against the current device."""
         self.attention_backend = check_backend(name, self.device if self.device.type != "meta" else None)
-        self._requested_backend = name
         return self
 
     def initialize_weights(self) -> "STDiT3":

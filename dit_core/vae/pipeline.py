@@ -102,10 +102,6 @@ class OpenSoraVAE(nn.Module):
         self.fp32_fallbacks = 0  # float16 overflows seen (each switches its stage to float32)
         self._fp32_stages: set[str] = set()
 
-    def set_tiling(self, tile: SpatialTiling | int | None) -> None:
-        """Spatial tiling for the 2-D VAE: ``None`` (off, exact), a pixel tile size, or a :class:`SpatialTiling`."""
-        self.tiling = SpatialTiling.coerce(tile)
-
     # -- sizes -----------------------------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
