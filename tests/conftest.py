@@ -10,7 +10,6 @@ exactly once in ``sys.modules``.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,21 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "charmotion"
+sys.path.insert(0, str(ROOT))  # the lab's entry point holds the one loader
+from training.__main__ import load_pack  # noqa: E402
 
-
-def _load_pack():
-    if PACK_NAME in sys.modules:
-        return sys.modules[PACK_NAME]
-    spec = importlib.util.spec_from_file_location(
-        PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK_NAME] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load_pack()
+load_pack(PACK_NAME)
 
 
 @pytest.fixture
