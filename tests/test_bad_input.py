@@ -323,7 +323,7 @@ def test_cli_sigterm_during_mp4_export_removes_the_temporary_file_and_ends_ffmpe
         started.append(proc)
         return TermAfterFirstFrame(proc)
 
-    monkeypatch.setattr(export_module.subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "Popen", popen)
     before = snapshot(workdir)
     status, err = run_cli(BASE + ["--out", "clip.mp4"], capsys)
     assert status == 143 and err.strip() == "cancelled"

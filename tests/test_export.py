@@ -406,7 +406,7 @@ def test_despill_removes_key_cast_on_edges_only():
 def test_key_out_in_chunks_matches_one_pass(monkeypatch):
     frames = sprite_frames(t=7)
     whole = ex.key_out(frames, KEY, 0.1)
-    monkeypatch.setattr(ex, "_KEY_CHUNK_PIXELS", H * W * 2)  # two frames at a time
+    monkeypatch.setattr(ex.frames, "_KEY_CHUNK_PIXELS", H * W * 2)  # two frames at a time
     assert np.array_equal(ex.key_out(frames, KEY, 0.1), whole)
 
 
@@ -496,7 +496,7 @@ def test_failing_ffmpeg_leaves_no_partial_file(tmp_path, monkeypatch):
     fake.write_text('#!/bin/sh\nfor last; do :; done\nprintf partial > "$last"\n'
                     'echo "Error: encoder exploded" >&2\nexit 3\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(ex, "_ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(ex.writers, "_ffmpeg_exe", lambda: str(fake))
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(ex.ExportError, match=r"exit status 3.*encoder exploded"):
