@@ -187,7 +187,7 @@ class Action:
     name: str
     loopable: bool
     pose_fn: Callable
-    requires: tuple[str, ...] = ()  # character features (see sprites.Character.has)
+    requires: tuple[str, ...] = ()  # character features (see characters.Character.has)
 
     def pose(self, phase, amplitude: float, side: int = 1, facing: int = 1) -> Pose:
         phase = np.asarray(phase, dtype=np.float64)

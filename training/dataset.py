@@ -12,9 +12,9 @@ Held-out examples test generalisation; training never sees any of them:
 * **Characters.** Every character comes from a character id: training ids
   are in ``[0, 2**31)``, held-out ids in ``[2**31, 2**32)``. On top of
   that, some attribute combinations are reserved for held-out characters
-  only (``sprites.HELDOUT_PALETTES``: the "mint" palette for any kind;
-  ``sprites.HELDOUT_KIND_PALETTES``: gold knights, violet slimes, grey cats,
-  brown bunnies, red robots, teal frogs; ``sprites.HELDOUT_STYLES``:
+  only (``characters.HELDOUT_PALETTES``: the "mint" palette for any kind;
+  ``characters.HELDOUT_KIND_PALETTES``: gold knights, violet slimes, grey cats,
+  brown bunnies, red robots, teal frogs; ``characters.HELDOUT_STYLES``:
   pixel-art with soft shading). Training characters are drawn with these
   filtered out; half of the held-out characters are forced into one of them.
 * **Phrasings.** Held-out prompts are, half of the time, sentences built
@@ -45,6 +45,7 @@ import torch
 from ..dit_core.builtin.codec import MotionFieldCodec
 from ..dit_core.builtin.sprite import Sprite
 from . import fields, phrases
+from . import characters as C
 from . import sprites as S
 from .actions import ACTION_NAMES, ACTIONS, Action, get_action
 
@@ -71,57 +72,57 @@ def _split_code(split: str) -> int:
 
 
 def is_heldout_combination(kind: str, palette: str, style: str, shading: str) -> bool:
-    return (palette in S.HELDOUT_PALETTES or (kind, palette) in S.HELDOUT_KIND_PALETTES
-            or (style, shading) in S.HELDOUT_STYLES)
+    return (palette in C.HELDOUT_PALETTES or (kind, palette) in C.HELDOUT_KIND_PALETTES
+            or (style, shading) in C.HELDOUT_STYLES)
 
 
 def _train_allowed(kind, palette, style, shading) -> bool:
     return not is_heldout_combination(kind, palette, style, shading)
 
 
-def make_character(char_id: int, require: tuple[str, ...] = ()) -> S.Character:
+def make_character(char_id: int, require: tuple[str, ...] = ()) -> C.Character:
     """The character with this id (ids >= 2**31 are held-out characters)."""
     rng = np.random.default_rng(char_id)
     if char_id < HELDOUT_ID_START:
-        return S.sample_character(rng, allow_palette=_train_allowed, require=require)
+        return C.sample_character(rng, allow_palette=_train_allowed, require=require)
     if rng.random() < 0.5:
-        return S.sample_character(rng, require=require)
+        return C.sample_character(rng, require=require)
     # Force one of the reserved combinations.
-    choices = [("palette", p) for p in S.HELDOUT_PALETTES]
-    choices += [("kind", kp) for kp in S.HELDOUT_KIND_PALETTES if S._kind_can(S.KINDS[kp[0]], require)]
-    choices += [("style", st) for st in S.HELDOUT_STYLES]
+    choices = [("palette", p) for p in C.HELDOUT_PALETTES]
+    choices += [("kind", kp) for kp in C.HELDOUT_KIND_PALETTES if C._kind_can(C.KINDS[kp[0]], require)]
+    choices += [("style", st) for st in C.HELDOUT_STYLES]
     what, value = choices[rng.integers(len(choices))]
     if what == "palette":
-        return S.sample_character(rng, palette=value, require=require)
+        return C.sample_character(rng, palette=value, require=require)
     if what == "kind":
-        return S.sample_character(rng, kind=value[0], palette=value[1], require=require)
-    return S.sample_character(rng, style=value[0], shading=value[1], require=require)
+        return C.sample_character(rng, kind=value[0], palette=value[1], require=require)
+    return C.sample_character(rng, style=value[0], shading=value[1], require=require)
 
 
-def character_colors_255(ch: S.Character) -> np.ndarray:
+def character_colors_255(ch: C.Character) -> np.ndarray:
     """Colours a silhouette must be told apart from the key by (with shading extremes)."""
     names = ["main", "skin", "light", "limb", "pants", "accent", "hair", "glow", "inner", "eye", "mouth"]
     cols = [ch.colors[k] for k in names if k in ch.colors]
     if ch.outline != "none":
         cols.append(ch.colors["outline"])
-    shaded = [S.darken(c, 0.76) for c in cols] if ch.shading != "flat" else []
+    shaded = [C.darken(c, 0.76) for c in cols] if ch.shading != "flat" else []
     return np.asarray(cols + shaded, dtype=np.float64) * 255.0
 
 
-def pick_key_color(rng: np.random.Generator, ch: S.Character) -> tuple[str, tuple[int, int, int]]:
+def pick_key_color(rng: np.random.Generator, ch: C.Character) -> tuple[str, tuple[int, int, int]]:
     colors = character_colors_255(ch)
     names = list(KEY_COLORS)
     for _ in range(50):
         name = names[rng.integers(len(names))]
         key = KEY_COLORS[name]
         if key is None:
-            key = tuple(int(round(255 * c)) for c in S.hsv(rng.uniform(0, 360), rng.uniform(0.18, 0.32), 1.0))
+            key = tuple(int(round(255 * c)) for c in C.hsv(rng.uniform(0, 360), rng.uniform(0.18, 0.32), 1.0))
         if np.min(np.linalg.norm(colors - np.asarray(key, dtype=np.float64), axis=1)) >= MIN_KEY_DISTANCE:
             return name, key
     return "magenta", KEY_COLORS["magenta"]
 
 
-def render_clip(ch: S.Character, action: Action, amplitude: float, *, num_frames: int = 16, size: int = 64,
+def render_clip(ch: C.Character, action: Action, amplitude: float, *, num_frames: int = 16, size: int = 64,
                 side: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied rgb [T,H,W,3] and alpha [T,H,W] (float32) of an action clip."""
     pose = action.clip_pose(num_frames, amplitude, side=side, facing=ch.facing)
@@ -278,15 +279,15 @@ SAMPLE_CHARACTERS = {
 }
 
 
-def sample_character(name: str) -> S.Character:
+def sample_character(name: str) -> C.Character:
     """One of the demo characters (smooth style, centred on the canvas)."""
     try:
         char_id, kind, palette = SAMPLE_CHARACTERS[name]
     except KeyError:
         raise ValueError(f"unknown sample {name!r}; choose one of: {', '.join(SAMPLE_CHARACTERS)}") from None
     rng = np.random.default_rng(char_id)
-    ch = S.sample_character(rng, kind=kind, palette=palette, style="smooth", shading="cel")
-    return replace(ch, x=0.5, y=0.88, height=0.72, outline="dark", colors={**ch.colors, "outline": S.OUTLINE_DARK})
+    ch = C.sample_character(rng, kind=kind, palette=palette, style="smooth", shading="cel")
+    return replace(ch, x=0.5, y=0.88, height=0.72, outline="dark", colors={**ch.colors, "outline": C.OUTLINE_DARK})
 
 
 def sample_image(name: str, size: int = 64) -> np.ndarray:

@@ -218,7 +218,7 @@ def action_words() -> dict[str, list[str]]:
     """Per action, the stems of the words its training phrases use (the model file keeps this table, so the
     runtime can tell a prompt that names no action it knows)."""
     from ..dit_core.builtin.vocabulary import stem
-    from .sprites import KINDS
+    from .characters import KINDS
 
     nouns = {noun.split()[-1] for kind in KINDS.values() for noun in kind.nouns}  # "tiny hero": "tiny" is no noun
     return {action: sorted({stem(w) for w in training_words(action) - FUNCTION_WORDS - nouns} - {stem(w) for w in FUNCTION_WORDS})
