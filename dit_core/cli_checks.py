@@ -42,7 +42,10 @@ def check_options(args, path: Path, fmt: str) -> None:
         if str(color).strip().lower() != "auto":
             from .images import parse_color
 
-            parse_color(color)
+            try:
+                parse_color(color)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{flag}: {exc}") from None
     check_output(args.out, path, fmt)
     check_device(args.device)
     check_model_files(args)

@@ -121,7 +121,10 @@ class CharMotionExport:
         rate = fps or (clip_info.fps if clip_info is not None else 8.0)
         alpha, key, opaque = transparency_plan(format, transparency, key_color, clip_info, mask, images)
         if str(background_color).strip().lower() not in ("", "auto"):
-            parse_color(background_color)  # a clear error before any work
+            try:  # a clear error before any work
+                parse_color(background_color)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"background_color: {exc}") from None
         metadata = {}
         if host.metadata_enabled():
             if prompt is not None:

@@ -161,5 +161,5 @@ def test_opaque_output_of_a_transparent_reference_is_over_the_background_colour(
                                              background_color="#204060")["ui"], env["output"]))
     assert (frames[..., 3] == 255).all() and tuple(frames[0, 0, 0, :3]) == (32, 64, 96)  # not the magenta key
     assert tuple(frames[0, 10, 5, :3]) == (26, 51, 204)  # the character as it was
-    with pytest.raises(InvalidInputError, match="unknown colour 'nope'"):
+    with pytest.raises(InvalidInputError, match="background_color: unknown colour 'nope': write '#rrggbb'"):
         export(format="gif", clip_info=INFO, background_color="nope")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..images import parse_color
 from .formats import ExportFormat
 
 
@@ -90,24 +91,13 @@ def _alpha_uint8(alpha: Any, t: int, h: int, w: int) -> np.ndarray:
 
 
 def _parse_color(color: Any) -> np.ndarray:
-    """``"#00ff00"``, ``"lime"``, ``(0, 255, 0)`` or ``(0.0, 1.0, 0.0)`` -> uint8 RGB."""
-    if isinstance(color, str):
-        from PIL import ImageColor
-
-        try:
-            return np.array(ImageColor.getrgb(color)[:3], dtype=np.uint8)
-        except ValueError as e:
-            raise ValueError(f"Unknown colour {color!r}: use '#rrggbb', a name or (r, g, b).") from e
-    c = _to_numpy(color).astype(np.float64).reshape(-1)
-    if c.size not in (3, 4):
-        raise ValueError(f"A colour needs 3 values (r, g, b); got {color!r}.")
-    c = c[:3]
-    is_unit = np.issubdtype(_to_numpy(color).dtype, np.floating) and c.max() <= 1.0
-    if is_unit:
-        c = c * 255.0
-    if c.min() < 0 or c.max() > 255:
-        raise ValueError(f"Colour {color!r} is out of range: use 0..255 integers or 0..1 floats.")
-    return np.rint(c).astype(np.uint8)
+    """A colour as :func:`..images.parse_color` reads it (``"#00ff00"``, ``"lime"``, ``"0,255,0"``, ``(0, 255, 0)``),
+    or float ``(0.0, 1.0, 0.0)`` in 0..1 -> uint8 RGB."""
+    if not isinstance(color, str):
+        values = _to_numpy(color)
+        if np.issubdtype(values.dtype, np.floating) and values.size in (3, 4) and 0.0 <= values.min() <= values.max() <= 1.0:
+            color = tuple(float(v) * 255.0 for v in values.reshape(-1)[:3])
+    return np.array(parse_color(color), dtype=np.uint8)
 
 
 def _box3(x: np.ndarray, op=np.add) -> np.ndarray:
