@@ -111,34 +111,47 @@ def budget_size(pixels: int, aspect_hw: float, multiple: int) -> tuple[int, int]
 # Pixels in and colours
 
 
-def _numpy(image: Any) -> np.ndarray:
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu()
-        if image.is_floating_point():
-            image = image.float()
-        image = image.numpy()
-    return np.asarray(image)
+def to_numpy(x: Any) -> np.ndarray:
+    """A torch tensor (any device; bfloat16/float16 become float32, which numpy has) or array-like -> numpy."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def as_uint8(a: np.ndarray, what: str = "image") -> np.ndarray:
+    """Values of any shape as uint8: floats are 0..1 (as in ComfyUI; NaN is 0), bools 0/255, integers 0..255.
+
+    uint8 input is returned as it is (no copy).
+    """
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if np.issubdtype(a.dtype, np.floating):
+        a = np.nan_to_num(a.astype(np.float32, copy=False), nan=0.0)
+        return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer) and a.size and a.min() >= 0 and a.max() <= 255:
+        return a.astype(np.uint8)
+    values = f" with values {a.min()}..{a.max()}" if a.size and np.issubdtype(a.dtype, np.number) else ""
+    raise InvalidInputError(
+        f"{what} must be uint8 / integers in 0..255, or floats in 0..1; got dtype {a.dtype}{values}: "
+        "convert it first, e.g. divide 16-bit images by 65535.0"
+    )
 
 
 def to_uint8(image: Any, what: str = "image") -> np.ndarray:
     """An image ``[H, W, C]`` (C = 1..4) or ``[H, W]`` as uint8 (floats are 0..1, as in ComfyUI)."""
-    a = _numpy(image)
+    a = to_numpy(image)
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3 or a.shape[-1] not in (1, 2, 3, 4) or 0 in a.shape:
         raise InvalidInputError(
             f"{what} must be [H, W, C] with 1 to 4 channels (a ComfyUI IMAGE is [B, H, W, 3]); got {list(a.shape)}"
         )
-    if a.dtype == np.uint8:
-        return np.ascontiguousarray(a)
-    if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.floating):
-        a = np.nan_to_num(a.astype(np.float32), nan=0.0)
-        return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer) and a.min() >= 0 and a.max() <= 255:
-        return a.astype(np.uint8)
-    raise InvalidInputError(f"{what} must hold floats in 0..1 or 8-bit integers; got {a.dtype}")
+    return np.ascontiguousarray(as_uint8(a, what))
 
 
 def split_alpha(image: Any, alpha: Any = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -139,7 +139,7 @@ class CharMotionExport:
         checks.inside_folder(folder, host.output_directory(), f"filename_prefix {filename_prefix!r}")
         checks.writable_folder(folder, f"the clip into {folder}")
         result = export_frames(
-            images, folder, fmt=format, prefix=name, fps=rate, loop=int(loop_count), pingpong=bool(pingpong),
+            images, folder, fmt=format, prefix=name, fps=rate, loop_count=int(loop_count), pingpong=bool(pingpong),
             quality=None if int(quality) < 0 else int(quality), lossless=bool(lossless), alpha=alpha,
             key_color=key, key_tolerance=float(tolerance), despill=bool(despill), opaque=opaque,
             background=background_color or "auto", metadata=metadata or None,

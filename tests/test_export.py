@@ -13,6 +13,8 @@ from PIL import Image, ImageSequence
 
 import imageio_ffmpeg
 from charmotion.dit_core import export as ex
+from charmotion.dit_core import images
+from charmotion.dit_core.errors import InvalidInputError
 
 KEY = (0, 255, 0)
 RED = (200, 40, 40)
@@ -169,7 +171,7 @@ def test_animated_images_alpha_timing_loop_metadata(tmp_path, fmt):
     frames = sprite_frames()
     meta = {"prompt": {"a": [1, 2]}, "workflow": {"nodes": [], "note": "héllo"}, "title": "naïve ✓ 動き"}
     kwargs = {"lossless": True} if fmt == "webp" else {}
-    r = ex.export_frames(frames, tmp_path, fmt=fmt, prefix="walk", fps=8, loop=3,
+    r = ex.export_frames(frames, tmp_path, fmt=fmt, prefix="walk", fps=8, loop_count=3,
                          key_color="#00ff00", metadata=meta, **kwargs)
     assert r.path.name == f"walk_00001_{ex.FORMATS[fmt].extension}"
     assert (r.width, r.height, r.padded) == (W, H, (0, 0)) and r.has_alpha
@@ -199,12 +201,22 @@ def test_no_alpha_unless_asked(tmp_path, fmt):
 
 def test_loop_once_and_forever(tmp_path):
     frames = sprite_frames()
-    once = ex.export_frames(frames, tmp_path / "once.gif", loop=1)
-    forever = ex.export_frames(frames, tmp_path / "forever.gif", loop=0)
+    once = ex.export_frames(frames, tmp_path / "once.gif", loop_count=1)
+    forever = ex.export_frames(frames, tmp_path / "forever.gif", loop_count=0)
     assert "loop" not in pil_frames(once.path)[2]  # no NETSCAPE block: plays once
     assert pil_frames(forever.path)[2]["loop"] == 0
-    assert pil_frames(ex.export_frames(frames, tmp_path / "w.webp", loop=1).path)[2]["loop"] == 1
-    assert pil_frames(ex.export_frames(frames, tmp_path / "a.apng", loop=0).path)[2]["loop"] == 0
+    assert pil_frames(ex.export_frames(frames, tmp_path / "w.webp", loop_count=1).path)[2]["loop"] == 1
+    assert pil_frames(ex.export_frames(frames, tmp_path / "a.apng", loop_count=0).path)[2]["loop"] == 0
+
+
+def test_loop_is_a_deprecated_name_of_loop_count(tmp_path):
+    frames = sprite_frames()
+    with pytest.warns(DeprecationWarning, match="loop_count"):
+        r = ex.export_frames(frames, tmp_path / "old.gif", loop=3)
+    assert r.loop_count == 3 and pil_frames(r.path)[2]["loop"] == 2
+    with pytest.warns(DeprecationWarning), pytest.raises(InvalidInputError, match="pass only loop_count"):
+        ex.export_frames(frames, tmp_path / "both.gif", loop=3, loop_count=2)
+    assert not (tmp_path / "both.gif").exists()
 
 
 def test_gif_timing_spreads_ticks_and_caps_fast_fps(tmp_path):
@@ -254,7 +266,7 @@ def test_png_sequence(tmp_path):
 def test_sprite_sheet_grid_atlas_padding_pingpong(tmp_path):
     frames = sprite_frames()
     meta = {"workflow": {"x": 1}}
-    r = ex.export_frames(frames, tmp_path / "hero.png", fps=10, loop=2, pingpong=True, key_color=KEY,
+    r = ex.export_frames(frames, tmp_path / "hero.png", fps=10, loop_count=2, pingpong=True, key_color=KEY,
                          columns=2, padding=3, metadata=meta)
     png, js = r.files
     assert (png.name, js.name) == ("hero.png", "hero.json") and r.frame_count == T
@@ -337,6 +349,70 @@ def test_input_forms_give_the_same_file_content(tmp_path):
         ex.export_frames(u8, tmp_path / "a.gif", prefix="walk")
     with pytest.raises(ValueError, match="Unknown export format 'avi'"):
         ex.export_frames(u8, tmp_path / "bad.gif", fmt="avi")
+
+
+BAD_SETTINGS = [
+    ("x.gif", dict(loop_count=-1), "loop_count must be a whole number of 0 or more"),
+    ("x.gif", dict(loop_count=1.5), "loop_count must be a whole number"),
+    ("x.gif", dict(fps="fast"), "fps must be a number"),
+    ("x.webp", dict(quality=101), "quality must be a finite number from 0 to 100"),
+    ("x.webp", dict(quality="best"), "quality must be a finite number"),
+    ("x.png", dict(columns=0), "columns must be a whole number of 1 or more"),
+    ("x.png", dict(padding=-1), "padding must be a whole number of 0 or more"),
+    ("x.gif", dict(metadata=["prompt"]), "metadata must be a dict"),
+    ("x.gif", dict(metadata={"x": object()}), "JSON-serialisable.*pass strings, numbers"),
+    ("x.apng", dict(metadata={"x": object()}), "JSON-serialisable.*pass strings, numbers"),
+    ("x.gif", dict(key_color=KEY, key_tolerance=2), "key tolerance must be within 0..1"),
+    ("x.gif", dict(alpha=np.ones((2, 2))), r"alpha must be \[T, H, W\]"),
+    ("x.gif", dict(fmt="avi"), "Unknown export format"),
+    ("x.avi", {}, "unknown extension"),
+    ("x.gif", dict(fmt="png_sequence"), "PNG sequence is written to a folder.*pass a folder path"),
+]
+
+
+@pytest.mark.parametrize("name,settings,words", BAD_SETTINGS)
+def test_bad_settings_raise_the_input_error_and_write_nothing(tmp_path, name, settings, words):
+    with pytest.raises(InvalidInputError, match=words):
+        ex.export_frames(sprite_frames(), tmp_path / name, **settings)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("frames,words", [
+    ([], "pass at least one frame"),
+    ([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)], "same size.*resize them"),
+    (np.zeros((2, 0, 4, 3), np.uint8), "No pixels to export"),
+    (np.full((2, 4, 4, 3), 4000, np.uint16), r"uint16 with values 4000\.\.4000.*divide 16-bit images by 65535"),
+    (np.full((2, 4, 4, 3), -1, np.int32), "integers in 0..255, or floats in 0..1"),
+])
+def test_frames_that_cannot_be_exported_say_what_to_do(tmp_path, frames, words):
+    with pytest.raises(InvalidInputError, match=words):
+        ex.export_frames(frames, tmp_path / "x.gif")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_uint8_conversion_for_frames_and_images():
+    values = {
+        "float": np.array([[[-0.5, 0.5, 2.0]]], np.float32),
+        "nan": np.array([[[np.nan, 0.0, 1.0]]], np.float64),
+        "bool": np.array([[[True, False, True]]]),
+        "int": np.array([[[0, 128, 255]]], np.int64),
+        "bfloat16": torch.tensor([[[0.0, 0.5, 1.0]]], dtype=torch.bfloat16),
+    }
+    for name, v in values.items():
+        frame = ex.frames_uint8(v)[0]
+        assert frame.dtype == np.uint8 and np.array_equal(frame, images.to_uint8(v)), name
+    assert ex.frames_uint8(values["float"])[0, 0, 0].tolist() == [0, 128, 255]
+    for convert in (ex.frames_uint8, images.to_uint8):
+        with pytest.raises(InvalidInputError, match="divide 16-bit images by 65535"):
+            convert(np.full((1, 2, 3), 300, np.uint16))
+
+
+def test_read_metadata_of_what_it_cannot_read_says_what_to_pass(tmp_path):
+    with pytest.raises(InvalidInputError, match="No PNG frames.*pass a PNG sequence folder"):
+        ex.read_metadata(tmp_path)
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(InvalidInputError, match=r"unknown format\. Pass a file written by the export"):
+        ex.read_metadata(tmp_path / "x.txt")
 
 
 def test_quality_maps_onto_encoder_settings(tmp_path):
@@ -428,7 +504,7 @@ def test_unique_path_counts_like_comfyui_and_never_reuses(tmp_path):
     sub = ex.unique_path(tmp_path, "video/walk", "mp4")
     assert sub == tmp_path / "video" / "walk_00001_.mp4" and sub.parent.is_dir()
     for bad in ["../escape", "/abs/x", ""]:
-        with pytest.raises(ValueError, match="Invalid file name prefix"):
+        with pytest.raises(InvalidInputError, match="Invalid file name prefix"):
             ex.unique_path(tmp_path, bad, "mp4")
 
 

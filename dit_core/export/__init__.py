@@ -50,8 +50,10 @@ Rules
   are padded by one pixel on the right and/or bottom, repeating the edge pixels
   (alpha too), and :attr:`ExportResult.padded` says so. The other formats keep
   the exact size.
-* **Loop**: ``loop=0`` plays forever, ``loop=N`` plays N times in total (GIF
-  stores N-1 repeats, APNG/WebP store N). MP4/WebM have no loop count.
+* **Loop count** (playback repeats; not the chained clips called "loops"
+  elsewhere, nor the seamless loop): ``loop_count=0`` plays forever,
+  ``loop_count=N`` plays N times in total (GIF stores N-1 repeats, APNG/WebP
+  store N). MP4/WebM have no loop count.
 * **Ping-pong**: frames + reversed(frames[1:-1]) (``0 1 2 3 2 1``), baked into
   every animated format. A sprite sheet keeps each frame once and tags the
   animation ``"direction": "pingpong"`` (the engine plays it back and forth).
@@ -83,11 +85,13 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from .. import checks
 from ..errors import InvalidInputError
 from .errors import ExportError, FFmpegNotFoundError
 from .formats import FORMATS, ExportFormat, ExportResult, _known_extensions, format_for_path
@@ -138,19 +142,22 @@ def _target(path_or_dir: str | os.PathLike, fmt: ExportFormat, prefix: str | Non
     companions = (".json",) if fmt.writer == "sprite_sheet" else ()
     p = Path(path_or_dir)
     if prefix is not None and (p.is_file() or p.suffix.lower() in _known_extensions()):
-        raise ValueError(
+        raise InvalidInputError(
             f"With a prefix, path_or_dir is the output folder, but '{p}' is a file name. "
             "Pass the folder and the prefix, or the file path without a prefix."
         )
     if prefix is not None or p.is_dir():
         return unique_path(p, prefix or "CharMotion", fmt.extension, companions=companions)
     if fmt.extension and p.suffix.lower() not in fmt.extensions:
-        raise ValueError(
+        raise InvalidInputError(
             f"'{p.name}' does not fit format '{fmt.name}' (extension {' or '.join(fmt.extensions)}); "
             "change the extension or the format."
         )
     if not fmt.extension and p.suffix:
-        raise ValueError(f"A PNG sequence is written to a folder; '{p.name}' looks like a file name.")
+        raise InvalidInputError(
+            f"A PNG sequence is written to a folder; '{p.name}' looks like a file name: "
+            "pass a folder path, or choose the format that fits the extension."
+        )
     p.parent.mkdir(parents=True, exist_ok=True)
     taken = p.exists() or any(p.with_suffix(c).exists() for c in companions)
     if taken and (not overwrite or fmt.writer == "png_sequence"):  # never replace a folder
@@ -166,7 +173,7 @@ def export_frames(
     *,
     fmt: str | None = None,
     fps: float = 8.0,
-    loop: int = 0,
+    loop_count: int = 0,
     pingpong: bool = False,
     quality: int | None = None,
     lossless: bool = False,
@@ -182,46 +189,54 @@ def export_frames(
     padding: int = 0,
     overwrite: bool = False,
     prefix: str | None = None,
+    loop: int | None = None,
 ) -> ExportResult:
     """Write ``frames`` as ``fmt`` (default: from the path, see :func:`format_for_path`).
 
     ``path_or_dir``: the file to write (a folder for ``png_sequence``), or,
     when it is an existing folder or ``prefix`` is given, the folder in which a
     new ``<prefix>_00001_.<ext>`` name is made (prefix default ``CharMotion``).
-    ``fps`` > 0; ``loop``: 0 = forever, N = N plays; ``pingpong`` plays the
-    frames forward then back. ``quality`` 0..100 (higher is better; None =
-    the format's default: CRF 19 for MP4, CRF 30 for WebM, 90 for WebP, 256
-    colours for GIF); ``lossless`` for WebP/WebM/MP4. ``alpha``,
+    ``fps`` > 0; ``loop_count``: 0 = forever, N = N plays (``loop=`` is its
+    deprecated former name); ``pingpong`` plays the frames forward then back.
+    ``quality`` 0..100 (higher is better; None = the format's default: CRF 19
+    for MP4, CRF 30 for WebM, 90 for WebP, 256 colours for GIF); ``lossless``
+    for WebP/WebM/MP4. ``alpha``,
     ``key_color``/``key_tolerance``/``key_softness``/``despill`` and
     ``background``/``opaque`` control transparency (see the module notes and
     :func:`key_out`). ``metadata`` is embedded where the format allows.
     ``columns`` and ``padding`` (pixels between cells) shape a sprite sheet.
     Existing files are never replaced unless ``overwrite=True``.
     """
+    if loop is not None:
+        warnings.warn("export_frames(loop=...) is deprecated; use loop_count=...", DeprecationWarning, stacklevel=2)
+        if loop_count not in (0, loop):
+            raise InvalidInputError(f"loop={loop} and loop_count={loop_count} disagree: pass only loop_count.")
+        loop_count = loop
     if fmt is None:  # with a prefix, path_or_dir is a folder: a folder means a PNG sequence
         fmt_name = "png_sequence" if prefix is not None else format_for_path(path_or_dir)
     else:
         fmt_name = str(fmt).lower()
     if fmt_name not in FORMATS:
-        raise ValueError(f"Unknown export format '{fmt}'. Choose one of: {', '.join(FORMATS)}.")
+        raise InvalidInputError(f"Unknown export format '{fmt}'. Choose one of: {', '.join(FORMATS)}.")
     spec = FORMATS[fmt_name]
     try:
         fps = float(fps)
     except (TypeError, ValueError):
-        raise ValueError(f"fps must be a number; got {fps!r}.") from None
+        raise InvalidInputError(f"fps must be a number; got {fps!r}. Use e.g. 8 or 24.") from None
     if not math.isfinite(fps) or fps <= 0:
-        raise ValueError(f"fps must be a positive number; got {fps}.")
-    if int(loop) != loop or loop < 0:
-        raise ValueError(f"loop must be 0 (forever) or a positive number of plays; got {loop}.")
-    loop = int(loop)
-    if quality is not None and not 0 <= quality <= 100:
-        raise ValueError(f"quality must be within 0..100 (higher is better); got {quality}.")
-    if columns is not None and int(columns) < 1:
-        raise ValueError(f"columns must be at least 1; got {columns}.")
-    if int(padding) < 0:
-        raise ValueError(f"padding must be 0 or more pixels; got {padding}.")
+        raise InvalidInputError(f"fps must be a positive number; got {fps}. Use e.g. 8 or 24.")
+    loop_count = checks.whole("loop_count", loop_count, 0, fix="0 plays forever, N plays N times")
+    if quality is not None:
+        q = checks.number("quality", quality, 0, 100, fix="higher is better; None uses the format's default")
+        quality = int(q) if q.is_integer() else q
+    if columns is not None:
+        columns = checks.whole("columns", columns, 1, fix="None picks a near-square grid")
+    padding = checks.whole("padding", padding, 0, fix="it counts the pixels between sprite sheet cells")
     if metadata is not None and not isinstance(metadata, Mapping):
-        raise TypeError("metadata must be a dict of JSON-serialisable values.")
+        raise InvalidInputError(
+            f"metadata must be a dict of JSON-serialisable values; got {type(metadata).__name__}. "
+            "Pass e.g. {'prompt': ...} or None."
+        )
     if spec.writer == "ffmpeg":
         _ffmpeg_exe()  # fail before any work when ffmpeg is missing
 
@@ -240,8 +255,8 @@ def export_frames(
         order = np.concatenate([np.arange(rgb.shape[0]), np.arange(rgb.shape[0] - 2, 0, -1)])
         rgb = rgb[order]
         a = None if a is None else a[order]
-    if loop and not spec.loop:
-        notes.append(f"{spec.name} has no loop count; loop={loop} is up to the player.")
+    if loop_count and not spec.stores_loop_count:
+        notes.append(f"{spec.name} has no loop count; loop_count={loop_count} is up to the player.")
     t, h, w = rgb.shape[:3]
     durations = _frame_durations_ms(t, fps, spec.frame_tick_ms, spec.min_frame_ms)
     if spec.min_frame_ms > 1 and 1000.0 / fps < spec.min_frame_ms:
@@ -254,9 +269,9 @@ def export_frames(
         notes.append(f"{spec.name} is lossless; quality={quality} has no effect.")
 
     final = _target(path_or_dir, spec, prefix, overwrite, notes)
-    job = _Job(fmt=spec, rgb=rgb, alpha=a, fps=fps, loop=loop, pingpong=pingpong, durations=durations,
+    job = _Job(fmt=spec, rgb=rgb, alpha=a, fps=fps, loop_count=loop_count, pingpong=pingpong, durations=durations,
                metadata=dict(metadata) if metadata else None, settings=settings, notes=notes,
-               columns=None if columns is None else int(columns), padding=int(padding),
+               columns=columns, padding=padding,
                tag_name=prefix.replace("\\", "/").rsplit("/", 1)[-1] if prefix else final.stem,
                image_name=final.name, has_alpha=a is not None)
 
@@ -275,7 +290,7 @@ def export_frames(
         total = sum(f.stat().st_size for f in files)
     return ExportResult(
         path=files[0], files=files, format=spec.name, width=w, height=h, fps=fps,
-        frame_count=frame_count, duration_s=duration_s, loop=loop, has_alpha=job.has_alpha,
+        frame_count=frame_count, duration_s=duration_s, loop_count=loop_count, has_alpha=job.has_alpha,
         bytes=total, padded=padded, settings=job.settings, notes=notes,
     )
 

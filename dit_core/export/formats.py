@@ -1,4 +1,4 @@
-"""Export formats as data: one table of extension -> writer, alpha, loop and options; the result record."""
+"""Export formats as data: one table of extension -> writer, alpha, loop count and options; the result record."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
+
+from ..errors import InvalidInputError
 
 
 
@@ -37,7 +39,7 @@ class ExportFormat:
     alpha: bool
     even_size: bool
     metadata: str
-    loop: bool
+    stores_loop_count: bool
     animated: bool = True
     codec: str | None = None
     pix_fmt: str | None = None
@@ -69,7 +71,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": False,
         "even_size": True,
         "metadata": "ffmetadata",
-        "loop": False,
+        "stores_loop_count": False,
         "quality": {"option": "crf", "worst": 51, "best": 0},
         "options": {"crf": 19, "preset": "medium"},
         # -qp 0 is lossless H.264 in its yuv420p colours (chroma stays subsampled).
@@ -90,7 +92,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": True,
         "even_size": True,
         "metadata": "ffmetadata",
-        "loop": False,
+        "stores_loop_count": False,
         "quality": {"option": "crf", "worst": 63, "best": 0},
         "options": {"crf": 30, "b:v": 0, "deadline": "good", "cpu-used": 4, "row-mt": 1},
         "lossless_options": {"lossless": 1, "deadline": "good", "cpu-used": 4, "row-mt": 1},
@@ -104,7 +106,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": True,
         "even_size": False,
         "metadata": "gif_comment",
-        "loop": True,
+        "stores_loop_count": True,
         "frame_tick_ms": 10,
         "min_frame_ms": 20,
         "max_side": 65535,
@@ -122,7 +124,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": True,
         "even_size": False,
         "metadata": "exif",
-        "loop": True,
+        "stores_loop_count": True,
         "quality": {"option": "quality", "worst": 0, "best": 100},
         "options": {"quality": 90, "method": 4, "lossless": False},
         "lossless_options": {"quality": 100, "method": 4, "lossless": True},
@@ -136,7 +138,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": True,
         "even_size": False,
         "metadata": "png_text",
-        "loop": True,
+        "stores_loop_count": True,
         "options": {"compress_level": 6, "disposal": 0, "blend": 0},
     },
     {
@@ -147,7 +149,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": True,
         "even_size": False,
         "metadata": "png_text",
-        "loop": False,
+        "stores_loop_count": False,
         "options": {"compress_level": 6},
     },
     {
@@ -158,7 +160,7 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "alpha": True,
         "even_size": False,
         "metadata": "png_text",
-        "loop": True,
+        "stores_loop_count": True,
         "animated": False,
         "options": {"compress_level": 6},
     },
@@ -207,7 +209,7 @@ def format_for_path(path: str | os.PathLike) -> str:
         if ext in fmt.extensions:
             return fmt.name
     known = sorted(_known_extensions())
-    raise ValueError(
+    raise InvalidInputError(
         f"Cannot export to '{p.name}': unknown extension '{ext}'. "
         f"Use one of {', '.join(known)}, or a folder for a PNG sequence."
     )
@@ -230,7 +232,7 @@ class ExportResult:
     fps: float
     frame_count: int  # frames played (ping-pong included; sprite sheet: cells in the grid)
     duration_s: float  # one play-through
-    loop: int
+    loop_count: int  # plays: 0 = forever
     has_alpha: bool
     bytes: int  # total size on disk
     padded: tuple[int, int] = (0, 0)  # pixels added on the right, bottom

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..images import parse_color
+from ..errors import InvalidInputError
+from ..images import as_uint8, parse_color, to_numpy
 from .formats import ExportFormat
 
 
@@ -16,55 +17,33 @@ from .formats import ExportFormat
 # --------------------------------------------------------------------------------------
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor, without importing torch here
-        x = x.detach().cpu()
-        if x.is_floating_point() and str(x.dtype) not in ("torch.float32", "torch.float64"):
-            x = x.float()  # bfloat16/float16 have no numpy twin
-        x = x.numpy()
-    return np.asarray(x)
-
-
-def _as_uint8(a: np.ndarray, what: str) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.bool_:
-        return a.astype(np.uint8) * 255
-    if np.issubdtype(a.dtype, np.floating):
-        a = np.nan_to_num(a.astype(np.float32, copy=False), nan=0.0)
-        return np.rint(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer) and a.size and a.min() >= 0 and a.max() <= 255:
-        return a.astype(np.uint8)
-    raise TypeError(
-        f"{what} must be uint8 / integers in 0..255, or floats in 0..1; got dtype {a.dtype}"
-        f"{'' if not a.size or not np.issubdtype(a.dtype, np.number) else f' with values {a.min()}..{a.max()}'}. "
-        "Convert it, e.g. (x / 65535.0) for 16-bit images."
-    )
-
-
 def frames_uint8(frames: Any) -> np.ndarray:
     """Frames in any accepted form -> contiguous uint8 ``[T,H,W,C]``, C in {3, 4}."""
     if isinstance(frames, (list, tuple)):
         if not frames:
-            raise ValueError("No frames to export (empty list).")
+            raise InvalidInputError("No frames to export (empty list): pass at least one frame.")
         parts = [frames_uint8(f) for f in frames]
         shapes = {p.shape[1:3] for p in parts}
         if len(shapes) != 1:
-            raise ValueError(f"All frames must have the same size; got {sorted(shapes)} (H, W).")
+            raise InvalidInputError(
+                f"All frames must have the same size; got {sorted(shapes)} (H, W): resize them to one size first."
+            )
         if len({p.shape[3] for p in parts}) != 1:  # mix of RGB and RGBA frames
             parts = [p if p.shape[3] == 4 else _add_opaque_alpha(p) for p in parts]
         return np.ascontiguousarray(np.concatenate(parts, axis=0))
-    a = _to_numpy(frames)
+    a = to_numpy(frames)
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(
+        raise InvalidInputError(
             f"Frames must be [T, H, W, C] (or [H, W, C]) with C = 1, 2, 3 or 4 channels, "
             f"like a ComfyUI IMAGE batch; got shape {tuple(a.shape)}."
         )
     if a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0:
-        raise ValueError(f"No pixels to export: frames have shape {tuple(a.shape)}.")
-    a = _as_uint8(a, "frames")
+        raise InvalidInputError(
+            f"No pixels to export: frames have shape {tuple(a.shape)}; pass at least one frame of at least 1x1 pixels."
+        )
+    a = as_uint8(a, "frames")
     if a.shape[-1] in (1, 2):  # grey (+ alpha)
         grey = np.repeat(a[..., :1], 3, axis=-1)
         a = np.concatenate([grey, a[..., 1:]], axis=-1)
@@ -76,17 +55,17 @@ def _add_opaque_alpha(rgb: np.ndarray) -> np.ndarray:
 
 
 def _alpha_uint8(alpha: Any, t: int, h: int, w: int) -> np.ndarray:
-    a = _to_numpy(alpha)
+    a = to_numpy(alpha)
     if a.ndim == 4 and a.shape[-1] == 1:
         a = a[..., 0]
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3 or a.shape[1:] != (h, w) or a.shape[0] not in (1, t):
-        raise ValueError(
+        raise InvalidInputError(
             f"alpha must be [T, H, W] or [H, W] opacity (1 = opaque) matching the frames "
             f"({t}, {h}, {w}); got shape {tuple(a.shape)}. A ComfyUI MASK is 1 - alpha."
         )
-    a = _as_uint8(a, "alpha")
+    a = as_uint8(a, "alpha")
     return np.ascontiguousarray(np.broadcast_to(a, (t, h, w)))
 
 
@@ -94,7 +73,7 @@ def _parse_color(color: Any) -> np.ndarray:
     """A colour as :func:`..images.parse_color` reads it (``"#00ff00"``, ``"lime"``, ``"0,255,0"``, ``(0, 255, 0)``),
     or float ``(0.0, 1.0, 0.0)`` in 0..1 -> uint8 RGB."""
     if not isinstance(color, str):
-        values = _to_numpy(color)
+        values = to_numpy(color)
         if np.issubdtype(values.dtype, np.floating) and values.size in (3, 4) and 0.0 <= values.min() <= values.max() <= 1.0:
             color = tuple(float(v) * 255.0 for v in values.reshape(-1)[:3])
     return np.array(parse_color(color), dtype=np.uint8)
@@ -175,7 +154,9 @@ def key_out(
     rgb = frames_uint8(frames_rgb)[..., :3]
     key = _parse_color(key_color).astype(np.float32)
     if not 0.0 <= float(tolerance) <= 1.0:
-        raise ValueError(f"key tolerance must be within 0..1; got {tolerance}.")
+        raise InvalidInputError(
+            f"key tolerance must be within 0..1; got {tolerance}. Use e.g. 0.1 (0 keys out only the exact colour)."
+        )
     soft = float(tolerance if softness is None else softness)
     soft = max(soft, 1.0 / 255.0)
     out = np.empty(rgb.shape[:3] + (4,), np.uint8)

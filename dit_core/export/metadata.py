@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-
-from .naming import _cli_path
-from .ffmpeg import _ffmpeg_exe
+from ..errors import InvalidInputError
 from .errors import ExportError
+from .ffmpeg import _ffmpeg_exe
+from .naming import _cli_path
 
 
 # --------------------------------------------------------------------------------------
@@ -27,7 +27,9 @@ def _meta_text(value: Any) -> str:
     try:
         return json.dumps(value)
     except TypeError as e:
-        raise TypeError(f"Metadata values must be JSON-serialisable; {e}") from e
+        raise InvalidInputError(
+            f"Metadata values must be JSON-serialisable ({e}): pass strings, numbers, lists and dicts"
+        ) from e
 
 
 def _meta_ascii(value: Any) -> str:
@@ -155,7 +157,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if p.is_dir():
         frames = sorted(p.glob("*.png"))
         if not frames:
-            raise ValueError(f"No PNG frames in folder {p}.")
+            raise InvalidInputError(f"No PNG frames in folder {p}: pass a PNG sequence folder or an exported file.")
         p = frames[0]
     ext = p.suffix.lower()
     if ext == ".json":
@@ -192,6 +194,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         if ext == ".webm":
             tags = {k.lower(): v for k, v in tags.items()}
         return {k: _meta_value(v) for k, v in tags.items() if k.lower() not in _CONTAINER_KEYS}
-    raise ValueError(f"Cannot read metadata from '{p.name}': unknown format.")
+    raise InvalidInputError(
+        f"Cannot read metadata from '{p.name}': unknown format. Pass a file written by the export "
+        "(.mp4, .webm, .gif, .webp, .apng, .png or a sprite sheet's .json) or a PNG sequence folder."
+    )
 
 

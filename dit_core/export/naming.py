@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import InvalidInputError
+
 
 
 
@@ -42,7 +44,7 @@ def unique_path(
     base = Path(directory)
     rel = Path(str(prefix).replace("\\", "/"))
     if not prefix or rel.is_absolute() or ".." in rel.parts or rel.name in ("", "."):
-        raise ValueError(
+        raise InvalidInputError(
             f"Invalid file name prefix {prefix!r}: use a plain name, optionally with "
             "sub-folders inside the output folder (e.g. 'charmotion/walk')."
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ import numpy as np
 from .. import __version__, distinct_frames
 from .formats import ExportFormat
 from .naming import _cli_path, _remove
-from .metadata import _ffmetadata_file, _png_info, _webp_exif
+from .metadata import _ffmetadata_file, _meta_text, _png_info, _webp_exif
 from .errors import ExportError
 from .ffmpeg import _ffmpeg_exe
 
@@ -27,7 +26,7 @@ class _Job:
     rgb: np.ndarray
     alpha: np.ndarray | None
     fps: float
-    loop: int
+    loop_count: int
     pingpong: bool
     durations: list[int]
     metadata: Mapping[str, Any] | None
@@ -163,13 +162,13 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
     n = job.rgb.shape[0]
     durations = job.durations
     kwargs: dict[str, Any] = {"save_all": True, "duration": durations}
-    if job.loop == 0:
+    if job.loop_count == 0:
         kwargs["loop"] = 0
     elif fmt.name == "gif":
-        if job.loop > 1:  # GIF stores repeats after the first play; 1 = no loop block
-            kwargs["loop"] = job.loop - 1
+        if job.loop_count > 1:  # GIF stores repeats after the first play; 1 = no loop block
+            kwargs["loop"] = job.loop_count - 1
     else:
-        kwargs["loop"] = job.loop
+        kwargs["loop"] = job.loop_count
     if fmt.name == "gif":
         indices, palette, transparent = distinct_frames.gif_frames(
             _palettize, job.rgb, job.alpha, int(job.settings.get("colors", 256)), job.notes)
@@ -185,7 +184,7 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
         else:
             job.has_alpha = False  # nothing below the GIF's 50 % threshold
         if job.metadata:
-            kwargs["comment"] = json.dumps(dict(job.metadata))
+            kwargs["comment"] = _meta_text(dict(job.metadata))
         job.settings["palette_colors"] = int(len(palette))
     else:
         mode = "RGB" if job.alpha is None else "RGBA"
@@ -253,8 +252,8 @@ def _sprite_sheet(job: "_Job") -> tuple[np.ndarray, dict[str, Any]]:
         }
     direction = "pingpong" if job.pingpong else "forward"
     tag: dict[str, Any] = {"name": job.tag_name, "from": 0, "to": t - 1, "direction": direction}
-    if job.loop > 0:
-        tag["repeat"] = str(job.loop)  # Aseprite: plays this many times
+    if job.loop_count > 0:
+        tag["repeat"] = str(job.loop_count)  # Aseprite: plays this many times
     order = names + (names[-2:0:-1] if job.pingpong else [])
     atlas = {
         "frames": frames,
@@ -274,7 +273,7 @@ def _sprite_sheet(job: "_Job") -> tuple[np.ndarray, dict[str, Any]]:
             "columns": cols,
             "rows": rows,
             "padding": pad,
-            "loop": job.loop,
+            "loop": job.loop_count,  # the atlas key stays "loop", as earlier sheets have it
             "frame_count": t,
         },
     }
