@@ -22,12 +22,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from .errors import CharMotionError, GenerationCancelled, InvalidInputError
+from .families import BUILTIN, OPENSORA, ModelFamily
 from .signals import exit_status, stop_on_signals
 
 EXTENSIONS = (".mp4", ".webm", ".gif", ".webp", ".apng", ".png")
-OPENSORA_SIZE = (426, 240)  # (width, height): upstream's default, 240p landscape
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -43,7 +44,7 @@ def _size(text: str) -> tuple[int, int]:
 
 EXAMPLES = """examples:
   python -m dit_core animate --image assets/samples/slime.png --prompt "the slime bounces" --out out/slime.gif
-  python -m dit_core animate --image hero.png --prompt "the hero walks to the right" --loop --out out/walk.png
+  python -m dit_core animate --image hero.png --prompt "the hero walks to the right" --seamless --out out/walk.png
   python -m dit_core animate --image cat.png --prompt "the cat waves" --size 256 --background-color white --out out/cat.mp4
   python -m dit_core animate --image knight.png --prompt "the knight jumps" --motion-strength 8 --seed 3 --out out/
 """
@@ -75,9 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "score, the model moves as much as its training clips did for the prompt)")
     motion.add_argument("--frames", type=int, default=None,
                         help="frames per clip (default: the model's: 16 built-in, 51 Open-Sora)")
-    motion.add_argument("--loop", action="store_true",
-                        help="seamless loop: the last frame flows back into the first (default: off)")
-    motion.add_argument("--loops", type=int, default=1, help="chain this many clips (video extension; default: 1)")
+    motion.add_argument("--seamless", "--loop", dest="seamless", action="store_true",
+                        help="a seamless loop: the last frame flows back into the first (default: off; --loop is "
+                             "the earlier name)")
+    motion.add_argument("--loops", type=int, default=1,
+                        help="chain this many clips, each continuing the one before (default: 1)")
     motion.add_argument("--seed", type=int, default=0, help="same seed, same clip (default: 0)")
 
     output = a.add_argument_group("output")
@@ -185,11 +188,34 @@ class Prepared:
     notes: list = field(default_factory=list)
 
 
+@dataclass
+class Runtime:
+    """A loaded model for the command: its family, how to prepare its reference and encode its prompts."""
+
+    name: str
+    family: ModelFamily
+    model: Any
+    codec: Any  # for the memory check before the reference is prepared
+    encode: Callable[[str, int], list]  # (prompt, loops) -> one caption per loop
+    prepare: Callable[[Any, argparse.Namespace], Prepared]
+    prompt_note: Callable[[str], str | None] | None = None
+
+    @property
+    def profile(self):
+        return self.family.profile
+
+    def clip_size(self, args, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height): ``--size``, else the image's own size or the family's default."""
+        if args.size:
+            return args.size
+        return image_size if self.family.keeps_image_size else (self.family.size[1], self.family.size[0])
+
+
 def animate(args) -> int:
     from .cli_checks import check_for_model, check_options
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
-    from .pipeline import generate
+    from .pipeline import LoopControl, generate
     from .prompts import prepare_prompt, split_loop_prompt
 
     path, fmt = output_target(args.out)
@@ -198,29 +224,30 @@ def animate(args) -> int:
         check_colors(args.palette)
     image = load_image(args.image)
     runtime = _load_models(args)
-    profile = runtime["profile"]
+    profile = runtime.profile
     frames = check_for_model(args, runtime, fmt, image_size=(image.shape[1], image.shape[0]))
-    prepared = runtime["prepare"](image, args)
+    prepared = runtime.prepare(image, args)
     for note in prepared.notes:
         print(f"note: {note}", file=sys.stderr)
     text = prepare_prompt(args.prompt, aesthetic=args.aesthetic, motion=args.motion_strength, camera=args.camera,
                           clean=False)
-    for segment in split_loop_prompt(args.prompt) if runtime["prompt_note"] else ():
-        if note := runtime["prompt_note"](segment.text):
+    for segment in split_loop_prompt(args.prompt) if runtime.prompt_note else ():
+        if note := runtime.prompt_note(segment.text):
             print(f"note: {note}", file=sys.stderr)
-    conditions = runtime["encode"](text, args.loops)
+    conditions = runtime.encode(text, args.loops)
     steps = args.steps or profile.steps
     cfg = profile.cfg_scale if args.cfg is None else args.cfg
     loops = f", {args.loops} clips chained" if args.loops > 1 else ""
-    say(args, f"{runtime['name']}: {prepared.width}x{prepared.height}, {frames} frames{loops}, {steps} steps, "
-              f"cfg {cfg:g}, seed {args.seed}{', seamless loop' if args.loop else ''}")
+    say(args, f"{runtime.name}: {prepared.width}x{prepared.height}, {frames} frames{loops}, {steps} steps, "
+              f"cfg {cfg:g}, seed {args.seed}{', seamless loop' if args.seamless else ''}")
     progress = _Progress(args.quiet)
     start = time.perf_counter()
     try:
-        result = generate(runtime["model"], conditions, codec=prepared.codec, references=prepared.references,
+        result = generate(runtime.model, conditions, codec=prepared.codec, references=prepared.references,
                           context=prepared.context, num_frames=frames, height=prepared.height, width=prepared.width,
                           seed=args.seed, steps=args.steps, cfg_scale=args.cfg, denoise=args.denoise,
-                          loops=args.loops, seamless=args.loop, progress=progress, profile=profile)
+                          loop=LoopControl(loops=args.loops, seamless=args.seamless), progress=progress,
+                          profile=profile)
     finally:
         progress.close()
     seconds = time.perf_counter() - start
@@ -235,7 +262,7 @@ def animate(args) -> int:
         video, path, fmt=fmt, fps=args.fps or result.fps,
         key_color=prepared.key_color if prepared.had_alpha or transparent else None,
         opaque=not transparent, background=args.background_color,
-        metadata={"prompt": args.prompt, "seed": args.seed, "model": runtime["name"]},
+        metadata={"prompt": args.prompt, "seed": args.seed, "model": runtime.name},
     )
     for note in exported.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -244,20 +271,31 @@ def animate(args) -> int:
     return 0
 
 
-def _load_models(args) -> dict:
-    """The model, how to prepare its reference and encode its prompts, and its defaults, for ``--model``."""
-    from .checkpoint import reading_model_file
-    from .prompts import prompt_for_loop
+def _load_models(args) -> Runtime:
+    """The model named by ``--model`` (or ``--dit`` with ``--model opensora``), loaded for the command."""
+    from .families import family_of_file, load_denoiser
 
     if args.model == "opensora":
-        return _load_opensora(args)
-    from .builtin.model import load_builtin
+        missing = [flag for flag, value in (("--dit", args.dit), ("--vae", args.vae), ("--t5", args.t5)) if not value]
+        if missing:
+            raise InvalidInputError(f"--model opensora needs {', '.join(missing)} (the published Open-Sora 1.2 files)")
+    source = args.dit if args.model == "opensora" else None if args.model == "builtin" else args.model
+    family = family_of_file(source)
+    if args.model == "opensora" and family == BUILTIN:
+        raise InvalidInputError(f"--dit {source} is a CharMotion built-in model file: use --model {source}")
+    if args.model != "opensora" and family == OPENSORA:
+        raise InvalidInputError(f"--model {source} is an Open-Sora 1.2 STDiT3 file: use --model opensora "
+                                f"--dit {source} with --vae and --t5")
+    loaded = load_denoiser(source, dtype=args.dtype, device=args.device, attention=args.attention)
+    return _builtin_runtime(loaded) if family == BUILTIN else _opensora_runtime(loaded, args)
+
+
+def _builtin_runtime(loaded) -> Runtime:
     from .builtin.sprite import prepare_sprite
     from .pipeline import Reference
+    from .prompts import prompt_for_loop
 
-    source = None if args.model == "builtin" else args.model
-    with reading_model_file(source, "a CharMotion built-in model file"):
-        bundle = load_builtin(source, dtype=args.dtype, device=args.device, attention=args.attention)
+    bundle = loaded.builtin
     codec = bundle.codec
 
     def encode(text, loops):
@@ -272,25 +310,19 @@ def _load_models(args) -> dict:
                         key_color=sprite.key_color, had_alpha=sprite.had_alpha, reference_rgb=sprite.composited(),
                         notes=sprite.notes)
 
-    return dict(model=bundle.model, codec=codec, profile=bundle.profile, encode=encode, prepare=prepare,
-                name=bundle.name, frames=int(bundle.config["sampling"]["num_frames"]), size=None,
-                prompt_note=bundle.prompt_note, motion_range=bundle.motion_range)
+    return Runtime(name=loaded.name, family=loaded.family, model=loaded.model, codec=codec, encode=encode,
+                   prepare=prepare, prompt_note=bundle.prompt_note)
 
 
-def _load_opensora(args) -> dict:
+def _opensora_runtime(loaded, args) -> Runtime:
     import torch
 
     from .images import prepare_reference
-    from .models import load_stdit3
-    from .pipeline import OPENSORA12, Reference
-    from .prompts import MOTION_RANGE, preprocess_text, prompt_for_loop
+    from .pipeline import Reference
+    from .prompts import preprocess_text, prompt_for_loop
     from .text_t5 import T5TextEncoder
     from .vae import load_opensora_vae
 
-    missing = [flag for flag, value in (("--dit", args.dit), ("--vae", args.vae), ("--t5", args.t5)) if not value]
-    if missing:
-        raise InvalidInputError(f"--model opensora needs {', '.join(missing)} (the published Open-Sora 1.2 files)")
-    model = load_stdit3(args.dit, dtype=args.dtype, device=args.device, attention=args.attention)
     vae = load_opensora_vae(args.vae, dtype=args.dtype, device=args.device)
     t5 = T5TextEncoder.from_pretrained(args.t5, device=args.device)
 
@@ -298,15 +330,16 @@ def _load_opensora(args) -> dict:
         return [t5([preprocess_text(prompt_for_loop(text, k))]) for k in range(loops)]
 
     def prepare(image, args) -> Prepared:
-        width, height = args.size or OPENSORA_SIZE
+        width, height = runtime.clip_size(args, (image.shape[1], image.shape[0]))
         ref = prepare_reference(image, height=height, width=width, fit=args.fit, pixel_art=args.pixel_art,
                                 background=args.background)
         latents = vae.encode(ref.video().to(device=args.device, dtype=getattr(vae, "dtype", torch.float32)))
         return Prepared(references=[Reference(latents[0])], codec=vae, height=height, width=width,
                         key_color=ref.key_color, had_alpha=ref.had_alpha, reference_rgb=ref.rgb, notes=ref.notes)
 
-    return dict(model=model, codec=vae, profile=OPENSORA12, encode=encode, prepare=prepare, name="Open-Sora 1.2",
-                frames=51, size=OPENSORA_SIZE, prompt_note=None, motion_range=MOTION_RANGE)
+    runtime = Runtime(name=loaded.family.name, family=loaded.family, model=loaded.model, codec=vae, encode=encode,
+                      prepare=prepare)
+    return runtime
 
 
 def main(argv=None) -> int:

@@ -100,19 +100,21 @@ def check_device(name: str) -> None:
         raise InvalidInputError(f"--device {name!r} is not supported: use cpu or cuda")
 
 
-def check_for_model(args, runtime: dict, fmt: str, image_size: tuple[int, int]) -> int:
+def check_for_model(args, runtime, fmt: str, image_size: tuple[int, int]) -> int:
     """The model family's limits (frame counts, motion range, memory, the format's size) -> the clip's frame count.
 
-    ``image_size`` (width, height) is the output size of a model that keeps the image's size (no ``--size``)."""
+    ``runtime`` is the command's loaded model (``cli.Runtime``); ``image_size`` (width, height) is the output
+    size of a model that keeps the image's size (no ``--size``)."""
     from .export import check_frame_size
     from .pipeline import check_frames, check_memory
 
-    frames = runtime["frames"] if args.frames is None else int(args.frames)
-    check_frames(runtime["profile"], frames)
+    family = runtime.family
+    frames = family.num_frames if args.frames is None else int(args.frames)
+    check_frames(family.profile, frames)
     if args.motion_strength is not None:
-        checks.motion_strength(args.motion_strength, runtime["motion_range"], runtime["name"], "--motion-strength")
-    width, height = args.size or runtime["size"] or image_size
+        checks.motion_strength(args.motion_strength, family.motion_range, runtime.name, "--motion-strength")
+    width, height = runtime.clip_size(args, image_size)
     check_frame_size(fmt, width, height)
-    check_memory(runtime["model"], runtime["profile"], num_frames=frames, height=height, width=width,
-                 cfg_scale=args.cfg, codec=runtime["codec"], seamless=args.loop, loops=args.loops)
+    check_memory(runtime.model, family.profile, num_frames=frames, height=height, width=width,
+                 cfg_scale=args.cfg, codec=runtime.codec, seamless=args.seamless, loops=args.loops)
     return frames

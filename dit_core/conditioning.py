@@ -5,8 +5,7 @@ A *placement* writes ``length`` latent frames of a reference (starting at
 frame mask there to ``edit`` (0 = keep exactly, 1 = ignore, in between = a
 partial edit that is re-noised part way through sampling). Negative
 ``source``/``target`` count from the end. This is Open-Sora 1.2's
-``mask_strategy`` (``"loop,ref,source,target,length,edit"`` groups joined by
-``;``), which ``parse_mask_strategy`` reads for people who know it.
+``mask_strategy`` (its ``"loop,ref,source,target,length,edit"`` groups).
 
 With a temporally compressing VAE an image encodes like the first frame of a
 chunk, so Open-Sora snaps placements to chunk starts (``align = 5`` latent
@@ -78,46 +77,6 @@ class Placement:
 
     def to_group(self) -> str:
         return f"{self.loop},{self.reference},{self.source},{self.target},{self.length},{self.edit:g}"
-
-
-_GROUP_FIELDS = ("loop", "reference", "source", "target", "length", "edit")
-_GROUP_DEFAULTS = (0, 0, 0, 0, 1, 0.0)
-
-
-def parse_mask_strategy(text: str | None) -> list[Placement]:
-    """Open-Sora's mask strategy: ``;``-separated groups of up to six comma-separated numbers."""
-    if text is None or not text.strip():
-        return []
-    placements = []
-    for group in text.split(";"):
-        fields = [f.strip() for f in group.split(",")]
-        if not 1 <= len(fields) <= 6 or any(f == "" for f in fields):
-            raise InvalidInputError(
-                f"mask strategy group {group!r} is malformed: write up to six comma-separated numbers "
-                "loop,reference,source,target,length,edit (e.g. '0' or '0,0,0,-1,1,0'), groups separated by ';'"
-            )
-        values = list(_GROUP_DEFAULTS)
-        for i, field in enumerate(fields):
-            try:
-                values[i] = float(field) if i == 5 else int(field)
-            except ValueError:
-                kind = "a number" if i == 5 else "a whole number"
-                raise InvalidInputError(
-                    f"mask strategy group {group!r}: {_GROUP_FIELDS[i]} must be {kind}, got {field!r}"
-                ) from None
-        placement = Placement(**dict(zip(_GROUP_FIELDS, values)))
-        if placement.loop < 0 or placement.reference < 0 or placement.length < 1:
-            raise InvalidInputError(
-                f"mask strategy group {group!r}: loop and reference must be >= 0 and length >= 1"
-            )
-        if not 0.0 <= placement.edit <= 1.0:
-            raise InvalidInputError(f"mask strategy group {group!r}: edit ratio must be between 0 and 1")
-        placements.append(placement)
-    return placements
-
-
-def format_mask_strategy(placements: list[Placement]) -> str:
-    return ";".join(p.to_group() for p in placements)
 
 
 def snap_to_chunk(value: int, align: int, limit: int) -> int:

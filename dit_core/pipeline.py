@@ -11,48 +11,22 @@ given.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
 from . import checks
 from .conditioning import OPENSORA_VAE_LAYOUT, Placement, TemporalLayout, apply_placements
+from .codecs import VideoCodec
 from .errors import InvalidInputError
+from .families import OPENSORA12_PROFILE, SamplingProfile
 from .memory import check_generation
 from .sampling import TextCondition, rectified_flow_timesteps, sample_rectified_flow
 
 
-@dataclass(frozen=True)
-class SamplingProfile:
-    """What a model family expects from the sampler (defaults, timestep rules, frame geometry)."""
-
-    name: str
-    layout: TemporalLayout
-    spatial_factor: int
-    steps: int = 30
-    cfg_scale: float = 7.0
-    fps: float = 24.0
-    image_fps: float = 120.0
-    num_timesteps: int = 1000
-    use_timestep_transform: bool = True
-    timestep_shift: float = 1.0  # a fixed shift toward high noise when use_timestep_transform is off
-    denoise: float = 1.0
-    align: int | None = 5
-    min_video_frames: int = 17
-    max_frames: int = 816
-    loop_condition_frames: int = 5
-    frame_hint: str = "1 (an image) or 17 and more; multiples of 17 (17, 34, 51, ...) match the VAE's chunks"
-    latent_grid: tuple[int, int] | None = None  # one latent grid whatever the output size (the built-in model)
-    model_frame: int = 0  # with a latent grid: the frame size in pixels the model is told
-    continue_from_latents: bool = False  # later loops continue from the latents, not from re-encoded frames
-
-
-OPENSORA12 = SamplingProfile(name="opensora12", layout=OPENSORA_VAE_LAYOUT, spatial_factor=8)
-
-
 def profile_of(model) -> SamplingProfile:
-    return getattr(model, "sampling_profile", None) or OPENSORA12
+    return getattr(model, "sampling_profile", None) or OPENSORA12_PROFILE
 
 
 @dataclass
@@ -121,8 +95,8 @@ def plan_size(profile: SamplingProfile, height: int, width: int, notes: list[str
 
 
 def check_memory(model, profile: SamplingProfile | None = None, *, num_frames: int, height: int, width: int,
-                 cfg_scale: float | None = None, codec=None, batch_size: int = 1, seamless: bool = False,
-                 decode: bool = True, batch_cfg: bool = True, loops: int = 1):
+                 cfg_scale: float | None = None, codec: VideoCodec | None = None, seamless: bool = False,
+                 decode: bool = True, loops: int = 1):
     """Refuse a clip that does not fit in the memory of the model's device (see :mod:`memory`)."""
     profile = profile or profile_of(model)
     lat_h, lat_w = plan_size(profile, height, width, [])
@@ -130,204 +104,231 @@ def check_memory(model, profile: SamplingProfile | None = None, *, num_frames: i
     return check_generation(
         model, device=getattr(model, "device", torch.device("cpu")),
         latent_frames=profile.layout.latent_frames(num_frames + int(seamless)), latent_height=lat_h, latent_width=lat_w,
-        batch=batch_size * (2 if cfg != 1.0 and batch_cfg else 1), spatial_factor=profile.spatial_factor,
+        batch=2 if cfg != 1.0 else 1, spatial_factor=profile.spatial_factor,
         num_frames=num_frames, codec=codec, decode=decode, size=(int(width), int(height)), loops=loops,
     )
 
 
-def _conditioning_tensor(value: float, n: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """Per-sample size/fps values in the model dtype, as upstream passes them (bf16 rounds e.g. 854 to 856)."""
-    emulate = dtype if dtype == torch.bfloat16 else torch.float32
-    return torch.full((n,), float(value), dtype=emulate, device=device)
+@dataclass(frozen=True)
+class LoopControl:
+    """How clips chain and how the last one ends (the settings of the CharMotion Loop Control node).
+
+    ``loops`` > 1 extends the clip: each later clip continues from the last
+    ``condition_frames`` latent frames of the one before (None: the model's
+    default for the clip length, :func:`default_condition_frames`), kept
+    exactly with ``condition_edit`` 0 and changed more by the model as it
+    rises to 1. ``seamless`` makes the last frame flow back into the first.
+    """
+
+    loops: int = 1
+    condition_frames: int | None = None
+    seamless: bool = False
+    condition_edit: float = 0.0
 
 
 def generate(
     model,
     conditions: TextCondition | Sequence[TextCondition],
     *,
-    codec=None,
+    codec: VideoCodec | None = None,
     negative: TextCondition | None = None,
     references: Sequence[Reference] = (),
-    mask_strategy: Sequence[Placement] = (),
-    strategy_references: Sequence[torch.Tensor] = (),
+    context: torch.Tensor | None = None,
     num_frames: int = 51,
-    height: int = 240,
-    width: int = 426,
+    height: int,
+    width: int,
     fps: float | None = None,
     seed: int = 0,
     steps: int | None = None,
     cfg_scale: float | None = None,
     denoise: float | None = None,
-    loops: int = 1,
-    condition_frames: int | None = None,
-    loop_edit: float = 0.0,
-    seamless: bool = False,
-    context: torch.Tensor | None = None,
-    batch_size: int = 1,
-    align: int | None | str = "auto",
+    loop: LoopControl = LoopControl(),
     profile: SamplingProfile | None = None,
-    batch_cfg: bool = True,
     decode: bool = True,
     progress: ProgressFn | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> GenerationResult:
-    """Sample a clip (or ``loops`` chained clips) and decode it with ``codec``.
+    """Sample a clip (or ``loop.loops`` chained clips) and decode it with ``codec``.
 
     ``conditions``: one caption, or one per loop (the last one repeats).
     ``references``: reference latents and where they go (first frame = 0,
-    last = -1, several = in-betweening). ``mask_strategy`` /
-    ``strategy_references``: Open-Sora's placement groups, for experts.
-    ``loops`` > 1 chains clips: each later clip is conditioned on the last
-    ``condition_frames`` latent frames of the previous one (re-encoded from its
-    decoded pixels, as upstream does) and the overlap is dropped when joining.
-    ``context``: what a model with context channels sees beside its latents
-    (the built-in model: the reference's appearance). ``seamless`` makes the
-    end flow back into the first frame: one extra
-    latent frame after the clip is held at the first frame's latent (the
-    frame-0 reference, or the first frame generated) and dropped after
-    decoding. ``denoise`` < 1 starts the free frames from their nearest
-    reference frame noised to ``denoise`` of the schedule instead of from pure
-    noise, and runs only that part of the schedule: the character stays closer
-    to the reference, with less motion (1 = from pure noise, as Open-Sora).
-    ``progress(step, total, latents)`` runs after every step;
-    ``cancel()`` before every step (True stops with ``GenerationCancelled``).
-    Noise comes from a CPU generator seeded with ``seed``: the same seed gives
-    the same clip on the same device and attention backend, and no global RNG
-    state is touched.
+    last = -1, several = in-betweening). ``context``: what a model with
+    context channels sees beside its latents (the built-in model: the
+    reference's appearance). ``denoise`` < 1 starts the free frames from their
+    nearest reference frame noised to ``denoise`` of the schedule: the
+    character stays closer to the reference, with less motion. Later loops
+    continue from the previous clip's end (re-encoded from its decoded pixels
+    with a VAE, as upstream does); a seamless clip gets one extra latent frame
+    held at its first frame's latent, dropped after sampling. Unset settings
+    take the model's profile. ``progress(step, total, latents)`` runs after
+    every step, ``cancel()`` before every step (True stops with
+    ``GenerationCancelled``). Noise comes from a CPU generator seeded with
+    ``seed``: the same seed gives the same clip on the same device and
+    attention backend, and no global RNG state is touched.
     """
     profile = profile or profile_of(model)
     notes: list[str] = []
-    steps = profile.steps if steps is None else int(steps)
-    cfg_scale = profile.cfg_scale if cfg_scale is None else float(cfg_scale)
-    checks.whole("steps", steps, 1, checks.MAX_STEPS)
-    checks.number("CFG scale", cfg_scale, 0)
-    checks.seed(seed)
-    denoise = profile.denoise if denoise is None else float(denoise)
-    if not 0.0 < denoise <= 1.0:
-        raise InvalidInputError(f"denoise must be above 0 and at most 1 (got {denoise}); 1 starts from pure noise")
-    checks.whole("number of loops", loops, 1, checks.MAX_LOOPS)
-    check_frames(profile, num_frames)
-    if num_frames == 1 and (loops > 1 or seamless):
-        raise InvalidInputError("a single image cannot loop: use a video length for loops or a seamless loop")
-    if loops > 1 and codec is None and not profile.continue_from_latents:
-        raise InvalidInputError("loops > 1 need the VAE: each loop re-encodes the end of the previous clip")
-    lat_h, lat_w = plan_size(profile, height, width, notes)
-    layout = profile.layout
-    if seamless and num_frames % layout.frames_per_chunk:
-        raise InvalidInputError(
-            f"a seamless loop needs a whole number of {layout.frames_per_chunk}-frame chunks; "
-            f"use {num_frames // layout.frames_per_chunk * layout.frames_per_chunk or layout.frames_per_chunk} "
-            f"or {(num_frames // layout.frames_per_chunk + 1) * layout.frames_per_chunk} frames"
-        )
-    align = profile.align if align == "auto" else align
-    cfl = profile.loop_condition_frames if condition_frames is None else int(condition_frames)
-    base_latents = layout.latent_frames(num_frames)
-    if loops > 1:
-        if not 1 <= cfl < base_latents or cfl % layout.latents_per_chunk:
+    run = _Sampling.plan(model, profile, conditions, negative, num_frames=num_frames, height=height, width=width,
+                         fps=fps, seed=seed, steps=steps, cfg_scale=cfg_scale, denoise=denoise, loop=loop,
+                         codec=codec, context=context, progress=progress, cancel=cancel, notes=notes)
+    check_memory(model, profile, num_frames=num_frames, height=height, width=width, cfg_scale=run.cfg_scale,
+                 codec=codec, seamless=loop.seamless, decode=decode or loop.loops > 1, loops=loop.loops)
+    layout, carried = profile.layout, run.condition_frames
+    placed = [Placement(reference=i, source=r.source, target=layout.latent_index(r.frame, num_frames),
+                        length=r.length, edit=1.0 - r.strength) for i, r in enumerate(references)]
+    first_frame = next((r.latents[:, :1] for r, p in zip(references, placed) if p.target == 0 and p.source == 0), None)
+    clips, videos, previous_video = [], [], None
+    for k in range(loop.loops):
+        refs, places = [r.latents.to(run.device) for r in references], [p for p in placed if p.loop == k]
+        if k > 0:
+            tail = clips[-1][:, :, -carried:] if profile.continue_from_latents else \
+                _encode_tail(codec, previous_video, carried, layout)
+            places.append(Placement(reference=len(refs), source=-carried, target=0, length=carried,
+                                    edit=loop.condition_edit, loop=k))
+            refs.append(tail.to(run.device))
+        seamless = loop.seamless and k == loop.loops - 1
+        tie = _close_the_loop(run, refs, places, k, layout.latent_frames(num_frames + 1) - 1, first_frame, clips,
+                              codec, videos) if seamless else None
+        z = run.clip(k, num_frames + int(seamless), refs, places, tie)[:, :, : layout.latent_frames(num_frames)]
+        clips.append(z)
+        last = k == loop.loops - 1
+        if codec is not None and (decode or not (last or profile.continue_from_latents)):  # later loops re-encode
+            previous_video = codec.decode(z.to(getattr(codec, "dtype", z.dtype)), num_frames).float()
+            videos.append(previous_video if k == 0 else previous_video[:, :, layout.chunk_frames(carried):])
+    return GenerationResult(
+        video=torch.cat(videos, dim=2).cpu() if videos and decode else None,
+        latents=torch.cat([clips[0]] + [z[:, :, carried:] for z in clips[1:]], dim=2), loop_latents=clips,
+        num_frames=clip_frames(layout, num_frames, loop.loops, carried), height=run.output_size[0],
+        width=run.output_size[1], fps=run.fps, seed=int(seed), notes=notes,
+    )
+
+
+def _close_the_loop(run, refs, places, k, extra_frame, first_frame, clips, codec, videos):
+    """Hold the seamless clip's extra latent frame at its first frame's latent; a tie when none is known yet.
+
+    The first frame is the frame-0 reference, else the first clip's first
+    frame (with loops), else whatever the clip's own first frame becomes
+    (returned as the ``(0, extra_frame)`` pair the sampler ties together).
+    """
+    anchor = first_frame
+    if anchor is None and clips:
+        anchor = clips[0][:, :, :1] if run.profile.continue_from_latents else _encode_first_frame(codec, videos[0])
+    if anchor is None:
+        return 0, extra_frame
+    refs.append(anchor.to(run.device))
+    places.append(Placement(reference=len(refs) - 1, target=extra_frame, length=1, loop=k))
+    return None
+
+
+@dataclass
+class _Sampling:
+    """What every clip of one :func:`generate` call shares: checked settings, noise, the model's inputs."""
+
+    model: object
+    profile: SamplingProfile
+    conditions: list[TextCondition]
+    negative: TextCondition | None
+    steps: int
+    cfg_scale: float
+    denoise: float
+    fps: float
+    condition_frames: int
+    latent_size: tuple[int, int]
+    told_size: tuple[int, int]  # the frame size the model is told (and the timestep transform uses)
+    output_size: tuple[int, int]
+    loops: int
+    model_kwargs: dict
+    generator: torch.Generator
+    progress: ProgressFn | None
+    cancel: Callable[[], bool] | None
+    notes: list[str]
+
+    @property
+    def device(self):
+        return getattr(self.model, "device", torch.device("cpu"))
+
+    @classmethod
+    def plan(cls, model, profile, conditions, negative, *, num_frames, height, width, fps, seed, steps, cfg_scale,
+             denoise, loop, codec, context, progress, cancel, notes) -> "_Sampling":
+        """Check every setting (one clear error for the first bad one) and fill in the profile's defaults."""
+        steps = checks.whole("steps", profile.steps if steps is None else steps, 1, checks.MAX_STEPS)
+        cfg_scale = checks.number("CFG scale", profile.cfg_scale if cfg_scale is None else cfg_scale, 0)
+        checks.seed(seed)
+        denoise = profile.denoise if denoise is None else float(denoise)
+        if not 0.0 < denoise <= 1.0:
+            raise InvalidInputError(f"denoise must be above 0 and at most 1 (got {denoise}); 1 starts from pure noise")
+        loops = checks.whole("number of loops", loop.loops, 1, checks.MAX_LOOPS)
+        check_frames(profile, num_frames)
+        if num_frames == 1 and (loops > 1 or loop.seamless):
+            raise InvalidInputError("a single image cannot loop: use a video length for loops or a seamless loop")
+        if loops > 1 and codec is None and not profile.continue_from_latents:
+            raise InvalidInputError("loops > 1 need the VAE: each loop re-encodes the end of the previous clip")
+        latent_size = plan_size(profile, height, width, notes)
+        layout = profile.layout
+        if loop.seamless and num_frames % layout.frames_per_chunk:
+            per = layout.frames_per_chunk
+            raise InvalidInputError(
+                f"a seamless loop needs a whole number of {per}-frame chunks; "
+                f"use {num_frames // per * per or per} or {(num_frames // per + 1) * per} frames"
+            )
+        carried = default_condition_frames(profile, num_frames) if loop.condition_frames is None \
+            else int(loop.condition_frames)
+        if loops > 1 and (not 1 <= carried < layout.latent_frames(num_frames) or carried % layout.latents_per_chunk):
             raise InvalidInputError(
                 f"condition frames must be a multiple of {layout.latents_per_chunk} latent frames and shorter than "
-                f"the clip ({base_latents} latent frames); got {cfl}"
+                f"the clip ({layout.latent_frames(num_frames)} latent frames); got {carried}"
             )
-    conditions = [conditions] if isinstance(conditions, TextCondition) else list(conditions)
-    if not conditions:
-        raise InvalidInputError("no text conditioning given: connect or encode a prompt")
-    fps = (profile.image_fps if num_frames == 1 else profile.fps) if fps is None else checks.number("fps", fps, 0, low_open=True)
+        conditions = [conditions] if isinstance(conditions, TextCondition) else list(conditions)
+        if not conditions:
+            raise InvalidInputError("no text conditioning given: connect or encode a prompt")
+        if fps is None:
+            fps = profile.image_fps if num_frames == 1 else profile.fps
+        fps = checks.number("fps", fps, 0, low_open=True)
+        grid = profile.latent_grid is not None
+        told = (profile.model_frame, profile.model_frame) if grid else (height, width)
+        output = (height, width) if grid else tuple(n * profile.spatial_factor for n in latent_size)
+        dtype, device = getattr(model, "dtype", torch.float32), getattr(model, "device", torch.device("cpu"))
+        kwargs = dict(fps=_conditioning_value(fps, dtype, device), height=_conditioning_value(told[0], dtype, device),
+                      width=_conditioning_value(told[1], dtype, device))
+        if context is not None:
+            kwargs["context"] = context.to(device=device, dtype=dtype)
+        return cls(model, profile, conditions, negative, steps, cfg_scale, denoise, fps, carried, latent_size, told,
+                   output, loops, kwargs, torch.Generator(device="cpu").manual_seed(int(seed)), progress, cancel,
+                   notes)
 
-    dtype = getattr(model, "dtype", torch.float32)
-    device = getattr(model, "device", torch.device("cpu"))
-    channels = model.config.in_channels
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    ratio_dtype = torch.bfloat16 if dtype == torch.bfloat16 else torch.float32
-    n = int(batch_size)
-    check_memory(model, profile, num_frames=num_frames, height=height, width=width, cfg_scale=cfg_scale, codec=codec,
-                 batch_size=n, seamless=seamless, decode=decode or loops > 1, batch_cfg=batch_cfg, loops=loops)
-    told_h, told_w = (profile.model_frame, profile.model_frame) if profile.latent_grid else (height, width)
-    kwargs = dict(
-        fps=_conditioning_tensor(fps, n, dtype, device),
-        height=_conditioning_tensor(told_h, n, dtype, device),
-        width=_conditioning_tensor(told_w, n, dtype, device),
-    )
-    if context is not None:
-        kwargs["context"] = context.to(device=device, dtype=dtype)
-
-    placements = [
-        Placement(reference=i, source=r.source, target=layout.latent_index(r.frame, num_frames), length=r.length,
-                  edit=1.0 - r.strength)
-        for i, r in enumerate(references)
-    ]
-    ref_latents = [r.latents.to(device) for r in references]
-    strategy_offset = len(ref_latents)
-    ref_latents += [t.to(device) for t in strategy_references]
-    placements += [replace(p, reference=p.reference + strategy_offset) for p in mask_strategy]
-    first_frame_ref = next((r for r in references if layout.latent_index(r.frame, num_frames) == 0 and r.source == 0), None)
-
-    total_steps = steps * loops
-    videos, loop_latents = [], []
-    previous_video = None
-    for loop in range(loops):
-        last = loop == loops - 1
-        frames_k = num_frames + (1 if seamless and last else 0)
-        latents_k = layout.latent_frames(frames_k)
-        z = torch.randn((n, channels, latents_k, lat_h, lat_w), generator=generator, dtype=torch.float32).to(device)
-        loop_refs = list(ref_latents)
-        loop_places = [p for p in placements if p.loop == loop]
-        if loop > 0:
-            if profile.continue_from_latents:
-                tail = loop_latents[-1][:, :, -cfl:]
-            else:
-                tail = _encode_tail(codec, previous_video, cfl, layout)
-            loop_refs.append(tail)
-            loop_places.append(Placement(reference=len(loop_refs) - 1, source=-cfl, target=0, length=cfl, edit=loop_edit, loop=loop))
-        tie = None
-        if seamless and last:
-            anchor = None
-            if first_frame_ref is not None:
-                anchor = first_frame_ref.latents[:, :1].to(device)
-            elif loops > 1 and profile.continue_from_latents:
-                anchor = loop_latents[0][:, :, :1]
-            elif loops > 1:
-                anchor = _encode_first_frame(codec, videos[0])
-            if anchor is not None:
-                loop_refs.append(anchor)
-                loop_places.append(Placement(reference=len(loop_refs) - 1, target=latents_k - 1, length=1, loop=loop))
-            else:
-                tie = (0, latents_k - 1)
-        frame_mask = apply_placements(z, loop_refs, loop_places, loop=loop, align=align)
+    def clip(self, k: int, frames: int, refs: list[torch.Tensor], places: list[Placement], tie) -> torch.Tensor:
+        """Sample clip ``k`` (``frames`` frames) with its references in place -> latents ``[1, C, T, h, w]``."""
+        profile, device = self.profile, self.device
+        shape = (1, self.model.config.in_channels, profile.layout.latent_frames(frames), *self.latent_size)
+        z = torch.randn(shape, generator=self.generator, dtype=torch.float32).to(device)
+        frame_mask = apply_placements(z, refs, places, loop=k, align=profile.align)
+        bf16 = getattr(self.model, "dtype", None) == torch.bfloat16
         timesteps = rectified_flow_timesteps(
-            steps, num_timesteps=profile.num_timesteps, use_timestep_transform=profile.use_timestep_transform,
-            height=told_h, width=told_w, num_frames=frames_k, ratio_dtype=ratio_dtype, shift=profile.timestep_shift,
+            self.steps, num_timesteps=profile.num_timesteps, use_timestep_transform=profile.use_timestep_transform,
+            height=self.told_size[0], width=self.told_size[1], num_frames=frames,
+            ratio_dtype=torch.bfloat16 if bf16 else torch.float32, shift=profile.timestep_shift,
         )
-        if denoise < 1.0:
+        if self.denoise < 1.0:
             if frame_mask is not None and bool((frame_mask < 1).any()):
-                timesteps = timesteps * denoise
+                timesteps = timesteps * self.denoise
                 z = start_from_references(z, frame_mask, float(timesteps[0]) / profile.num_timesteps)
-            elif loop == 0:
-                notes.append(f"denoise {denoise:g} needs a reference frame to start from: sampled from pure noise")
-        cond = conditions[min(loop, len(conditions) - 1)]
-        offset = loop * steps
-        step_progress = None if progress is None else (lambda i, total, z_, o=offset: progress(o + i, total_steps, z_))
-        z = sample_rectified_flow(
-            model, z, _on(cond, device, n), timesteps, cfg_scale=cfg_scale,
-            uncond=None if negative is None else _on(negative, device, n), frame_mask=frame_mask,
-            model_kwargs=kwargs, num_timesteps=profile.num_timesteps, generator=generator,
-            batch_cfg=batch_cfg, progress=step_progress, cancel=cancel, tie_frames=tie,
+            elif k == 0:
+                self.notes.append(f"denoise {self.denoise:g} needs a reference frame to start from: "
+                                  "sampled from pure noise")
+        total, offset, progress = self.steps * self.loops, k * self.steps, self.progress
+        return sample_rectified_flow(
+            self.model, z, _on(self.conditions[min(k, len(self.conditions) - 1)], device), timesteps,
+            cfg_scale=self.cfg_scale, uncond=None if self.negative is None else _on(self.negative, device),
+            frame_mask=frame_mask, model_kwargs=self.model_kwargs, num_timesteps=profile.num_timesteps,
+            generator=self.generator, cancel=self.cancel, tie_frames=tie,
+            progress=None if progress is None else (lambda i, _total, z_: progress(offset + i, total, z_)),
         )
-        if seamless and last:
-            z = z[:, :, : layout.latent_frames(num_frames)]
-        loop_latents.append(z)
-        if codec is not None and (decode or not (last or profile.continue_from_latents)):  # later loops may re-encode
-            video = codec.decode(z.to(getattr(codec, "dtype", z.dtype)), num_frames).float()
-            previous_video = video
-            videos.append(video if loop == 0 else video[:, :, layout.chunk_frames(cfl):])
 
-    joined = torch.cat([loop_latents[0]] + [z[:, :, cfl:] for z in loop_latents[1:]], dim=2)
-    video = torch.cat(videos, dim=2).cpu() if videos and decode else None
-    total_frames = clip_frames(layout, num_frames, loops, cfl)
-    out_h, out_w = (height, width) if profile.latent_grid else (lat_h * profile.spatial_factor, lat_w * profile.spatial_factor)
-    return GenerationResult(
-        video=video, latents=joined, loop_latents=loop_latents, num_frames=total_frames,
-        height=out_h, width=out_w, fps=fps, seed=int(seed), notes=notes,
-    )
+
+def _conditioning_value(value: float, dtype: torch.dtype, device) -> torch.Tensor:
+    """A size/fps value in the model dtype, as upstream passes it (bf16 rounds e.g. 854 to 856)."""
+    emulate = dtype if dtype == torch.bfloat16 else torch.float32
+    return torch.full((1,), float(value), dtype=emulate, device=device)
 
 
 def start_from_references(z: torch.Tensor, frame_mask: torch.Tensor, level: float) -> torch.Tensor:
@@ -350,15 +351,10 @@ def start_from_references(z: torch.Tensor, frame_mask: torch.Tensor, level: floa
     return out
 
 
-def _on(cond: TextCondition, device, n: int) -> TextCondition:
-    y = cond.y.to(device)
-    mask = None if cond.mask is None else cond.mask.to(device)
-    if y.shape[0] != n:
-        if y.shape[0] != 1:
-            raise InvalidInputError(f"got {y.shape[0]} captions for a batch of {n}; give one caption or one per sample")
-        y = y.expand(n, *y.shape[1:])
-        mask = None if mask is None else mask.expand(n, -1)
-    return TextCondition(y, mask)
+def _on(cond: TextCondition, device) -> TextCondition:
+    if cond.y.shape[0] != 1:
+        raise InvalidInputError(f"got {cond.y.shape[0]} captions for one clip; give one caption (one per loop as a list)")
+    return TextCondition(cond.y.to(device), None if cond.mask is None else cond.mask.to(device))
 
 
 def _encode_tail(codec, video: torch.Tensor, cfl: int, layout: TemporalLayout) -> torch.Tensor:

@@ -22,9 +22,11 @@ from typing import Any
 
 import torch
 
+from ..dit_core.codecs import VideoCodec
 from ..dit_core.conditioning import TemporalLayout
 from ..dit_core.errors import InvalidInputError
-from ..dit_core.pipeline import Reference, SamplingProfile
+from ..dit_core.families import BUILTIN, OPENSORA, LoadedModel, SamplingProfile  # noqa: F401 (BUILTIN for the nodes)
+from ..dit_core.pipeline import LoopControl, Reference  # noqa: F401 (LoopControl travels on CHARMOTION_LOOP)
 from . import host
 
 MODEL_TYPE = "CHARMOTION_MODEL"
@@ -37,23 +39,47 @@ CLIP_INFO_TYPE = "CHARMOTION_CLIP_INFO"
 LATENT_KEY = "charmotion"  # pack metadata inside a LATENT dict
 SPRITE_KEY = "charmotion_sprite"  # the built-in model's reference sprite inside a LATENT dict (for decoding)
 
-BUILTIN = "builtin"
-OPENSORA12 = "opensora12"
+OPENSORA12 = OPENSORA  # the family keys: BUILTIN and OPENSORA12
 
 
 @dataclass(frozen=True, eq=False)
 class ModelHandle:
     """A loaded denoiser and what the other nodes need to know about it."""
 
-    name: str
-    family: str  # BUILTIN for CharMotion built-in model files, OPENSORA12 for STDiT3 files
-    model: torch.nn.Module
-    profile: SamplingProfile
+    loaded: LoadedModel  # the denoiser and its family (dit_core.families)
     managed: host.ManagedModule
     attention: str
-    default_size: tuple[int, int]  # (height, width) when neither the sampler nor a reference sets one
-    motion_range: tuple[float, float]
-    text_encoder: Any = None  # the built-in model (a BuiltinModel: its own text encoder), else None
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def family(self) -> str:
+        """BUILTIN for CharMotion built-in model files, OPENSORA12 for STDiT3 files."""
+        return self.loaded.family.key
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    @property
+    def profile(self) -> SamplingProfile:
+        return self.loaded.profile
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """(height, width) when neither the sampler nor a reference sets one."""
+        return self.loaded.family.size
+
+    @property
+    def motion_range(self) -> tuple[float, float]:
+        return self.loaded.family.motion_range
+
+    @property
+    def text_encoder(self) -> Any:
+        """The built-in model (a BuiltinModel: its own text encoder), else None."""
+        return self.loaded.builtin
 
     @property
     def caption_length(self) -> int:
@@ -81,7 +107,7 @@ class VAEHandle:
 
     name: str
     family: str
-    codec: Any  # Open-Sora: encode(x [n,3,F,H,W] in [-1,1]) / decode(z, num_frames, callback=); built-in: see builtin.codec
+    codec: VideoCodec | Any  # Open-Sora's VAE; the built-in model's MotionFieldCodec (bound to a sprite per clip)
     layout: TemporalLayout
     managed: host.ManagedModule | None = None  # None for codecs without weights
 
@@ -147,14 +173,6 @@ class MotionControl:
     motion: float | None = None
     aesthetic: float | None = None
     camera: str | None = None
-
-
-@dataclass(frozen=True)
-class LoopControl:
-    loops: int = 1
-    condition_frames: int | None = None  # latent frames; None: the model's default for the clip length
-    seamless: bool = False
-    condition_edit: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import torch
 
 from ..dit_core.attention import check_backend
-from ..dit_core.checkpoint import CheckpointError, WeightSource, describe_family, detect_family, reading_model_file
-from ..dit_core.conditioning import TemporalLayout
-from ..dit_core.errors import InvalidInputError
-from ..dit_core.models import load_stdit3, resolve_dtype
-from ..dit_core.pipeline import OPENSORA12 as OPENSORA12_PROFILE
 from ..dit_core.builtin import model as builtin_model
 from ..dit_core.builtin.codec import MotionFieldCodec
+from ..dit_core.checkpoint import WeightSource, detect_family, reading_model_file
+from ..dit_core.errors import InvalidInputError
+from ..dit_core.families import family_of_file, load_denoiser
+from ..dit_core.models import resolve_dtype
 from . import host
 from .handles import BUILTIN, MODEL_TYPE, OPENSORA12, VAE_TYPE, ModelHandle, VAEHandle
 
@@ -30,8 +29,6 @@ LEGACY_BUILTIN_CODEC = ("CharMotion tiny codec (built-in)",)
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ATTENTION = ("auto", "sdpa", "xformers")
 MODEL_FOLDERS = ("diffusion_models", host.PACK_FOLDER)
-OPENSORA_SIZE = (240, 426)  # upstream's default: 240p, "9:16" (landscape)
-OPENSORA_MOTION = (0.0, 100.0)
 
 
 def _choices(*folders: str) -> list[str]:
@@ -93,43 +90,12 @@ class CharMotionModelLoader:
         device = host.torch_device()
         offload = host.offload_device()
         backend = pick_attention(attention, device)
-        if model_name in (BUILTIN_MODEL, *LEGACY_BUILTIN_MODEL):
-            return (self._builtin(BUILTIN_MODEL, None, dtype, device, offload, backend),)
-        path = host.model_path(MODEL_FOLDERS, model_name)
-        family = detect_family(WeightSource.open(path).keys())
-        if family == builtin_model.FAMILY:
-            return (self._builtin(model_name, path, dtype, device, offload, backend),)
-        if family != "stdit3":
-            raise CheckpointError(
-                f"{model_name} is {describe_family(family)}, not a denoiser this node loads: choose "
-                "hpcai-tech/OpenSora-STDiT-v3 (model.safetensors) or a CharMotion built-in model file"
-            )
-        model = load_stdit3(path, dtype=pick_dtype(dtype, device), device=offload, attention=backend)
-        handle = ModelHandle(
-            name=model_name, family=OPENSORA12, model=model, profile=OPENSORA12_PROFILE,
-            managed=host.ManagedModule(model, device, offload), attention=backend,
-            default_size=OPENSORA_SIZE, motion_range=OPENSORA_MOTION,
-        )
-        return (handle,)
-
-    @staticmethod
-    def _builtin(name, path, dtype, device, offload, backend) -> ModelHandle:
-        with reading_model_file(path, "a CharMotion built-in model file"):
-            bundle = builtin_model.load_builtin(path, dtype=pick_dtype(dtype, device, small=True), device=offload,
-                                                attention=backend)
-        frame = int(bundle.config["field"]["frame_pixels"])
-        return ModelHandle(
-            name=name, family=BUILTIN, model=bundle.model, profile=bundle.profile,
-            managed=host.ManagedModule(bundle.model, device, offload), attention=backend,
-            default_size=(frame, frame), motion_range=bundle.motion_range, text_encoder=bundle,
-        )
-
-
-def opensora_layout(codec) -> TemporalLayout:
-    frames = int(codec.micro_frame_size)
-    latents = int(codec.latent_frames(frames))
-    factor = (frames - 1) // (latents - 1) if latents > 1 else 1
-    return TemporalLayout(frames_per_chunk=frames, temporal_factor=factor)
+        builtin = model_name in (BUILTIN_MODEL, *LEGACY_BUILTIN_MODEL)
+        path = None if builtin else host.model_path(MODEL_FOLDERS, model_name)
+        small = family_of_file(path) == BUILTIN
+        loaded = load_denoiser(path, dtype=pick_dtype(dtype, device, small=small), device=offload, attention=backend,
+                               name=BUILTIN_MODEL if builtin else model_name)
+        return (ModelHandle(loaded=loaded, managed=host.ManagedModule(loaded.model, device, offload), attention=backend),)
 
 
 def builtin_codec(path=None) -> MotionFieldCodec:
@@ -192,6 +158,6 @@ class CharMotionVAELoader:
             raise InvalidInputError(f"this installation of CharMotion has no video VAE module ({exc}); reinstall the pack") from exc
         device, offload = host.vae_device(), host.vae_offload_device()
         codec = load_opensora_vae(path, dtype=pick_dtype(dtype, device), device=offload, tile=tile_size or None)
-        handle = VAEHandle(name=vae_name, family=OPENSORA12, codec=codec, layout=opensora_layout(codec),
+        handle = VAEHandle(name=vae_name, family=OPENSORA12, codec=codec, layout=codec.layout,
                            managed=host.ManagedModule(codec, device, offload))
         return (handle,)

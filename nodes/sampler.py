@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import torch
 
@@ -142,8 +143,8 @@ class CharMotionSampler:
                 negative=uncond, references=() if references is None else references.references,
                 context=None if references is None else references.context,
                 num_frames=int(frames), height=h, width=w, fps=float(fps), seed=int(seed), steps=int(steps),
-                cfg_scale=float(cfg), denoise=float(denoise), loops=loop.loops, condition_frames=condition_frames,
-                loop_edit=loop.condition_edit, seamless=loop.seamless, profile=model.profile, decode=False,
+                cfg_scale=float(cfg), denoise=float(denoise), loop=replace(loop, condition_frames=condition_frames),
+                profile=model.profile, decode=False,
                 progress=progress, cancel=cancel,
             )
         finally:

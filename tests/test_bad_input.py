@@ -30,7 +30,8 @@ from charmotion.dit_core.checkpoint import CheckpointError, reading_model_file
 from charmotion.dit_core.conditioning import FRAME_BY_FRAME
 from charmotion.dit_core.errors import CharMotionError, InvalidInputError, NonFiniteError
 from charmotion.dit_core.images import prepare_reference
-from charmotion.dit_core.pipeline import Reference, SamplingProfile
+from charmotion.dit_core.families import ModelFamily, SamplingProfile
+from charmotion.dit_core.pipeline import Reference
 from charmotion.dit_core.sampling import TextCondition
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
@@ -101,7 +102,7 @@ class InterruptingModel(RecordingModel):
         raise KeyboardInterrupt
 
 
-def fake_runtime(model=None) -> dict:
+def fake_runtime(model=None) -> cli.Runtime:
     codec = FrameCodec()
 
     def prepare(image, args):
@@ -110,9 +111,11 @@ def fake_runtime(model=None) -> dict:
         return cli.Prepared(references=[Reference(codec.encode(ref.video())[0])], codec=codec, height=height,
                             width=width, key_color=ref.key_color, had_alpha=ref.had_alpha, reference_rgb=ref.rgb)
 
-    return dict(model=model or RecordingModel(channels=4, velocity=0.1), codec=codec, profile=PROFILE,
-                encode=lambda text, loops: [TextCondition(torch.zeros(1, 1, 6, 8))] * loops, prepare=prepare,
-                name="test model", frames=4, size=(16, 16), prompt_note=None, motion_range=(0.0, 10.0))
+    family = ModelFamily(key="test", name="test model", profile=PROFILE, num_frames=4, size=(16, 16),
+                         motion_range=(0.0, 10.0))
+    return cli.Runtime(name="test model", family=family, model=model or RecordingModel(channels=4, velocity=0.1),
+                       codec=codec, encode=lambda text, loops: [TextCondition(torch.zeros(1, 1, 6, 8))] * loops,
+                       prepare=prepare)
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:

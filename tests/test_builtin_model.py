@@ -108,7 +108,7 @@ def test_demo_command_writes_an_animated_sprite(tmp_path, size):
 def test_demo_command_loops_seamlessly_into_a_sprite_sheet(tmp_path):
     sheet = tmp_path / "frames.png"
     done = run_demo("--image", ROOT / "assets/samples/knight.png", "--prompt", "the knight waves", "--quiet",
-                    "--steps", "6", "--loop", "--out", sheet)
+                    "--steps", "6", "--seamless", "--out", sheet)
     assert done.returncode == 0, done.stderr
     atlas = json.loads(sheet.with_suffix(".json").read_text())
     assert len(atlas["frames"]) == 16 and atlas["meta"]["fps"] == 8

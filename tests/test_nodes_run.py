@@ -356,8 +356,8 @@ def test_looped_clip_decodes_like_generate(env, opensora_file, family):
     segments = conditioning_segments(cond, model)
     direct = generate(model.model, [segments[0][1], segments[1][1], segments[1][1]], codec=codec or vae.codec,
                       references=refs.references if refs else (), context=context, num_frames=frames,
-                      height=size, width=size, fps=8.0, seed=11, steps=2, cfg_scale=3.0, denoise=0.6, loops=3,
-                      condition_frames=cfl, profile=model.profile)
+                      height=size, width=size, fps=8.0, seed=11, steps=2, cfg_scale=3.0, denoise=0.6,
+                      loop=LoopControl(loops=3, condition_frames=cfl), profile=model.profile)
     expected = ((direct.video.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 3, 0)
     assert decoded.shape == (direct.num_frames, size, size, 3)
     assert latent[LATENT_KEY]["total_frames"] == direct.num_frames

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -10,13 +12,12 @@ from charmotion.dit_core.conditioning import (
     OPENSORA_VAE_LAYOUT,
     Placement,
     apply_placements,
-    format_mask_strategy,
-    parse_mask_strategy,
     snap_to_chunk,
 )
 from charmotion.dit_core.errors import GenerationCancelled, InvalidInputError
 from charmotion.dit_core.models import load_stdit3
-from charmotion.dit_core.pipeline import Reference, generate, start_from_references
+from charmotion.dit_core.families import OPENSORA12_PROFILE, SamplingProfile
+from charmotion.dit_core.pipeline import LoopControl, Reference, generate, start_from_references
 from charmotion.dit_core.sampling import TextCondition
 from fake_models import PoolCodec, RecordingModel
 from golden_data import case_weights_path, golden_cases, load_case_tensors
@@ -80,29 +81,6 @@ def test_several_references_for_inbetweening_with_strengths():
     assert z[:, :, 0].eq(1).all() and z[:, :, 15].eq(2).all()
 
 
-def test_mask_strategy_parsing_and_round_trip():
-    groups = parse_mask_strategy("0;0,1,0,-1,1;1,2,-5,0,5,0.3")
-    assert groups == [Placement(), Placement(reference=1, target=-1), Placement(loop=1, reference=2, source=-5, length=5, edit=0.3)]
-    assert parse_mask_strategy(format_mask_strategy(groups)) == groups
-    assert parse_mask_strategy("") == [] and parse_mask_strategy(None) == []
-
-
-@pytest.mark.parametrize(
-    "bad,message",
-    [
-        ("0,0,0,0,1,0,9", "malformed"),
-        ("0,,1", "malformed"),
-        ("a", "loop must be a whole number"),
-        ("0,0,0,0,1,x", "edit must be a number"),
-        ("0,0,0,0,0", "length >= 1"),
-        ("0,0,0,0,1,1.5", "between 0 and 1"),
-    ],
-)
-def test_malformed_mask_strategies(bad, message):
-    with pytest.raises(InvalidInputError, match=message):
-        parse_mask_strategy(bad)
-
-
 def test_placement_errors_are_clear():
     z = torch.zeros(1, 4, 5, 2, 2)
     with pytest.raises(InvalidInputError, match="only 1 reference"):
@@ -117,7 +95,8 @@ def test_reference_frames_come_back_exactly(golden):
     model, cond = golden
     first, last = image_latent(0.5), image_latent(-0.5)
     result = generate(model, cond, num_frames=34, height=64, width=96, steps=3, seed=1,
-                      references=[Reference(first, frame=0), Reference(last, frame=-1)], align=None)
+                      references=[Reference(first, frame=0), Reference(last, frame=-1)],
+                      profile=replace(OPENSORA12_PROFILE, align=None))
     assert result.latents.shape == (1, 4, 10, 8, 12)
     assert torch.equal(result.latents[0, :, 0], first[:, 0]) and torch.equal(result.latents[0, :, 9], last[:, 0])
 
@@ -136,8 +115,8 @@ def test_seed_determinism_without_touching_global_rng(golden):
 def test_loop_lengths_and_overlap(golden, loops, frames, cfl, total):
     model, cond = golden
     codec = PoolCodec()
-    result = generate(model, cond, codec=codec, num_frames=frames, height=64, width=96, steps=2, seed=0, loops=loops,
-                      condition_frames=cfl, references=[Reference(image_latent(0.3))])
+    result = generate(model, cond, codec=codec, num_frames=frames, height=64, width=96, steps=2, seed=0,
+                      loop=LoopControl(loops=loops, condition_frames=cfl), references=[Reference(image_latent(0.3))])
     assert result.num_frames == total and result.video.shape[2] == total
     latents = OPENSORA_VAE_LAYOUT.latent_frames(frames)
     assert result.latents.shape[2] == latents + (loops - 1) * (latents - cfl)
@@ -152,7 +131,8 @@ def test_loop_lengths_and_overlap(golden, loops, frames, cfl, total):
 def test_per_loop_conditions_are_used_in_turn():
     model = RecordingModel(caption_channels=8)
     conds = [TextCondition(torch.full((1, 1, 2, 8), float(k))) for k in range(2)]
-    generate(model, conds, codec=PoolCodec(), num_frames=34, height=64, width=64, steps=2, loops=3, cfg_scale=1.0)
+    generate(model, conds, codec=PoolCodec(), num_frames=34, height=64, width=64, steps=2, loop=LoopControl(loops=3),
+             cfg_scale=1.0)
     used = [call["y"][0, 0, 0, 0].item() for call in model.calls]
     assert used == [0, 0, 1, 1, 1, 1]
 
@@ -161,7 +141,7 @@ def test_seamless_loop_holds_an_extra_frame_at_the_first_frame():
     model = RecordingModel()
     ref = image_latent(0.25, 2, 2)
     result = generate(model, TextCondition(torch.ones(1, 1, 2, 8)), codec=PoolCodec(), num_frames=17, height=16, width=16,
-                      steps=3, references=[Reference(ref)], seamless=True)
+                      steps=3, references=[Reference(ref)], loop=LoopControl(seamless=True))
     for call in model.calls:
         x, active = call["x"], call["x_mask"]
         assert x.shape[2] == 6  # 5 latent frames + the loop-closing one
@@ -173,15 +153,13 @@ def test_seamless_loop_holds_an_extra_frame_at_the_first_frame():
 def test_seamless_without_reference_ties_the_ends():
     model = RecordingModel(velocity=1.0)
     result = generate(model, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=16, height=16, width=16, steps=2,
-                      seamless=True, profile=_frame_profile())
+                      loop=LoopControl(seamless=True), profile=_frame_profile())
     last_input = model.calls[-1]["x"]
     assert torch.equal(last_input[:, :, 0], last_input[:, :, -1])
     assert result.latents.shape[2] == 16
 
 
 def _frame_profile():
-    from charmotion.dit_core.pipeline import SamplingProfile
-
     return SamplingProfile("frames", FRAME_BY_FRAME, spatial_factor=8, use_timestep_transform=False, align=None,
                            min_video_frames=2, loop_condition_frames=2)
 
@@ -200,12 +178,12 @@ def test_generate_cancels_within_one_step():
     [
         (dict(num_frames=8), "cannot make a clip of 8 frames"),
         (dict(steps=0), "steps must be a whole number from 1"),
-        (dict(loops=2), "loops > 1 need the VAE"),
-        (dict(loops=0), "loops must be a whole number from 1"),
+        (dict(loop=LoopControl(loops=2)), "loops > 1 need the VAE"),
+        (dict(loop=LoopControl(loops=0)), "loops must be a whole number from 1"),
         (dict(cfg_scale=-1), "CFG scale"),
         (dict(height=4), "too small"),
-        (dict(num_frames=1, seamless=True), "single image cannot loop"),
-        (dict(num_frames=20, seamless=True), "whole number of 17-frame chunks"),
+        (dict(num_frames=1, loop=LoopControl(seamless=True)), "single image cannot loop"),
+        (dict(num_frames=20, loop=LoopControl(seamless=True)), "whole number of 17-frame chunks"),
         (dict(denoise=0.0), "denoise must be above 0"),
         (dict(denoise=1.5), "at most 1"),
     ],

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..dit_core.builtin.sprite import frames_over_key, prepare_sprite
-from ..dit_core.pipeline import Reference, generate
+from ..dit_core.pipeline import LoopControl, Reference, generate
 from ..dit_core.prompts import decorate_prompt
 from . import metrics
 from .actions import ACTION_NAMES, ACTIONS
@@ -61,7 +61,7 @@ def animate(bundle, image: np.ndarray, prompt: str, *, strength: float | None, s
     codec = bundle.codec
     result = generate(bundle.model, cond, codec=codec.bind(sprite), references=[Reference(codec.identity(sprite))],
                       context=codec.appearance(sprite), num_frames=frames, height=sprite.height, width=sprite.width,
-                      seed=seed, steps=steps, cfg_scale=cfg_scale, seamless=seamless, decode=False)
+                      seed=seed, steps=steps, cfg_scale=cfg_scale, loop=LoopControl(seamless=seamless), decode=False)
     return frames_over_key(codec.warp(result.latents, sprite)[0], sprite.key_color)
 
 

@@ -19,9 +19,9 @@ import torch
 
 from ..checkpoint import CheckpointError, WeightSource, describe_family, detect_family, load_weights
 from ..conditioning import FRAME_BY_FRAME
+from ..families import BUILTIN, ModelFamily, SamplingProfile
 from ..models import STDiT3, STDiT3Config, build_stdit3, resolve_dtype
 from ..models.layers import RotaryEmbedding
-from ..pipeline import SamplingProfile
 from ..prompts import preprocess_text
 from ..sampling import TextCondition
 from .codec import LATENT_CHANNELS, FieldConfig, MotionFieldCodec
@@ -69,6 +69,14 @@ def builtin_profile(config: dict) -> SamplingProfile:
     )
 
 
+def builtin_family(config: dict) -> ModelFamily:
+    """The built-in model's family: a clip is the reference's own size by default, motion strength 0 to its scale."""
+    frame = int(config["field"]["frame_pixels"])
+    return ModelFamily(key=BUILTIN, name=BUILTIN_NAME, profile=builtin_profile(config),
+                       num_frames=int(config["sampling"]["num_frames"]), size=(frame, frame),
+                       motion_range=(0.0, float(config["sampling"]["motion_scale"])), keeps_image_size=True)
+
+
 @dataclass
 class BuiltinModel:
     model: STDiT3
@@ -87,7 +95,11 @@ class BuiltinModel:
 
     @property
     def motion_range(self) -> tuple[float, float]:
-        return 0.0, float(self.config["sampling"]["motion_scale"])
+        return self.family.motion_range
+
+    @property
+    def family(self) -> ModelFamily:
+        return builtin_family(self.config)
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str] | str, clean: bool = True) -> TextCondition:

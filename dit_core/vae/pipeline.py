@@ -35,6 +35,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from ..conditioning import TemporalLayout
 from .layers import diagonal_gaussian
 from .spatial import SpatialVAE, SpatialVAEConfig
 from .temporal import TemporalVAE, TemporalVAEConfig
@@ -115,6 +116,13 @@ class OpenSoraVAE(nn.Module):
     def micro_latent_size(self) -> int:
         """Latent frames of one full ``micro_frame_size`` chunk (5 for 17)."""
         return self.temporal_vae.latent_frames(self.micro_frame_size)
+
+    @property
+    def layout(self) -> TemporalLayout:
+        """Chunks of ``micro_frame_size`` frames, each encoded on its own (17 frames -> 5 latent frames)."""
+        frames = int(self.micro_frame_size)
+        latents = int(self.latent_frames(frames))
+        return TemporalLayout(frames_per_chunk=frames, temporal_factor=(frames - 1) // (latents - 1) if latents > 1 else 1)
 
     def latent_frames(self, num_frames: int) -> int:
         """Latent frames for ``num_frames`` pixel frames: 1→1, 11→3, 17→5, 22→7, 51→15."""
