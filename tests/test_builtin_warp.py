@@ -134,3 +134,15 @@ def test_a_pose_image_is_reached_by_a_fitted_field():
     assert (redrawn - target.rgba).abs().mean() < 0.15 * (source.rgba - target.rgba).abs().mean()
     with pytest.raises(InvalidInputError, match="reference's size"):
         codec.fit_pose(source, prepare_sprite(image[:32]))
+
+
+def test_the_bound_decoder_is_a_video_codec_with_one_latent_frame_per_frame():
+    from charmotion.dit_core.codecs import VideoCodec
+
+    codec = MotionFieldCodec().bind(prepare_sprite(random_sprite(48, 40)))
+    assert isinstance(codec, VideoCodec)
+    assert codec.latent_frames(16) == 16 and codec.layout.latent_frames(16) == 16
+    z = MotionFieldCodec().identity(codec.sprite)[None].expand(1, -1, 6, -1, -1)
+    assert codec.decode(z, 4).shape[2] == 4
+    with pytest.raises(InvalidInputError, match="continue a clip from its latents"):
+        codec.encode(torch.zeros(1, 3, 4, 48, 40))

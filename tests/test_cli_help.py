@@ -32,3 +32,12 @@ def test_help_says_each_default_once_and_never_none():
     assert "--motion-strength" in text and "default: no score" in text
     for option in ("--seed", "--fit", "--fps", "--frames", "--steps", "--transparent", "--background-color"):
         assert options[option].count("default") == 1, (option, options[option])
+
+
+def test_seamless_keeps_its_earlier_name_loop():
+    parser = build_parser()
+    base = ["animate", "--image", "a.png", "--prompt", "jumps", "--out", "a.gif"]
+    assert parser.parse_args(base).seamless is False
+    assert parser.parse_args(base + ["--seamless"]).seamless is True
+    assert parser.parse_args(base + ["--loop"]).seamless is True
+    assert parser.parse_args(base + ["--loops", "3"]).loops == 3

@@ -113,6 +113,16 @@ def test_frame_and_size_mapping():
     assert {f: vae.latent_frames(f) for f in expected} == expected
     assert vae.latent_channels == 4 and vae.spatial_factor == 8 and vae.micro_latent_size == 5
     assert vae.latent_size(240, 426) == (30, 53)
+
+
+def test_the_vae_is_a_video_codec_with_17_frame_chunks():
+    from charmotion.dit_core.codecs import VideoCodec
+
+    with torch.device("meta"):
+        vae = OpenSoraVAE()
+    assert isinstance(vae, VideoCodec)
+    assert vae.layout.frames_per_chunk == 17 and vae.layout.temporal_factor == 4
+    assert all(vae.layout.latent_frames(f) == vae.latent_frames(f) for f in (1, 17, 34, 51, 102))
     assert vae.latent_size(720, 1280) == (90, 160)
     assert vae.latent_frames(np.int64(51)) == 15
     for bad in (0, -3, 2.5, True):
