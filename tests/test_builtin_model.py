@@ -18,9 +18,9 @@ from charmotion.training.dataset import make_example
 from charmotion.training.evaluate import animate, evaluate, reference_rgba, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Held-out clips the recognition check animates: the actions the shipped model performs recognisably (the model
-#: card's table has every action; most are not yet recognised, see its limits)
-CHECKED_ACTIONS = ("grow", "shrink", "bounce", "run_right")
+#: Held-out clips the recognition check animates: whole-body moves, travel, turns and a head move (the model card's
+#: table has every action; the small part motions are recognised less often, see its limits)
+CHECKED_ACTIONS = ("jump", "walk_left", "spin", "shake_head", "squash_stretch", "shrink")
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +54,10 @@ def test_generation_is_deterministic_for_a_seed(shipped):
 
 def test_held_out_characters_and_phrasings_do_what_the_prompt_says(shipped):
     """A small slice of the benchmark (``python -m training benchmark``): held-out characters, half of the
-    prompts held-out sentences. The shipped model performs half of these (measured 4 of 8); an untrained one none (next test)."""
+    prompts held-out sentences. The shipped model performs these (measured 12 of 12); an untrained one none (next test)."""
     scores = evaluate(shipped, actions=CHECKED_ACTIONS, characters=2, levels=(0.8,), seamless_characters=0)
     overall = summarise(scores)["overall"]
-    assert overall["recognised"] >= 0.375, [(s.action, s.prompt, s.recognised) for s in scores]
+    assert overall["recognised"] >= 0.75, [(s.action, s.prompt, s.recognised) for s in scores]
     assert overall["psnr"] == 100.0 and overall["drift"] < 0.2, overall  # frame 0 exact; measured drift 0.15 (sizes change)
 
 
@@ -65,7 +65,7 @@ def test_an_untrained_model_fails_the_same_check():
     untrained = builtin_model.build_builtin({"actions": {}}, seed=1)
     untrained.model.eval()
     scores = evaluate(untrained, actions=CHECKED_ACTIONS, characters=2, levels=(0.8,), seamless_characters=0)
-    assert summarise(scores)["overall"]["recognised"] <= 0.125
+    assert summarise(scores)["overall"]["recognised"] <= 0.1
 
 
 def test_motion_strength_scales_the_motion(shipped):

@@ -62,7 +62,7 @@ def test_builtin_loaders(env):
     assert model.family == "builtin" and model.dtype == torch.float32 and model.attention == "sdpa"
     assert model.default_size == (64, 64) and model.motion_range == (0.0, 10.0)
     assert model.caption_length == 32 and model.caption_channels == 64 and model.latent_channels == BUILTIN_CHANNELS
-    assert vae.latent_channels == BUILTIN_CHANNELS and vae.codec.config.grid == 32
+    assert vae.latent_channels == BUILTIN_CHANNELS and vae.codec.config.grid == 16  # the shipped file's field
     vae.check_model(model)
     legacy, = run("CharMotionModelLoader", model_name="CharMotion tiny (built-in)", dtype="auto", attention="auto")
     assert legacy.family == "builtin" and legacy.name == BUILTIN  # workflows saved by earlier versions still load

@@ -92,12 +92,10 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
     ones, drawn on a ``size`` canvas.
 
     ``ground_truth`` scores the training targets instead of generated clips: the drawn clips' motion-field
-    latents through the warp decoder (the ceiling of the scores for this codec and tracker)."""
-    from ..dit_core.builtin.codec import MotionFieldCodec
-
+    latents through the bundle's warp decoder (the ceiling of the scores for this codec and tracker)."""
     jobs = benchmark_jobs(actions, characters=characters, levels=levels, seamless_characters=seamless_characters,
                           seed=seed)
-    field_codec = bundle.codec if bundle is not None else MotionFieldCodec()
+    field_codec = bundle.codec
     scores = []
     for i, (action, example_seed, strength, seamless) in enumerate(jobs):
         example = make_example(example_seed, "heldout", frames, size, action=action, amplitude=strength,

@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log, final model file)")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time budget (wall clock spent in steps)")
-    parser.add_argument("--steps", type=int, default=1800, help="stop after this many steps; the learning rate decays to them")
+    parser.add_argument("--steps", type=int, default=6600, help="stop after this many steps; the learning rate decays to them")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--warmup", type=int, default=100)
@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bfloat16 autocast (weights stay float32; about 1.7x faster on CPUs with AVX-512 BF16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="worker processes that draw clips")
-    parser.add_argument("--clips", type=int, default=4000,
+    parser.add_argument("--clips", type=int, default=6000,
                         help="draw this many training clips first and train on them (prompts phrased anew each "
                              "time); 0 = draw fresh clips for every batch while training")
     parser.add_argument("--repeat", type=int, default=1,

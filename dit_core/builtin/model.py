@@ -33,12 +33,15 @@ BUILTIN_NAME = "CharMotion built-in"
 FILE_FORMAT = "charmotion-motion-field-1"
 FAMILY = "charmotion_builtin"
 
+#: The shipped model's field: 16x16 cells over the 64x64 working frame, 4x4 cells per token (16 tokens a frame)
+SHIPPED_FIELD = FieldConfig(grid=16)
+
 DEFAULT_CONFIG = {
     "model": dict(depth=4, hidden_size=128, num_heads=4, patch_size=[1, 4, 4], in_channels=LATENT_CHANNELS,
-                  context_channels=FieldConfig().appearance_channels, caption_channels=64, model_max_length=32,
+                  context_channels=SHIPPED_FIELD.appearance_channels, caption_channels=64, model_max_length=32,
                   qk_norm=True, pred_sigma=False, pooled_caption=True),
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4, prompt_features=True),
-    "field": FieldConfig().to_dict(),
+    "field": SHIPPED_FIELD.to_dict(),
     "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,
                      motion_scale=10.0, denoise=1.0, timestep_shift=1.0),
     "actions": {},
