@@ -42,7 +42,7 @@ DEFAULT_CONFIG = {
                   qk_norm=True, pred_sigma=False, pooled_caption=True),
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4, prompt_features=True),
     "field": SHIPPED_FIELD.to_dict(),
-    "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,
+    "sampling": dict(steps=20, cfg_scale=2.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,
                      motion_scale=10.0, denoise=1.0, timestep_shift=1.0),
     "actions": {},
 }
@@ -175,6 +175,7 @@ def save_builtin(bundle: BuiltinModel, path: str | os.PathLike, *, dtype: torch.
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file(state, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o644)  # readable by whoever runs ComfyUI, as any model file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
