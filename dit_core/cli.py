@@ -286,7 +286,7 @@ def _load_models(args) -> Runtime:
     if args.model != "opensora" and family == OPENSORA:
         raise InvalidInputError(f"--model {source} is an Open-Sora 1.2 STDiT3 file: use --model opensora "
                                 f"--dit {source} with --vae and --t5")
-    loaded = load_denoiser(source, dtype=args.dtype, device=args.device, attention=args.attention)
+    loaded = load_denoiser(source, dtype=args.dtype, device=args.device, attention=args.attention, family=family)
     return _builtin_runtime(loaded) if family == BUILTIN else _opensora_runtime(loaded, args)
 
 

@@ -100,11 +100,14 @@ def load_denoiser(
     device: "torch.device | str" = "cpu",
     attention: str = "sdpa",
     name: str | None = None,
+    family: str | None = None,
 ) -> LoadedModel:
-    """The built-in model (``source=None``), a built-in model file or an Open-Sora 1.2 STDiT3 file, loaded."""
+    """The built-in model (``source=None``), a built-in model file or an Open-Sora 1.2 STDiT3 file, loaded.
+
+    ``family``: what :func:`family_of_file` said of ``source`` when the caller already asked (read once)."""
     from .checkpoint import CheckpointError, describe_family, reading_model_file
 
-    family = family_of_file(source)
+    family = family or family_of_file(source)
     shown = name or (None if source is None else os.path.basename(os.fspath(source)))
     if family == BUILTIN:
         from .builtin.model import load_builtin

@@ -92,9 +92,9 @@ class CharMotionModelLoader:
         backend = pick_attention(attention, device)
         builtin = model_name in (BUILTIN_MODEL, *LEGACY_BUILTIN_MODEL)
         path = None if builtin else host.model_path(MODEL_FOLDERS, model_name)
-        small = family_of_file(path) == BUILTIN
-        loaded = load_denoiser(path, dtype=pick_dtype(dtype, device, small=small), device=offload, attention=backend,
-                               name=BUILTIN_MODEL if builtin else model_name)
+        family = family_of_file(path)
+        loaded = load_denoiser(path, dtype=pick_dtype(dtype, device, small=family == BUILTIN), device=offload,
+                               attention=backend, name=BUILTIN_MODEL if builtin else model_name, family=family)
         return (ModelHandle(loaded=loaded, managed=host.ManagedModule(loaded.model, device, offload), attention=backend),)
 
 
