@@ -73,7 +73,7 @@ class CharMotionSampler:
                                  "tooltip": "Same seed, same settings, same device: the same clip."}),
                 "steps": ("INT", {"default": 30, "min": 1, "max": 200, "tooltip": "Open-Sora: 30; built-in: 20."}),
                 "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
-                                  "tooltip": "Guidance scale. Open-Sora: 7; built-in: 2.5."}),
+                                  "tooltip": "Guidance scale. Open-Sora: 7; built-in: 1.5."}),
                 "frames": ("INT", {"default": 51, "min": 1, "max": 1024, "tooltip":
                            "Frames per loop. Open-Sora: 1 (image) or 17 and more, best 51, 102, 204 (17 x k); "
                            "built-in: 2-64 (trained on 16)."}),

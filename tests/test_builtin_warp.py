@@ -146,3 +146,19 @@ def test_the_bound_decoder_is_a_video_codec_with_one_latent_frame_per_frame():
     assert codec.decode(z, 4).shape[2] == 4
     with pytest.raises(InvalidInputError, match="continue a clip from its latents"):
         codec.encode(torch.zeros(1, 3, 4, 48, 40))
+
+
+def test_companded_latents_round_trip_and_enlarge_small_moves():
+    from charmotion.dit_core.builtin.codec import FieldConfig
+
+    plain, companded = MotionFieldCodec(), MotionFieldCodec(FieldConfig(displacement_power=0.5))
+    displacement = torch.tensor([0.0, 0.005, -0.005, 0.02, -0.2, 0.7]).view(1, 2, 1, 1, 3)
+    occupancy = torch.tensor([0.0, 1.0, 1.0]).view(1, 1, 1, 1, 3)
+    z = companded.to_latents(displacement, occupancy)
+    assert torch.allclose(z[:, :2], displacement.sign() * (displacement.abs() / 0.2).sqrt())
+    back, occ = companded.from_latents(z)
+    assert torch.allclose(back, displacement, atol=1e-7) and torch.equal(occ, occupancy)
+    # a one-third-pixel move (0.005 frame heights) is 0.16 latent units instead of 0.025; a half-frame move shrinks
+    assert float(z[0, 0, 0, 0, 1]) == pytest.approx(0.158, abs=1e-3)
+    assert float(plain.to_latents(displacement, occupancy)[0, 0, 0, 0, 1]) == pytest.approx(0.025)
+    assert float(z[0, 1, 0, 0, 2]) == pytest.approx((0.7 / 0.2) ** 0.5)

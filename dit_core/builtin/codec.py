@@ -1,8 +1,10 @@
 """The built-in model's latents: motion fields over the working frame, and what the model sees of the reference.
 
 A latent frame is ``[3, grid, grid]``: displacement x and y divided by
-``displacement_scale`` (so the model works with values of about unit size)
-and the occupancy mapped from [0, 1] to [-1, 1] (see ``warp.py`` for what the
+``displacement_scale`` and raised to ``displacement_power`` keeping the sign
+(with a power under 1 a blink's one-pixel moves and a run's half-frame moves
+both come out near unit size, so small motions are not lost in the noise the
+model learns to remove) and the occupancy mapped from [0, 1] to [-1, 1] (see ``warp.py`` for what the
 channels mean). The reference's own latent is the identity: zero
 displacement and its occupancy (1 in every cell that holds any of the
 character). The model also sees the reference's *appearance*: its
@@ -36,6 +38,7 @@ class FieldConfig:
     grid: int = 32  # field cells per side of the working frame
     frame_pixels: int = 64  # side of the working frame as the model sees the reference
     displacement_scale: float = 0.2  # frame heights per latent unit (the latents' spread is then about 1)
+    displacement_power: float = 1.0  # latent = sign(d) * |d / scale| ** power (power < 1 enlarges small moves)
     still_below: float = 0.0  # displacements shorter than this (frame heights) are no motion: the cell is the reference
 
     @property
@@ -92,14 +95,21 @@ class MotionFieldCodec:
     # -- latents <-> fields -----------------------------------------------------
     def to_latents(self, displacement: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
         """Displacement ``[n, 2, T, g, g]`` (frame heights) and occupancy ``[n, 1, T, g, g]`` (0..1) -> latents."""
-        return torch.cat([displacement / self.config.displacement_scale, occupancy * 2.0 - 1.0], dim=1)
+        scaled = displacement / self.config.displacement_scale
+        power = self.config.displacement_power
+        if power != 1.0:
+            scaled = scaled.sign() * scaled.abs().pow(power)
+        return torch.cat([scaled, occupancy * 2.0 - 1.0], dim=1)
 
     def from_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if z.dim() != 5 or z.shape[1] != LATENT_CHANNELS:
             raise InvalidInputError(f"the built-in model's latents are [n, {LATENT_CHANNELS}, frames, rows, cols]; "
                                     f"got {list(z.shape)}: decode the LATENT its sampler made")
         z = z.float()
-        return z[:, :2] * self.config.displacement_scale, ((z[:, 2:] + 1.0) * 0.5).clamp(0.0, 1.0)
+        scaled, power = z[:, :2], self.config.displacement_power
+        if power != 1.0:
+            scaled = scaled.sign() * scaled.abs().pow(1.0 / power)
+        return scaled * self.config.displacement_scale, ((z[:, 2:] + 1.0) * 0.5).clamp(0.0, 1.0)
 
     # -- what the model sees of a reference ----------------------------------------
     def occupancy(self, alpha: torch.Tensor, frame) -> torch.Tensor:

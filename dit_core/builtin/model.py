@@ -33,8 +33,9 @@ BUILTIN_NAME = "CharMotion built-in"
 FILE_FORMAT = "charmotion-motion-field-1"
 FAMILY = "charmotion_builtin"
 
-#: The shipped model's field: 16x16 cells over the 64x64 working frame, 4x4 cells per token (16 tokens a frame)
-SHIPPED_FIELD = FieldConfig(grid=16)
+#: The shipped model's field: 16x16 cells over the 64x64 working frame, 4x4 cells per token (16 tokens a frame);
+#: displacements companded by a square root, so blinks and nods are not drowned by runs and falls
+SHIPPED_FIELD = FieldConfig(grid=16, displacement_power=0.5)
 
 DEFAULT_CONFIG = {
     "model": dict(depth=4, hidden_size=128, num_heads=4, patch_size=[1, 4, 4], in_channels=LATENT_CHANNELS,
@@ -42,7 +43,7 @@ DEFAULT_CONFIG = {
                   qk_norm=True, pred_sigma=False, pooled_caption=True),
     "text_encoder": dict(dim=64, buckets=4096, max_length=32, layers=2, heads=4, prompt_features=True),
     "field": SHIPPED_FIELD.to_dict(),
-    "sampling": dict(steps=20, cfg_scale=2.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,
+    "sampling": dict(steps=20, cfg_scale=1.5, fps=8.0, num_frames=16, max_frames=64, loop_condition_frames=4,
                      motion_scale=10.0, denoise=1.0, timestep_shift=1.0),
     "actions": {},
 }
@@ -245,4 +246,6 @@ def _file_config(weights: WeightSource) -> dict:
     config = _json_metadata(weights, "config") or {}
     if isinstance(config.get("text_encoder"), dict):
         config["text_encoder"].setdefault("prompt_features", False)  # files written before the prompt features
+    if isinstance(config.get("field"), dict):
+        config["field"].setdefault("displacement_power", 1.0)  # files written before companded displacements
     return merged_config(config)
