@@ -153,18 +153,27 @@ def key_out(
     """
     rgb = frames_uint8(frames_rgb)[..., :3]
     key = _parse_color(key_color).astype(np.float32)
-    if not 0.0 <= float(tolerance) <= 1.0:
-        raise InvalidInputError(
-            f"key tolerance must be within 0..1; got {tolerance}. Use e.g. 0.1 (0 keys out only the exact colour)."
-        )
-    soft = float(tolerance if softness is None else softness)
+    tolerance = _fraction(tolerance, "key tolerance", "Use e.g. 0.1 (0 keys out only the exact colour).")
+    soft = tolerance if softness is None else _fraction(softness, "key softness",
+                                                        "Use e.g. 0.1 (0 gives a hard edge).")
     soft = max(soft, 1.0 / 255.0)
     out = np.empty(rgb.shape[:3] + (4,), np.uint8)
     step = max(1, _KEY_CHUNK_PIXELS // (rgb.shape[1] * rgb.shape[2]))  # bounded float32 temporaries
     for s in range(0, rgb.shape[0], step):
-        out[s : s + step] = _key_chunk(rgb[s : s + step], key, float(tolerance), soft, despill)
+        out[s : s + step] = _key_chunk(rgb[s : s + step], key, tolerance, soft, despill)
     return out
 
+
+
+def _fraction(value: Any, what: str, hint: str) -> float:
+    """``value`` as a number within 0..1, or an error that says what to give."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # also refuses NaN
+        raise InvalidInputError(f"{what} must be a number within 0..1; got {value!r}. {hint}")
+    return number
 
 
 def _key_chunk(rgb: np.ndarray, key: np.ndarray, tolerance: float, soft: float, despill: bool) -> np.ndarray:
