@@ -2,9 +2,10 @@
 
 A latent frame is ``[3, grid, grid]``: displacement x and y divided by
 ``displacement_scale`` and raised to ``displacement_power`` keeping the sign
-(with a power under 1 a blink's one-pixel moves and a run's half-frame moves
-both come out near unit size, so small motions are not lost in the noise the
-model learns to remove) and the occupancy mapped from [0, 1] to [-1, 1] (see ``warp.py`` for what the
+(with a power of 0.5 a one-pixel move of a 64-pixel frame is 0.28 latent
+units instead of 0.08 and a half-frame move 1.6 instead of 2.5, so blinks and
+nods are not lost in the noise the model learns to remove), and the
+occupancy mapped from [0, 1] to [-1, 1] (see ``warp.py`` for what the
 channels mean). The reference's own latent is the identity: zero
 displacement and its occupancy (1 in every cell that holds any of the
 character). The model also sees the reference's *appearance*: its
