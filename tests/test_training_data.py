@@ -304,6 +304,20 @@ def test_scalar_metrics():
     assert M.seam_ratio(walk) > 4.0
     assert M.seam_ratio(np.repeat(frames[:1], 4, axis=0)) == 0.0
 
+    # Tearing: none in a drawn clip; a frame with a strip of the character cut loose counts that strip's share.
+    assert M.fragmentation(frames, key) == 0.0
+    torn = frames.copy()
+    body = M.silhouette(frames, key)[3]
+    rows = np.flatnonzero(body.any(axis=1))
+    cut = rows[len(rows) // 2]
+    torn[3, cut - 1 : cut + 1] = key  # two rows of background across the character's middle
+    top, all_left = body[: cut - 1].sum(), body.sum() - body[cut - 1 : cut + 1].sum()
+    assert M.fragmentation(torn, key) == pytest.approx(min(top, all_left - top) / all_left, abs=1e-6)
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6], ring[2:5, 2:5] = True, False
+    assert M.largest_piece_share(ring) == 1.0 and M.largest_piece_share(np.eye(5, dtype=bool)) == 1.0
+    assert M.largest_piece_share(np.zeros((3, 3), bool)) == 1.0
+
     # Palette drift: low along a true clip, high when the colours change.
     assert M.identity_drift(frames, key) < 0.25
     recoloured = frames.copy()

@@ -6,7 +6,8 @@ path as the command line (``prepare_sprite`` -> ``generate`` -> the warp
 decoder), and scores every clip with the analytic tracker in ``metrics``:
 action recognised, frame-0 PSNR against the reference, identity drift,
 motion amplitude (for a Spearman correlation with the requested strength),
-the seamless-loop seam ratio for loopable actions, and seconds per clip.
+the seamless-loop seam ratio for loopable actions, tearing (the share of the
+character in loose pieces) and seconds per clip.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ClipScore:
     drift: float
     amplitude: float
     seam: float
+    torn: float  # share of the character in loose pieces, worst frame (metrics.fragmentation)
     seconds: float
 
 
@@ -116,6 +118,7 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
             drift=metrics.identity_drift(clip, key),
             amplitude=metrics.motion_amplitude(clip, key, action=action),
             seam=metrics.seam_ratio(clip),
+            torn=metrics.fragmentation(clip, key),
             seconds=seconds,
         ))
         if progress is not None:
@@ -130,7 +133,8 @@ def recognition_rate(scores: list[ClipScore]) -> float:
 
 
 def summarise(scores: list[ClipScore]) -> dict:
-    """Per-action and overall figures: recognition rate, PSNR, drift, Spearman (strength vs amplitude), seam ratio.
+    """Per-action and overall figures: recognition rate, PSNR, drift, Spearman (strength vs amplitude), seam ratio,
+    tearing (mean over clips of the worst frame's share of the character in loose pieces).
 
     The overall figures also split the recognition rate by phrasing: ``recognised_seen_phrasing`` over clips
     prompted with a training phrasing, ``recognised_new_phrasing`` over those with a held-out one."""
@@ -152,6 +156,7 @@ def summarise(scores: list[ClipScore]) -> dict:
             drift=float(np.mean([s.drift for s in rows])),
             spearman=float(np.mean(rhos)) if rhos else float("nan"),
             seam=float(np.median([s.seam for s in loops])) if loops else float("nan"),
+            torn=float(np.mean([s.torn for s in rows])),
             seconds=float(np.mean([s.seconds for s in rows])),
         )
     overall = dict(
@@ -163,6 +168,7 @@ def summarise(scores: list[ClipScore]) -> dict:
         drift=float(np.mean([s.drift for s in scores])),
         spearman=float(np.nanmean([v["spearman"] for v in table.values()])) if table else float("nan"),
         seam=float(np.nanmedian([s.seam for s in scores if s.seamless])) if any(s.seamless for s in scores) else float("nan"),
+        torn=float(np.mean([s.torn for s in scores])),
         seconds=float(np.mean([s.seconds for s in scores])),
     )
     return {"actions": table, "overall": overall}

@@ -21,7 +21,8 @@ measures generated clips and ground-truth procedural clips alike:
   :func:`explain_action` returns the measured evidence.
 * :func:`classify_action`: the best-matching action name, or None.
 * :func:`motion_amplitude`, :func:`frame0_psnr`, :func:`identity_drift`,
-  :func:`seam_ratio`, :func:`spearman`: scalar metrics for benchmarks.
+  :func:`seam_ratio`, :func:`fragmentation`, :func:`spearman`: scalar metrics
+  for benchmarks.
 
 Units: vertical quantities are in frame-0 character heights, widths in
 frame-0 widths, travel in canvas widths, head motion in pixels.
@@ -418,6 +419,33 @@ def identity_drift(frames, key_color, tol: float = DEFAULT_TOL, bins: int = 8) -
     if frames.shape[0] < 2:
         return 0.0
     return float((0.5 * np.abs(hist[1:] - hist[0]).sum(axis=1)).mean())
+
+
+def largest_piece_share(mask: np.ndarray) -> float:
+    """Share of a 2-D boolean mask's pixels in its largest 8-connected piece (1.0 for an empty mask)."""
+    total = int(mask.sum())
+    if total == 0:
+        return 1.0
+    labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
+    while True:  # every pixel takes the largest label around it until each piece holds one label
+        padded = np.pad(labels, 1)
+        h, w = mask.shape
+        spread = np.max([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                         for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        spread = np.where(mask, spread, 0)
+        if np.array_equal(spread, labels):
+            break
+        labels = spread
+    return float(np.bincount(labels[mask]).max()) / total
+
+
+def fragmentation(frames, key_color, tol: float = DEFAULT_TOL) -> float:
+    """How torn the character gets: the largest share of its pixels that a frame has outside its biggest
+    8-connected piece, beyond what frame 0 has (0 = never torn; 0.05 = a frame with 5 % of the character in
+    loose pieces). A warp that pulls neighbouring cells apart leaves such pieces."""
+    masks = silhouette(_as_frames(frames), key_color, tol)
+    loose = [1.0 - largest_piece_share(m) for m in masks]
+    return float(max(0.0, max(loose[1:], default=loose[0]) - loose[0]))
 
 
 def seam_ratio(frames) -> float:
