@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from ..errors import InvalidInputError
 from ..images import as_uint8, parse_color, to_numpy
 from .formats import ExportFormat
@@ -153,9 +154,9 @@ def key_out(
     """
     rgb = frames_uint8(frames_rgb)[..., :3]
     key = _parse_color(key_color).astype(np.float32)
-    tolerance = _fraction(tolerance, "key tolerance", "Use e.g. 0.1 (0 keys out only the exact colour).")
-    soft = tolerance if softness is None else _fraction(softness, "key softness",
-                                                        "Use e.g. 0.1 (0 gives a hard edge).")
+    tolerance = checks.number("key tolerance", tolerance, 0, 1, fix="use e.g. 0.1 (0 keys out only the exact colour)")
+    soft = tolerance if softness is None else checks.number("key softness", softness, 0, 1,
+                                                            fix="use e.g. 0.1 (0 gives a hard edge)")
     soft = max(soft, 1.0 / 255.0)
     out = np.empty(rgb.shape[:3] + (4,), np.uint8)
     step = max(1, _KEY_CHUNK_PIXELS // (rgb.shape[1] * rgb.shape[2]))  # bounded float32 temporaries
@@ -163,17 +164,6 @@ def key_out(
         out[s : s + step] = _key_chunk(rgb[s : s + step], key, tolerance, soft, despill)
     return out
 
-
-
-def _fraction(value: Any, what: str, hint: str) -> float:
-    """``value`` as a number within 0..1, or an error that says what to give."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not 0.0 <= number <= 1.0:  # also refuses NaN
-        raise InvalidInputError(f"{what} must be a number within 0..1; got {value!r}. {hint}")
-    return number
 
 
 def _key_chunk(rgb: np.ndarray, key: np.ndarray, tolerance: float, soft: float, despill: bool) -> np.ndarray:
