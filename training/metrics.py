@@ -426,10 +426,10 @@ def largest_piece_share(mask: np.ndarray) -> float:
     total = int(mask.sum())
     if total == 0:
         return 1.0
+    h, w = mask.shape
     labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
     while True:  # every pixel takes the largest label around it until each piece holds one label
         padded = np.pad(labels, 1)
-        h, w = mask.shape
         spread = np.max([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
                          for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
         spread = np.where(mask, spread, 0)

@@ -97,19 +97,15 @@ class MotionFieldCodec:
     def to_latents(self, displacement: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
         """Displacement ``[n, 2, T, g, g]`` (frame heights) and occupancy ``[n, 1, T, g, g]`` (0..1) -> latents."""
         scaled = displacement / self.config.displacement_scale
-        power = self.config.displacement_power
-        if power != 1.0:
-            scaled = scaled.sign() * scaled.abs().pow(power)
-        return torch.cat([scaled, occupancy * 2.0 - 1.0], dim=1)
+        companded = scaled.sign() * scaled.abs().pow(self.config.displacement_power)
+        return torch.cat([companded, occupancy * 2.0 - 1.0], dim=1)
 
     def from_latents(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if z.dim() != 5 or z.shape[1] != LATENT_CHANNELS:
             raise InvalidInputError(f"the built-in model's latents are [n, {LATENT_CHANNELS}, frames, rows, cols]; "
                                     f"got {list(z.shape)}: decode the LATENT its sampler made")
         z = z.float()
-        scaled, power = z[:, :2], self.config.displacement_power
-        if power != 1.0:
-            scaled = scaled.sign() * scaled.abs().pow(1.0 / power)
+        scaled = z[:, :2].sign() * z[:, :2].abs().pow(1.0 / self.config.displacement_power)
         return scaled * self.config.displacement_scale, ((z[:, 2:] + 1.0) * 0.5).clamp(0.0, 1.0)
 
     # -- what the model sees of a reference ----------------------------------------

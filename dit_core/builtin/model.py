@@ -242,10 +242,16 @@ def _json_metadata(weights: WeightSource, key: str) -> dict:
     return value
 
 
+#: What a setting meant before it existed: a file that lacks it was written without it (not with today's default)
+OLDER_FILE_SETTINGS = {
+    "text_encoder": {"prompt_features": False},  # files written before the prompt features
+    "field": {"displacement_power": 1.0},  # files written before companded displacements
+}
+
+
 def _file_config(weights: WeightSource) -> dict:
     config = _json_metadata(weights, "config") or {}
-    if isinstance(config.get("text_encoder"), dict):
-        config["text_encoder"].setdefault("prompt_features", False)  # files written before the prompt features
-    if isinstance(config.get("field"), dict):
-        config["field"].setdefault("displacement_power", 1.0)  # files written before companded displacements
+    for section, settings in OLDER_FILE_SETTINGS.items():
+        if isinstance(config.get(section), dict):
+            config[section] = {**settings, **config[section]}
     return merged_config(config)
