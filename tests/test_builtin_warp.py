@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from charmotion.dit_core.builtin.codec import MotionFieldCodec
+from charmotion.dit_core.builtin.codec import FieldConfig, MotionFieldCodec
 from charmotion.dit_core.builtin.sprite import frames_over_key, prepare_sprite, working_frame
 from charmotion.dit_core.builtin.warp import warp
 from charmotion.dit_core.errors import InvalidInputError
@@ -149,8 +149,6 @@ def test_the_bound_decoder_is_a_video_codec_with_one_latent_frame_per_frame():
 
 
 def test_companded_latents_round_trip_and_enlarge_small_moves():
-    from charmotion.dit_core.builtin.codec import FieldConfig
-
     plain, companded = MotionFieldCodec(), MotionFieldCodec(FieldConfig(displacement_power=0.5))
     displacement = torch.tensor([0.0, 0.005, -0.005, 0.02, -0.2, 0.7]).view(1, 2, 1, 1, 3)
     occupancy = torch.tensor([0.0, 1.0, 1.0]).view(1, 1, 1, 1, 3)

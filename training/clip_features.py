@@ -134,9 +134,14 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def components(mask: np.ndarray) -> list[np.ndarray]:
-    """4-connected components of a small 2-D bool mask, as arrays of (y, x)."""
+_NEIGHBOURS = {4: ((-1, 0), (1, 0), (0, -1), (0, 1)),
+               8: tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)}
+
+
+def components(mask: np.ndarray, connectivity: int = 4) -> list[np.ndarray]:
+    """4- or 8-connected components of a small 2-D bool mask, as arrays of (y, x)."""
     mask = np.asarray(mask, dtype=bool)
+    steps = _NEIGHBOURS[connectivity]
     seen = np.zeros_like(mask)
     out = []
     h, w = mask.shape
@@ -148,7 +153,7 @@ def components(mask: np.ndarray) -> list[np.ndarray]:
         while stack:
             cy, cx = stack.pop()
             pts.append((cy, cx))
-            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+            for ny, nx in ((cy + dy, cx + dx) for dy, dx in steps):
                 if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
                     seen[ny, nx] = True
                     stack.append((ny, nx))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .clip_features import CHANGE_TOL, DEFAULT_TOL, Clip, _as_frames, count_runs, silhouette, spearman
+from .clip_features import CHANGE_TOL, DEFAULT_TOL, Clip, _as_frames, components, count_runs, silhouette, spearman
 from .clip_features import trajectory as trajectory  # measured here too (see the notes above)
 
 # ---------------------------------------------------------------------------
@@ -423,20 +423,8 @@ def identity_drift(frames, key_color, tol: float = DEFAULT_TOL, bins: int = 8) -
 
 def largest_piece_share(mask: np.ndarray) -> float:
     """Share of a 2-D boolean mask's pixels in its largest 8-connected piece (1.0 for an empty mask)."""
-    total = int(mask.sum())
-    if total == 0:
-        return 1.0
-    h, w = mask.shape
-    labels = np.where(mask, np.arange(1, mask.size + 1).reshape(mask.shape), 0)
-    while True:  # every pixel takes the largest label around it until each piece holds one label
-        padded = np.pad(labels, 1)
-        spread = np.max([padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-                         for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
-        spread = np.where(mask, spread, 0)
-        if np.array_equal(spread, labels):
-            break
-        labels = spread
-    return float(np.bincount(labels[mask]).max()) / total
+    total = int(np.count_nonzero(mask))
+    return max((len(piece) for piece in components(mask, connectivity=8)), default=0) / total if total else 1.0
 
 
 def fragmentation(frames, key_color, tol: float = DEFAULT_TOL) -> float:
