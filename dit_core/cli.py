@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="N or WIDTHxHEIGHT (default: the built-in model keeps the image's size; Open-Sora 426x240)")
     output.add_argument("--fit", choices=("crop", "pad", "stretch"), default="pad",
                         help="how the image fills a --size of another shape (default: pad)")
+    output.add_argument("--canvas", choices=("grow", "keep"), default="grow",
+                        help="built-in model without --size: grow (default) adds transparent room around a tightly "
+                             "cropped character so a jump or a growth is not cut at the image's edge; keep: the "
+                             "image's own size")
     output.add_argument("--fps", type=float, default=None, help="frame rate (default: the model's: 8 built-in)")
     output.add_argument("--transparent", choices=("auto", "yes", "no"), default="auto",
                         help="transparent output where the format has alpha (default: auto = if the image had alpha)")
@@ -304,7 +308,7 @@ def _builtin_runtime(loaded) -> Runtime:
     def prepare(image, args) -> Prepared:
         size = None if args.size is None else (args.size[1], args.size[0])
         sprite = prepare_sprite(image, size=size, fit=args.fit, background=args.background,
-                                mode="nearest" if args.pixel_art else "auto")
+                                mode="nearest" if args.pixel_art else "auto", canvas=args.canvas)
         return Prepared(references=[Reference(codec.identity(sprite))], codec=codec.bind(sprite),
                         context=codec.appearance(sprite), height=sprite.height, width=sprite.width,
                         key_color=sprite.key_color, had_alpha=sprite.had_alpha, reference_rgb=sprite.composited(),

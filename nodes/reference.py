@@ -16,7 +16,7 @@ from .handles import BUILTIN, REFS_TYPE, VAE_TYPE, ReferenceSet, VAEHandle
 
 CATEGORY = "CharMotion/conditioning"
 SAMPLES_DIR = host.PACK_DIR / "assets" / "samples"
-RESOLUTION_CHOICES = ("auto",) + images.RESOLUTIONS + ("custom",)
+RESOLUTION_CHOICES = ("auto", "image") + images.RESOLUTIONS + ("custom",)
 
 
 def sample_names() -> list[str]:
@@ -74,9 +74,13 @@ def _masks(mask, count: int) -> list:
     return out
 
 
-def reference_size(vae: VAEHandle, resolution: str, width: int, height: int, aspect_hw: float) -> tuple[int, int] | None:
-    """``(height, width)`` for the references: a bucket of the model at the image's aspect, or custom; None: the
-    image's own size (the built-in model at ``auto``)."""
+def reference_size(vae: VAEHandle, resolution: str, width: int, height: int,
+                   image_hw: tuple[int, int]) -> tuple[int, int] | None:
+    """``(height, width)`` for the references: a bucket of the model at the image's aspect, the image's own size
+    (``image``) or custom; None: the image's own size with room to move (the built-in model at ``auto``)."""
+    if resolution == "image":
+        height, width = image_hw
+        resolution = "custom"
     if resolution == "custom":
         if width < 8 or height < 8:
             raise InvalidInputError(f"custom size {width}x{height} is too small; use at least 8x8 pixels")
@@ -85,7 +89,7 @@ def reference_size(vae: VAEHandle, resolution: str, width: int, height: int, asp
         if vae.family == BUILTIN:
             return None
         resolution = "240p"
-    return images.bucket_size(resolution, aspect_hw)
+    return images.bucket_size(resolution, image_hw[0] / image_hw[1])
 
 
 class CharMotionReferenceEncode:
@@ -109,9 +113,10 @@ class CharMotionReferenceEncode:
                 "vae": (VAE_TYPE,),
                 "image": ("IMAGE", {"tooltip": "One image, or a batch: one per entry of 'frames'."}),
                 "resolution": (list(RESOLUTION_CHOICES), {"default": "auto", "tooltip":
-                               "auto: the built-in model keeps the image's own size (it moves the image's pixels); "
-                               "Open-Sora 240p at the bucket nearest the image's aspect ratio; custom: width x "
-                               "height."}),
+                               "auto: the built-in model keeps the image's own size (it moves the image's pixels), "
+                               "with transparent room around a tightly cropped character so its motion is not cut "
+                               "at the edge; Open-Sora 240p at the bucket nearest the image's aspect ratio; image: "
+                               "exactly the image's size; custom: width x height."}),
                 "width": ("INT", {"default": 426, "min": 8, "max": 4096, "step": 1, "tooltip": "Used with custom."}),
                 "height": ("INT", {"default": 240, "min": 8, "max": 4096, "step": 1, "tooltip": "Used with custom."}),
                 "fit": (list(images.FITS), {"default": "crop", "tooltip":
@@ -160,7 +165,7 @@ class CharMotionReferenceEncode:
         if references is not None:
             h, w = references.height, references.width
         else:
-            h, w = reference_size(vae, resolution, int(width), int(height), batch.shape[1] / batch.shape[2])
+            h, w = reference_size(vae, resolution, int(width), int(height), tuple(batch.shape[1:3]))
         prepared = [
             images.prepare_reference(batch[i].cpu(), height=h, width=w, alpha=masks[i], fit=fit,
                                      pixel_art=bool(pixel_art), background=background)
@@ -193,13 +198,18 @@ class CharMotionReferenceEncode:
         """The built-in model: the first image is the sprite every frame's pixels come from; an image at another
         frame is the pose to be in there (its motion field is fitted)."""
         codec = vae.codec
-        if references is not None:
-            size = (references.height, references.width)
+        if references is not None:  # the images join a sprite: its size, and the room its canvas grew by
+            size, margins = references.sprite.image_size, references.sprite.margins
         else:
-            size = reference_size(vae, resolution, int(width), int(height), batch.shape[1] / batch.shape[2])
+            size, margins = reference_size(vae, resolution, int(width), int(height), tuple(batch.shape[1:3])), None
         mode = "nearest" if pixel_art else "auto"
-        sprites = [prepare_sprite(batch[i].cpu(), alpha=masks[i], size=size, fit=fit, background=background,
-                                  mode=mode) for i in range(batch.shape[0])]
+
+        def prepare(i, margins):
+            return prepare_sprite(batch[i].cpu(), alpha=masks[i], size=size, fit=fit, background=background,
+                                  mode=mode, margins=margins)
+
+        first = prepare(0, margins)  # the first image decides the room the others get too
+        sprites = [first] + [prepare(i, first.margins) for i in range(1, batch.shape[0])]
         source = references.sprite if references is not None else sprites[0]  # every image has its size
         latents = [codec.identity(source) if torch.equal(s.rgba, source.rgba) else codec.fit_pose(source, s)
                    for s in sprites]

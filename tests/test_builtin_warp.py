@@ -98,6 +98,35 @@ def test_the_working_frame_matches_training_placement():
     assert float(context.min()) == -1.0 and float(context.max()) > -1.0  # transparent margin around the sprite
 
 
+def test_a_tightly_cropped_sprite_gets_room_to_move():
+    blob = random_sprite(40, 24)
+    rows, cols = np.nonzero(blob[..., 3])
+    tight = blob[rows.min():rows.max() + 1, cols.min():cols.max() + 1]  # cropped to the character, as games ship them
+    kept = prepare_sprite(tight, canvas="keep")
+    grown = prepare_sprite(tight)
+    top, bottom, left, right = grown.margins
+    assert kept.margins == (0, 0, 0, 0) and top > bottom > 0 and left > 0 and right > 0  # most room above
+    assert (grown.height, grown.width) == (kept.height + top + bottom, kept.width + left + right)
+    assert grown.image_size == (kept.height, kept.width)
+    assert torch.equal(grown.rgba[:, top:top + kept.height, left:left + kept.width], kept.rgba)  # the same pixels
+    assert float(grown.rgba[3].sum()) == float(kept.rgba[3].sum())  # transparent around them
+    x0, y0, size = grown.frame
+    assert (x0, y0, size) == pytest.approx((kept.frame[0] + left, kept.frame[1] + top, kept.frame[2]))
+    assert 0 <= x0 and 0 <= y0 and x0 + size <= grown.width and y0 + size <= grown.height  # the frame is inside
+    assert f"grew from {kept.width}x{kept.height} to {grown.width}x{grown.height}" in grown.notes[0]
+    # placed as in training, asked for a size, or opaque: the canvas stays
+    placed = np.zeros((64, 64, 4), np.uint8)
+    placed[20:57, 24:40] = 200
+    assert prepare_sprite(placed).margins == (0, 0, 0, 0) and not prepare_sprite(placed).notes
+    assert prepare_sprite(tight, size=(60, 40)).rgba.shape == (4, 60, 40)
+    photo = np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8)
+    assert prepare_sprite(photo).margins == (0, 0, 0, 0)
+    # given margins are applied exactly (a pose image joining a grown reference)
+    assert prepare_sprite(placed, margins=(1, 2, 3, 4)).rgba.shape == (4, 67, 71)
+    with pytest.raises(InvalidInputError, match="canvas"):
+        prepare_sprite(tight, canvas="wide")
+
+
 def test_opaque_images_on_a_flat_background_move_only_the_character():
     image = np.full((40, 40, 3), 30, np.uint8)
     image[10:30, 15:25] = (220, 180, 40)

@@ -47,9 +47,9 @@ SAMPLER = dict(seed=3, steps=2, cfg=4.0, frames=4, width=32, height=32, fps=8.0,
 
 
 def sprite_refs(vae, size=32, frames="0"):
-    """The small test sprite encoded as the built-in model's reference."""
+    """The small test sprite encoded as the built-in model's reference (at the image's own size)."""
     image, mask = sprite_image(size)
-    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,
                   fit="crop", pixel_art=False, background="auto", frames=frames, strength=1.0, mask=mask)
     return refs
 
@@ -207,9 +207,9 @@ def test_sample_sprite_and_reference_encode(env):
     assert image.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64)
     assert float(mask[0, 0, 0]) == 1.0 and float(mask[0, 32, 30]) == 0.0  # LoadImage's convention
     assert N["CharMotionSampleSprite"].VALIDATE_INPUTS(sample="nope.png").startswith("sample sprite")
-    refs, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
+    refs, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,
                       fit="crop", pixel_art=False, background="auto", frames="0, -1", strength=0.8, mask=mask)
-    assert (refs.height, refs.width) == (64, 64) and len(refs.references) == 2  # auto: the image's own size
+    assert (refs.height, refs.width) == (64, 64) and len(refs.references) == 2  # image: the image's own size
     assert refs.had_alpha and refs.key_color == (255, 0, 255)
     assert [r.frame for r in refs.references] == [0, -1] and refs.references[0].strength == 0.8
     grid = vae.codec.config.grid
@@ -232,6 +232,20 @@ def test_sample_sprite_and_reference_encode(env):
     target = torch.cat([moved_image[0].permute(2, 0, 1) * (1 - moved_mask), 1 - moved_mask])
     before = (refs.sprite.rgba - target).abs().mean()
     assert (redrawn - target).abs().mean() < 0.35 * before  # the fitted field moves the sprite toward the pose
+    # auto: this tightly placed sprite (7/8 of its canvas tall, feet on the bottom edge) gets transparent room
+    grown, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
+                       fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    top, bottom, left, right = grown.sprite.margins
+    assert (grown.height, grown.width) == (95, 94) == (64 + top + bottom, 64 + left + right)
+    assert top > bottom > 0  # the most room above: a jump must not leave the canvas
+    assert shown.shape == (1, 95, 94, 3) and "grew from 64x64 to 94x95" in " ".join(grown.notes)
+    assert torch.equal(grown.sprite.rgba[:, top:top + 64, left:left + 64], refs.sprite.rgba)  # the same pixels
+    assert float(grown.sprite.rgba[3].sum()) == float(refs.sprite.rgba[3].sum())  # and nothing else
+    # a pose chained on gets the same room
+    posed, _ = run("CharMotionReferenceEncode", vae=vae, image=moved_image, resolution="auto", width=8, height=8,
+                   fit="pad", pixel_art=False, background="auto", frames="-1", strength=1.0, references=grown,
+                   mask=moved_mask)
+    assert (posed.height, posed.width) == (95, 94) and posed.sprite is grown.sprite
     two = torch.cat([image, image.flip(2)])
     refs2, _ = run("CharMotionReferenceEncode", vae=vae, image=two, resolution="custom", width=48, height=32,
                    fit="stretch", pixel_art=False, background="auto", frames="0;-1", strength=1.0)

@@ -18,12 +18,18 @@
   square frame, :data:`CHARACTER_HEIGHT` of its height tall with their feet at
   :data:`FEET_AT`. When the character's placement on its canvas is far from
   that (a tightly cropped 32x32 sprite, a small figure on a large canvas), the
-  model sees a square frame around the character that matches it; the
-  output keeps the image's canvas either way.
+  model sees a square frame around the character that matches it.
+* **Canvas.** Where that frame reaches past the image (a tightly cropped
+  sprite has no room above it to jump into, nor around it to grow), the
+  canvas grows by transparent margins to hold the frame (``canvas="grow"``,
+  the default when no output size is asked for), so the motion is not cut at
+  the image's edge; ``canvas="keep"`` keeps the image's canvas. The margins
+  are in :attr:`Sprite.margins`; the character keeps its pixels.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +47,8 @@ FEET_AT = (0.82, 0.94)  # training range of the feet's height from the top, in f
 CENTRE_AT = (0.38, 0.62)  # training range of the character's horizontal centre, in frame widths
 TARGET_HEIGHT = 0.6  # the character's height in the frame made for a placement out of those ranges
 TARGET_FEET = 0.88
+CANVASES = ("grow", "keep")
+GROW_BEYOND = 1 / 16  # the frame must reach past the image by more than this share of it (a field cell) to grow
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Sprite:
     had_alpha: bool  # the image was transparent (so transparent formats key the key colour out)
     mode: str  # warp sampling: nearest or bilinear
     notes: list[str] = field(default_factory=list)
+    margins: tuple[int, int, int, int] = (0, 0, 0, 0)  # (top, bottom, left, right) pixels the canvas grew by
 
     @property
     def height(self) -> int:
@@ -59,6 +68,12 @@ class Sprite:
     @property
     def width(self) -> int:
         return int(self.rgba.shape[2])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the image before its canvas grew."""
+        top, bottom, left, right = self.margins
+        return self.height - top - bottom, self.width - left - right
 
     def composited(self) -> np.ndarray:
         """The reference over its key colour, uint8 ``[H, W, 3]`` (what frame 0 shows)."""
@@ -104,6 +119,16 @@ def working_frame(alpha: np.ndarray) -> tuple[float, float, float]:
     return ((left + right) / 2 - size / 2, bottom - TARGET_FEET * size, float(size))
 
 
+def room_to_move(frame: tuple[float, float, float], height: int, width: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` margins that grow a ``height x width`` canvas to hold the working ``frame``
+    (none when it reaches past the canvas by no more than :data:`GROW_BEYOND` of its size)."""
+    x0, y0, size = frame
+    over = (-y0, y0 + size - height, -x0, x0 + size - width)
+    if max(over) <= GROW_BEYOND * size:
+        return (0, 0, 0, 0)
+    return tuple(max(0, math.ceil(v - 1e-6)) for v in over)
+
+
 def _centred_square(height: int, width: int) -> tuple[float, float, float]:
     size = float(max(height, width))
     return ((width - size) / 2, (height - size) / 2, size)
@@ -133,17 +158,25 @@ def resize_rgba(rgb: np.ndarray, alpha: np.ndarray, height: int, width: int, *, 
 
 
 def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | None = None, fit: str = "pad",
-                   background: Any = "auto", mode: str = "auto") -> Sprite:
+                   background: Any = "auto", mode: str = "auto", canvas: str = "grow",
+                   margins: tuple[int, int, int, int] | None = None) -> Sprite:
     """One character image -> a :class:`Sprite` (see the module notes).
 
     ``image`` ``[H, W, C]`` (C = 1..4), float 0..1 or uint8; ``alpha`` optional
-    opacity ``[H, W]`` (1 = opaque); ``size`` ``(height, width)`` of the output
-    (None: the image's) and ``fit`` (``pad``, ``crop`` or ``stretch``) for
-    another aspect ratio; ``background`` ``auto``, a colour name, ``#rrggbb`` or
-    ``r,g,b``; ``mode`` ``auto``, ``nearest`` or ``bilinear``.
+    opacity ``[H, W]`` (1 = opaque); ``size`` ``(height, width)`` of the image
+    (None: its own) and ``fit`` (``pad``, ``crop`` or ``stretch``) for another
+    aspect ratio; ``background`` ``auto``, a colour name, ``#rrggbb`` or
+    ``r,g,b``; ``mode`` ``auto``, ``nearest`` or ``bilinear``; ``canvas``
+    ``grow`` (room for the motion around a tightly cropped character, unless
+    ``size`` is given) or ``keep``; ``margins`` ``(top, bottom, left, right)``
+    grows the canvas by exactly these (a pose image that must match a grown
+    reference).
     """
     if mode not in ("auto",) + MODES:
         raise InvalidInputError(f"unknown warp mode {mode!r}; choose auto, {' or '.join(MODES)}")
+    if canvas not in CANVASES:
+        raise InvalidInputError(f"unknown canvas {canvas!r}; choose grow (room for the motion) or keep (the image's "
+                                "own canvas)")
     rgb, a = images.split_alpha(image, alpha)
     notes: list[str] = []
     had_alpha = a is not None
@@ -167,8 +200,22 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
             raise InvalidInputError(f"output size {width}x{height} is empty: give a width and height of at least 1")
         if (height, width) != rgb.shape[:2]:
             rgb, a = resize_rgba(rgb, a, height, width, fit=fit, nearest=pixel_art)
+    frame = working_frame(a)
+    if margins is None:
+        grows = canvas == "grow" and size is None and not a.all()  # an opaque photo moves as a whole
+        margins = room_to_move(frame, *a.shape) if grows else (0, 0, 0, 0)
+        if any(margins):
+            h, w = a.shape
+            notes.append(f"the canvas grew from {w}x{h} to {w + margins[2] + margins[3]}x{h + margins[0] + margins[1]}"
+                         " (transparent margins) so the character has room to move")
+    margins = tuple(int(m) for m in margins)
+    if any(margins):
+        top, bottom, left, right = margins
+        rgb = np.pad(rgb, ((top, bottom), (left, right), (0, 0)))
+        a = np.pad(a, ((top, bottom), (left, right)))
+        frame = (frame[0] + left, frame[1] + top, frame[2])
     straight = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)
     opacity = torch.from_numpy(a.astype(np.float32) / 255.0)[None]
-    return Sprite(rgba=torch.cat([straight * opacity, opacity]).contiguous(), frame=working_frame(a),
+    return Sprite(rgba=torch.cat([straight * opacity, opacity]).contiguous(), frame=frame,
                   key_color=tuple(int(v) for v in key), had_alpha=had_alpha,
-                  mode="nearest" if pixel_art else "bilinear", notes=notes)
+                  mode="nearest" if pixel_art else "bilinear", notes=notes, margins=margins)
