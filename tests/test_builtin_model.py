@@ -68,6 +68,18 @@ def test_an_untrained_model_fails_the_same_check():
     assert summarise(scores)["overall"]["recognised"] <= 0.1
 
 
+def test_tightly_cropped_sprites_get_room_to_move(shipped):
+    """Game sprites usually come cropped to the character: on its own canvas a jump, a walk or a growth would
+    leave the image (measured over the benchmark: 40 % recognised on the cropped canvas, 82 % with room)."""
+    moves = ("jump", "walk_left", "squash_stretch", "grow")
+    scores = {canvas: evaluate(shipped, actions=moves, characters=2, levels=(0.8,), seamless_characters=0,
+                               cropped=True, canvas=canvas) for canvas in ("grow", "keep")}
+    grown, kept = (summarise(scores[c])["overall"] for c in ("grow", "keep"))
+    assert grown["recognised"] >= 0.75, [(s.action, s.prompt, s.recognised) for s in scores["grow"]]
+    assert kept["recognised"] <= 0.25  # what the room is for: without it these moves are cut
+    assert grown["psnr"] == 100.0  # frame 0 is the reference exactly, margins included
+
+
 def test_motion_strength_scales_the_motion(shipped):
     example = make_example(2, "heldout", 16, action="jump", amplitude=0.5)
     image = reference_rgba(example)
@@ -103,6 +115,25 @@ def test_demo_command_writes_an_animated_sprite(tmp_path, size):
     assert (shown & silhouette).sum() / (shown | silhouette).sum() >= 0.9
     moved = [(f[..., 3] > 0) ^ (first[..., 3] > 0) for f in frames[1:]]
     assert max(m.mean() for m in moved) > 0.01  # and then it moves
+
+
+def test_demo_command_gives_a_cropped_sprite_room_unless_asked_to_keep_its_canvas(tmp_path):
+    with Image.open(ROOT / "assets/samples/slime.png") as sprite:
+        cropped = sprite.convert("RGBA").crop(sprite.getchannel("A").getbbox())
+    cropped.save(tmp_path / "slime.png")
+    sizes, notes = {}, {}
+    for canvas in ("grow", "keep"):
+        out = tmp_path / f"{canvas}.gif"
+        done = run_demo("--image", tmp_path / "slime.png", "--prompt", "the slime jumps", "--frames", "4",
+                        "--steps", "2", "--canvas", canvas, "--out", out)
+        assert done.returncode == 0, done.stderr
+        notes[canvas] = done.stderr
+        with Image.open(out) as gif:
+            sizes[canvas] = gif.size
+    assert sizes["keep"] == cropped.size and "room to move" not in notes["keep"]
+    width, height = sizes["grow"]
+    assert width > cropped.size[0] and height > cropped.size[1]
+    assert f"grew from {cropped.size[0]}x{cropped.size[1]} to {width}x{height}" in notes["grow"]
 
 
 def test_demo_command_loops_seamlessly_into_a_sprite_sheet(tmp_path):

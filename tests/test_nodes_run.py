@@ -265,6 +265,9 @@ def test_reference_buckets_for_opensora(env):
     refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="144p", width=8, height=8,
                   fit="pad", pixel_art=False, background="auto", frames="0", strength=1.0)
     assert (refs.height, refs.width) == (235, 156)
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,
+                  fit="pad", pixel_art=False, background="auto", frames="0", strength=1.0)
+    assert (refs.height, refs.width) == (300, 200)  # the image's own size
 
 
 # ----------------------------------------------------------------------------- sampler

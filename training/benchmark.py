@@ -4,6 +4,7 @@
     python -m training benchmark --model runs/x/charmotion_builtin.safetensors --characters 1
     python -m training benchmark --ground-truth       # the training targets through the warp decoder: the ceiling
     python -m training benchmark --actions idle,talk,blink
+    python -m training benchmark --cropped            # references cropped to the character, as games ship sprites
 
 Prints per action and overall: recognised (share of clips whose motion the
 analytic tracker recognises as the requested action), frame-0 PSNR against
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ground-truth", action="store_true",
                         help="score the training targets (the drawn clips' motion fields through the warp decoder)")
+    parser.add_argument("--cropped", action="store_true",
+                        help="crop each reference to its character first, as game sprites usually come")
+    parser.add_argument("--canvas", choices=("grow", "keep"), default="grow",
+                        help="with --cropped: the canvas the command line gives (grow: room to move; keep: the "
+                             "cropped size)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the target machine has 2 cores)")
     parser.add_argument("--json", help="also write every clip's scores to this file")
     return parser
@@ -75,6 +81,8 @@ def main(argv=None) -> int:
         benchmark_jobs(actions)
     except ValueError as err:
         parser.error(str(err))
+    if args.cropped and args.ground_truth:
+        parser.error("--ground-truth scores the drawn canvas: leave out --cropped")
     bundle = load_builtin(args.model)  # with --ground-truth only its motion-field codec is used
 
     def progress(i, total, score):
@@ -82,7 +90,8 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
 
     scores = evaluate(bundle, actions=actions, characters=args.characters, levels=levels, seed=args.seed,
-                      steps=args.steps, cfg_scale=args.cfg, ground_truth=args.ground_truth, progress=progress)
+                      steps=args.steps, cfg_scale=args.cfg, ground_truth=args.ground_truth, cropped=args.cropped,
+                      canvas=args.canvas, progress=progress)
     print(file=sys.stderr)
     summary = summarise(scores)
     header = f"{'action':16} {'clips':>5} {'recog.':>7} {'PSNR0':>7} {'drift':>6} {'Spearman':>8} {'seam':>6} {'torn':>6} {'s/clip':>7}"

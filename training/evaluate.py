@@ -52,12 +52,20 @@ def reference_rgba(example: dict) -> np.ndarray:
     return np.concatenate([np.clip(np.rint(straight), 0, 255).astype(np.uint8), alpha[..., None]], axis=-1)
 
 
+def crop_to_character(image: np.ndarray) -> np.ndarray:
+    """An RGBA image cut to the box of its visible pixels."""
+    rows, cols = np.nonzero(image[..., 3])
+    return image[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
 def animate(bundle, image: np.ndarray, prompt: str, *, strength: float | None, seed: int, key_color=None,
             frames: int = 16, size: tuple[int, int] | None = None, steps: int | None = None,
-            cfg_scale: float | None = None, seamless: bool = False) -> np.ndarray:
+            cfg_scale: float | None = None, seamless: bool = False, canvas: str = "grow") -> np.ndarray:
     """Animate an RGBA (or RGB) uint8 image with the built-in model -> uint8 frames ``[T, H, W, 3]`` over the
-    key colour (``key_color``, else the one the sprite preparation picks)."""
-    sprite = prepare_sprite(image, size=size, background="auto" if key_color is None else ",".join(map(str, key_color)))
+    key colour (``key_color``, else the one the sprite preparation picks), on the canvas the command line gives
+    it (``canvas``: see ``prepare_sprite``)."""
+    sprite = prepare_sprite(image, size=size, background="auto" if key_color is None else ",".join(map(str, key_color)),
+                            canvas=canvas)
     scale = float(bundle.config["sampling"]["motion_scale"])
     cond = bundle.encode_text(decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1)))
     codec = bundle.codec
@@ -89,12 +97,17 @@ def benchmark_jobs(actions=None, *, characters: int = 2, levels=(0.4, 0.7, 1.0),
 
 def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0), seamless_characters: int = 1,
              seed: int = 0, steps: int | None = None, cfg_scale: float | None = None, frames: int = 16,
-             size: int = 64, ground_truth: bool = False, progress=None) -> list[ClipScore]:
+             size: int = 64, ground_truth: bool = False, cropped: bool = False, canvas: str = "grow",
+             progress=None) -> list[ClipScore]:
     """Score clips of held-out characters: ``characters`` x ``levels`` per action, plus seamless clips of loopable
     ones, drawn on a ``size`` canvas.
 
     ``ground_truth`` scores the training targets instead of generated clips: the drawn clips' motion-field
-    latents through the bundle's warp decoder (the ceiling of the scores for this codec and tracker)."""
+    latents through the bundle's warp decoder (the ceiling of the scores for this codec and tracker).
+    ``cropped`` gives the model each reference cropped to its character, as game sprites usually come, animated
+    on the ``canvas`` the command line gives it (``grow``: with room around it; ``keep``: the cropped size)."""
+    if cropped and ground_truth:
+        raise ValueError("the training targets are fields of the drawn canvas: score them uncropped")
     jobs = benchmark_jobs(actions, characters=characters, levels=levels, seamless_characters=seamless_characters,
                           seed=seed)
     field_codec = bundle.codec
@@ -102,14 +115,18 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
     for i, (action, example_seed, strength, seamless) in enumerate(jobs):
         example = make_example(example_seed, "heldout", frames, size, action=action, amplitude=strength,
                                codec=field_codec if ground_truth else None)
-        reference, key = example["frames"][0], example["key_color"]
+        image, key = reference_rgba(example), example["key_color"]
+        reference = example["frames"][0]
+        if cropped:
+            image = crop_to_character(image)
+            reference = prepare_sprite(image, background=",".join(map(str, key)), canvas=canvas).composited()
         start = time.perf_counter()
         if ground_truth:
             sprite = example["sprite"]
             clip = frames_over_key(field_codec.warp(torch.from_numpy(example["latents"])[None], sprite)[0], key)
         else:
-            clip = animate(bundle, reference_rgba(example), example["prompt"], strength=strength, seed=example_seed,
-                           key_color=key, frames=frames, steps=steps, cfg_scale=cfg_scale, seamless=seamless)
+            clip = animate(bundle, image, example["prompt"], strength=strength, seed=example_seed, key_color=key,
+                           frames=frames, steps=steps, cfg_scale=cfg_scale, seamless=seamless, canvas=canvas)
         seconds = time.perf_counter() - start
         scores.append(ClipScore(
             action=action, character=example_seed, strength=strength, seamless=seamless, prompt=example["prompt"],
