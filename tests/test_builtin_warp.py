@@ -189,3 +189,20 @@ def test_companded_latents_round_trip_and_enlarge_small_moves():
     assert float(z[0, 0, 0, 0, 1]) == pytest.approx(0.158, abs=1e-3)
     assert float(plain.to_latents(displacement, occupancy)[0, 0, 0, 0, 1]) == pytest.approx(0.025)
     assert float(z[0, 1, 0, 0, 2]) == pytest.approx((0.7 / 0.2) ** 0.5)
+
+
+def test_the_decoder_smooths_cell_noise_but_keeps_smooth_moves():
+    codec = MotionFieldCodec(FieldConfig(grid=16, smoothing=0.8))
+    uniform = torch.full((1, 2, 3, 16, 16), 0.05)
+    assert torch.allclose(codec.smooth(uniform), uniform, atol=1e-7)  # a move of the whole sprite stays exact
+    cols = torch.arange(16, dtype=torch.float32)
+    ramp = (0.01 * cols).expand(1, 2, 1, 16, 16).clone()  # a stretch: displacement grows across the frame
+    assert torch.allclose(codec.smooth(ramp)[..., 3:-3], ramp[..., 3:-3], atol=1e-6)  # linear fields pass
+    spike = torch.zeros(1, 2, 1, 16, 16)
+    spike[..., 8, 8] = 0.1  # one cell moving on its own: the noise that shimmers and tears
+    smoothed = codec.smooth(spike)
+    assert float(smoothed.max()) < 0.3 * 0.1 and float(smoothed.sum()) == pytest.approx(float(spike.sum()))
+    assert torch.equal(MotionFieldCodec().smooth(spike), spike)  # smoothing 0: the field as generated
+    sprite = prepare_sprite(random_sprite(40, 40, soft=True))
+    identity = codec.identity(sprite)[None].repeat(1, 1, 2, 1, 1)
+    assert torch.equal(codec.warp(identity, sprite)[0, :, 1], sprite.rgba)  # frame 0 is still the reference exactly

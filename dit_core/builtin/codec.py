@@ -8,7 +8,10 @@ nods are not lost in the noise the model learns to remove), and the
 occupancy mapped from [0, 1] to [-1, 1] (see ``warp.py`` for what the
 channels mean). The reference's own latent is the identity: zero
 displacement and its occupancy (1 in every cell that holds any of the
-character). The model also sees the reference's *appearance*: its
+character). The decoder smooths the displacements over neighbouring cells
+(``smoothing``, a Gaussian's sigma in cells) before it warps: what the model
+generates carries some cell-to-cell noise, which would shimmer over still
+parts and tear moving ones. The model also sees the reference's *appearance*: its
 premultiplied RGBA over the working frame at ``frame_pixels`` pixels, folded
 into ``(frame_pixels / grid)**2 * 4`` channels per cell.
 
@@ -41,6 +44,7 @@ class FieldConfig:
     displacement_scale: float = 0.2  # frame heights per latent unit (the latents' spread is then about 1)
     displacement_power: float = 1.0  # latent = sign(d) * |d / scale| ** power (power < 1 enlarges small moves)
     still_below: float = 0.0  # displacements shorter than this (frame heights) are no motion: the cell is the reference
+    smoothing: float = 0.0  # Gaussian sigma (cells) the decoder smooths displacements with before warping
 
     @property
     def appearance_channels(self) -> int:
@@ -154,7 +158,8 @@ class MotionFieldCodec:
             with torch.enable_grad():
                 for _ in range(steps // 3):
                     field = displacement + F.interpolate(level, size=self.grid, mode="bilinear")[:, :, None]
-                    moved = warp(source.rgba[None], field, occupancy, frame=source.frame, mode="bilinear")
+                    moved = warp(source.rgba[None], self.smooth(field), occupancy, frame=source.frame,
+                                 mode="bilinear")  # as the decoder will draw it
                     loss = (_blur(moved[:, :, 0], radius) - _blur(goal, radius)).abs().mean()
                     optimizer.zero_grad()
                     loss.backward()
@@ -166,14 +171,33 @@ class MotionFieldCodec:
     def warp(self, z: torch.Tensor, sprite: Sprite, mode: str | None = None) -> torch.Tensor:
         """Latents ``[n, 3, T, g, g]`` -> premultiplied RGBA frames ``[n, 4, T, H, W]`` (float32, 0..1).
 
-        With ``still_below`` a displacement shorter than it counts as none (longer ones are shortened by it, so
+        With ``smoothing`` the displacements are smoothed over neighbouring cells first: a generated field's
+        cell-to-cell noise would otherwise shimmer over still parts and tear moving ones apart. With
+        ``still_below`` a displacement shorter than it counts as none (longer ones are shortened by it, so
         motion stays continuous), and such a still cell shows the reference as it is (its occupancy): parts that
         hardly move stay exactly still instead of shimmering."""
         displacement, occupancy = self.from_latents(z)
+        displacement = self.smooth(displacement)
         if self.config.still_below > 0:
             displacement, occupancy = self._settle(displacement, occupancy, sprite)
         source = sprite.rgba[None].to(displacement.device).expand(z.shape[0], -1, -1, -1)
         return warp(source, displacement, occupancy, frame=sprite.frame, mode=mode or sprite.mode)
+
+    def smooth(self, displacement: torch.Tensor) -> torch.Tensor:
+        """Displacements ``[n, 2, T, g, g]`` smoothed over the cells of each frame by a Gaussian of ``smoothing``
+        cells (the edge cells repeated beyond the grid, so a uniform move stays exactly as it is)."""
+        sigma = self.config.smoothing
+        if sigma <= 0:
+            return displacement
+        radius = max(1, math.ceil(2.5 * sigma))
+        taps = torch.arange(-radius, radius + 1, dtype=displacement.dtype, device=displacement.device)
+        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        n, channels, frames, rows, cols = displacement.shape
+        planes = rearrange(displacement, "n c t h w -> (n c t) 1 h w")
+        planes = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+        planes = F.conv2d(F.pad(planes, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+        return rearrange(planes, "(n c t) 1 h w -> n c t h w", n=n, c=channels, t=frames)
 
     def _settle(self, displacement, occupancy, sprite: Sprite):
         length = displacement.norm(dim=1, keepdim=True)

@@ -34,8 +34,9 @@ FILE_FORMAT = "charmotion-motion-field-1"
 FAMILY = "charmotion_builtin"
 
 #: The shipped model's field: 16x16 cells over the 64x64 working frame, 4x4 cells per token (16 tokens a frame);
-#: displacements companded by a square root, so blinks and nods are not drowned by runs and falls
-SHIPPED_FIELD = FieldConfig(grid=16, displacement_power=0.5)
+#: displacements companded by a square root, so blinks and nods are not drowned by runs and falls; decoded
+#: smoothed over 0.8 cells, so the generated field's cell-to-cell noise neither shimmers nor tears
+SHIPPED_FIELD = FieldConfig(grid=16, displacement_power=0.5, smoothing=0.8)
 
 DEFAULT_CONFIG = {
     "model": dict(depth=4, hidden_size=128, num_heads=4, patch_size=[1, 4, 4], in_channels=LATENT_CHANNELS,
@@ -245,7 +246,7 @@ def _json_metadata(weights: WeightSource, key: str) -> dict:
 #: What a setting meant before it existed: a file that lacks it was written without it (not with today's default)
 OLDER_FILE_SETTINGS = {
     "text_encoder": {"prompt_features": False},  # files written before the prompt features
-    "field": {"displacement_power": 1.0},  # files written before companded displacements
+    "field": {"displacement_power": 1.0, "smoothing": 0.0},  # files written before companding, before smoothing
 }
 
 
