@@ -22,10 +22,12 @@ from typing import Any
 
 import torch
 
+from ..dit_core.builtin.codec import MotionFieldCodec
+from ..dit_core.builtin.sprite import Sprite
 from ..dit_core.codecs import VideoCodec
 from ..dit_core.conditioning import TemporalLayout
 from ..dit_core.errors import InvalidInputError
-from ..dit_core.families import BUILTIN, OPENSORA, LoadedModel, SamplingProfile  # noqa: F401 (BUILTIN for the nodes)
+from ..dit_core.families import BUILTIN, OPENSORA, LoadedModel, SamplingProfile  # noqa: F401 (the family keys, for the nodes)
 from ..dit_core.pipeline import LoopControl, Reference  # noqa: F401 (LoopControl travels on CHARMOTION_LOOP)
 from . import host
 
@@ -38,8 +40,6 @@ CLIP_INFO_TYPE = "CHARMOTION_CLIP_INFO"
 
 LATENT_KEY = "charmotion"  # pack metadata inside a LATENT dict
 SPRITE_KEY = "charmotion_sprite"  # the built-in model's reference sprite inside a LATENT dict (for decoding)
-
-OPENSORA12 = OPENSORA  # the family keys: BUILTIN and OPENSORA12
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +56,7 @@ class ModelHandle:
 
     @property
     def family(self) -> str:
-        """BUILTIN for CharMotion built-in model files, OPENSORA12 for STDiT3 files."""
+        """BUILTIN for CharMotion built-in model files, OPENSORA for STDiT3 files."""
         return self.loaded.family.key
 
     @property
@@ -107,7 +107,7 @@ class VAEHandle:
 
     name: str
     family: str
-    codec: VideoCodec | Any  # Open-Sora's VAE; the built-in model's MotionFieldCodec (bound to a sprite per clip)
+    codec: VideoCodec | MotionFieldCodec  # Open-Sora's VAE, or the built-in model's codec (bound to a sprite per clip)
     layout: TemporalLayout
     managed: host.ManagedModule | None = None  # None for codecs without weights
 
@@ -155,7 +155,7 @@ class ReferenceSet:
     key_color: tuple[int, int, int] | None = None
     had_alpha: bool = False
     notes: tuple[str, ...] = ()
-    sprite: Any = None  # builtin.sprite.Sprite (the built-in model), else None
+    sprite: Sprite | None = None  # the built-in model's sprite, whose pixels the clip moves
     context: torch.Tensor | None = None
 
     def check_model(self, model: ModelHandle) -> None:

@@ -18,7 +18,7 @@ from ..dit_core.errors import InvalidInputError
 from ..dit_core.families import family_of_file, load_denoiser
 from ..dit_core.models import resolve_dtype
 from . import host
-from .handles import BUILTIN, MODEL_TYPE, OPENSORA12, VAE_TYPE, ModelHandle, VAEHandle
+from .handles import BUILTIN, MODEL_TYPE, OPENSORA, VAE_TYPE, ModelHandle, VAEHandle
 
 CATEGORY = "CharMotion/loaders"
 BUILTIN_MODEL = "CharMotion built-in"
@@ -158,6 +158,6 @@ class CharMotionVAELoader:
             raise InvalidInputError(f"this installation of CharMotion has no video VAE module ({exc}); reinstall the pack") from exc
         device, offload = host.vae_device(), host.vae_offload_device()
         codec = load_opensora_vae(path, dtype=pick_dtype(dtype, device), device=offload, tile=tile_size or None)
-        handle = VAEHandle(name=vae_name, family=OPENSORA12, codec=codec, layout=codec.layout,
+        handle = VAEHandle(name=vae_name, family=OPENSORA, codec=codec, layout=codec.layout,
                            managed=host.ManagedModule(codec, device, offload))
         return (handle,)

@@ -12,7 +12,7 @@ import torch
 from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
 from charmotion.dit_core.builtin import model as builtin_model
 from charmotion.nodes import reference as reference_nodes
-from charmotion.nodes.handles import OPENSORA12, VAEHandle
+from charmotion.nodes.handles import OPENSORA, VAEHandle
 from fake_models import PoolCodec
 from golden_data import golden_dir
 
@@ -81,7 +81,7 @@ def opensora_file(env) -> str:
 
 def pool_vae() -> VAEHandle:
     """A VAE with the Open-Sora VAE's geometry (8x space, 17 frames -> 5 latents, 4 channels)."""
-    return VAEHandle(name="pool", family=OPENSORA12, codec=PoolCodec(), layout=OPENSORA_VAE_LAYOUT)
+    return VAEHandle(name="pool", family=OPENSORA, codec=PoolCodec(), layout=OPENSORA_VAE_LAYOUT)
 
 
 class FakeT5ClipLegacy:
