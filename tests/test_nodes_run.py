@@ -399,6 +399,22 @@ def test_seamless_and_default_condition_frames(env):
     torch.testing.assert_close(first, refs.sprite.rgba[None, :, None])  # frame 0 is the reference exactly
 
 
+def test_a_grown_canvas_goes_through_sampler_and_decode(env):
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    image, mask = sprite_image(32)  # placed tightly: auto gives it room
+    refs, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
+                      fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    assert (refs.height, refs.width) == (48, 48) and any("room to move" in n for n in refs.notes)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs,
+                  **{**SAMPLER, "width": 0, "height": 0})  # 0: the references' (grown) size
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape == (4, 48, 48, 3)
+    torch.testing.assert_close(frames[0], shown[0])  # frame 0 is the prepared reference, margins included
+    with pytest.raises(InvalidInputError, match="prepared at 48x48"):
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **SAMPLER)  # set to the image's 32x32
+
+
 class Interrupted(Exception):
     """Stands in for ComfyUI's InterruptProcessingException."""
 
