@@ -29,6 +29,8 @@ ComfyUI nodes and the command line share them:
   (:data:`OPENSORA_BUCKETS`); :func:`bucket_size` picks the one whose aspect
   ratio is nearest to the image's. Other models use :func:`budget_size`
   (a pixel budget at the image's aspect ratio, rounded to a multiple).
+* **Sprite sheets.** :func:`separate_figures` counts the figures of similar
+  size an image holds, so a sheet of poses given as one reference gets a note.
 """
 
 from __future__ import annotations
@@ -391,6 +393,24 @@ def prepare_reference(
 # Image files
 
 #: Largest image file read as a reference (pixels): far beyond any model size, well below what exhausts memory.
+def _runs(present: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], present.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def separate_figures(alpha: np.ndarray) -> int:
+    """How many figures, each at least half the size of the largest, an alpha mask holds apart from one another
+    by fully transparent rows or columns (1 for one character, small loose parts aside; several for a sheet of
+    poses laid out in rows and columns, however thin the gaps)."""
+    mask = np.asarray(alpha) > 0
+    sizes = []
+    for top, bottom in _runs(mask.any(axis=1)):
+        band = mask[top:bottom]
+        sizes += [int(band[:, left:right].sum()) for left, right in _runs(band.any(axis=0))]
+    return sum(1 for n in sizes if n >= 0.5 * max(sizes)) if sizes else 0
+
+
 MAX_FILE_PIXELS = 8192 * 8192
 
 

@@ -8,6 +8,7 @@ import torch
 
 from charmotion.dit_core.builtin.codec import FieldConfig, MotionFieldCodec
 from charmotion.dit_core.builtin.sprite import frames_over_key, prepare_sprite, working_frame
+from charmotion.dit_core import images
 from charmotion.dit_core.builtin.warp import warp
 from charmotion.dit_core.errors import InvalidInputError
 
@@ -206,3 +207,18 @@ def test_the_decoder_smooths_cell_noise_but_keeps_smooth_moves():
     sprite = prepare_sprite(random_sprite(40, 40, soft=True))
     identity = codec.identity(sprite)[None].repeat(1, 1, 2, 1, 1)
     assert torch.equal(codec.warp(identity, sprite)[0, :, 1], sprite.rgba)  # frame 0 is still the reference exactly
+
+
+def test_a_sprite_sheet_given_as_one_reference_gets_a_note():
+    pose = random_sprite(40, 32)
+    sheet = np.concatenate([pose, np.roll(pose, 2, axis=0), pose, pose], axis=1)  # four poses in a row
+    assert images.separate_figures(sheet[..., 3]) == 4
+    assert "4 separate figures" in " ".join(prepare_sprite(sheet).notes)
+    one = pose.copy()
+    one[2:5, 2:5] = (200, 40, 40, 255)  # a small loose part (a spark, a held item) is not a second figure
+    assert images.separate_figures(one[..., 3]) == 1 and not prepare_sprite(one, canvas="keep").notes
+    rows, cols = np.nonzero(pose[..., 3])
+    tight = pose[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    gap = np.zeros((1, tight.shape[1], 4), np.uint8)
+    column = np.concatenate([tight, gap, tight, gap, tight], axis=0)  # poses one under another, 1-pixel gaps
+    assert images.separate_figures(column[..., 3]) == 3

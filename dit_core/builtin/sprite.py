@@ -48,6 +48,7 @@ CENTRE_AT = (0.38, 0.62)  # training range of the character's horizontal centre,
 TARGET_HEIGHT = 0.6  # the character's height in the frame made for a placement out of those ranges
 TARGET_FEET = 0.88
 CANVASES = ("grow", "keep")
+SHEET_FIGURES = 3  # this many separate figures of similar size make an image look like a sprite sheet
 GROW_BEYOND = 1 / 16  # the frame must reach past the image by more than this share of it (a field cell) to grow
 
 
@@ -193,6 +194,10 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
                          f"(distance {distance:.0f}): choose a background colour that the sprite does not use")
     else:
         key = images.parse_color(background)
+    figures = images.separate_figures(a)
+    if figures >= SHEET_FIGURES:
+        notes.append(f"the image holds {figures} separate figures of similar size (a sprite sheet?): they move as one "
+                     "character; give one figure, cropped from the sheet, for its own motion")
     pixel_art = looks_like_pixel_art(rgb, a) if mode == "auto" else mode == "nearest"
     if size is not None:
         height, width = int(size[0]), int(size[1])
