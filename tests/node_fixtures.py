@@ -11,6 +11,7 @@ import torch
 
 from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
 from charmotion.dit_core.builtin import model as builtin_model
+from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import reference as reference_nodes
 from charmotion.nodes.handles import OPENSORA, VAEHandle
 from fake_models import PoolCodec
@@ -135,3 +136,39 @@ class FakeT5Clip(FakeT5ClipLegacy):
         out = self._encode(tokens)
         cond = out.pop("cond")
         return [[cond, out]]
+
+
+# ----------------------------------------------------------------------------- running nodes
+
+BUILTIN_CHANNELS = 3  # displacement x, y and occupancy
+
+BUILTIN = "CharMotion built-in"
+CODEC = "CharMotion built-in warp decoder"
+
+
+def run(name, **kwargs):
+    """Run the node registered as ``name`` with these inputs."""
+    cls = N[name]
+    return getattr(cls(), cls.FUNCTION)(**kwargs)
+
+
+def builtin(env):
+    model, = run("CharMotionModelLoader", model_name=BUILTIN, dtype="auto", attention="auto")
+    vae, = run("CharMotionVAELoader", vae_name=CODEC, dtype="auto", tile_size=0)
+    return model, vae
+
+
+def sprite_image(size=32):
+    rgba = torch.from_numpy(sprite_rgba(size).astype(np.float32) / 255.0)
+    return rgba[None, ..., :3].contiguous(), (1.0 - rgba[None, ..., 3]).contiguous()
+
+
+SAMPLER = dict(seed=3, steps=2, cfg=4.0, frames=4, width=32, height=32, fps=8.0, denoise=0.7)
+
+
+def sprite_refs(vae, size=32, frames="0"):
+    """The small test sprite encoded as the built-in model's reference (at the image's own size)."""
+    image, mask = sprite_image(size)
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,
+                  fit="crop", pixel_art=False, background="auto", frames=frames, strength=1.0, mask=mask)
+    return refs

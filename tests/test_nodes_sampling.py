@@ -1,0 +1,248 @@
+"""The sampler and decode nodes run on tiny inputs: same numbers as ``generate()``, loops, seamless clips,
+cancel, progress, a grown canvas, palette lock."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charmotion.dit_core.errors import InvalidInputError
+from charmotion.dit_core.pipeline import generate
+from charmotion.nodes import host
+from charmotion.nodes.handles import LATENT_KEY, SPRITE_KEY, ClipInfo, LoopControl
+from charmotion.nodes.text import conditioning_segments
+from node_fixtures import (  # noqa: F401 (fixtures)
+    FakeT5Clip, builtin_weights, env, one_thread, opensora_file, pool_vae,
+)
+from node_fixtures import BUILTIN_CHANNELS, CODEC, SAMPLER, builtin, run, sprite_image, sprite_refs
+
+
+# ----------------------------------------------------------------------------- sampler
+
+
+def test_sampler_is_generate(env):
+    """The node adds nothing to the numbers: same result as calling dit_core.generate directly."""
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    refs = sprite_refs(vae)
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **SAMPLER)
+    samples, info = latent["samples"], latent[LATENT_KEY]
+    grid = vae.codec.config.grid
+    assert samples.shape == (1, BUILTIN_CHANNELS, 4, grid, grid) and samples.device.type == "cpu"
+    assert latent[SPRITE_KEY] is refs.sprite  # what VAE Decode moves
+    assert info["num_frames"] == 4 and info["total_frames"] == 4 and info["fps"] == 8.0 and info["seed"] == 3
+    assert info["denoise"] == 0.7 and (info["height"], info["width"]) == (32, 32)
+    assert info["key_color"] == [255, 0, 255] and info["had_alpha"] is True
+    assert info["prompts"] == {"0": "the knight jumps"}
+    text = conditioning_segments(cond, model)[0][1]
+    direct = generate(model.model, text, references=refs.references, context=refs.context, num_frames=4, height=32,
+                      width=32, fps=8.0, seed=3, steps=2, cfg_scale=4.0, denoise=0.7, profile=model.profile,
+                      decode=False)
+    torch.testing.assert_close(samples, direct.latents)
+    again, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **SAMPLER)
+    torch.testing.assert_close(again["samples"], samples)  # same seed, same clip
+    other, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs, **{**SAMPLER, "seed": 4})
+    assert not torch.allclose(other["samples"], samples)
+    # the reference frame is kept exactly (strength 1)
+    torch.testing.assert_close(samples[0, :, 0], refs.references[0].latents[:, 0])
+
+
+def test_sampler_size_rules(env):
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="walk")
+    refs = sprite_refs(vae)
+    with pytest.raises(InvalidInputError, match="set width and height to 0"):
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "width": 40})
+    with pytest.raises(InvalidInputError, match="set both width and height"):
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "width": 0})
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs,
+                  **{**SAMPLER, "width": 0, "height": 0})
+    assert latent[LATENT_KEY]["width"] == 32 and latent["samples"].shape[-1] == vae.codec.config.grid
+    with pytest.raises(InvalidInputError, match="moves the pixels of a reference image"):
+        run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
+    with pytest.raises(InvalidInputError, match="cannot make a clip of 100 frames"):
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "frames": 100})
+
+
+def test_negative_prompt_changes_the_clip(env):
+    model, vae = builtin(env)
+    refs = sprite_refs(vae)
+    cond, = run("CharMotionTextEncode", model=model, text="walk")
+    neg, = run("CharMotionTextEncode", model=model, text="blurry")
+    plain, = run("CharMotionSampler", model=model, positive=cond, references=refs, **SAMPLER)
+    with_neg, = run("CharMotionSampler", model=model, positive=cond, negative=neg, references=refs, **SAMPLER)
+    assert not torch.allclose(plain["samples"], with_neg["samples"])
+
+
+def test_opensora_image_to_video_through_the_nodes(env, opensora_file):
+    """Open-Sora path: T5 conditioning, a reference at the first and last frame (snapped to chunk starts), CFG."""
+    model, = run("CharMotionModelLoader", model_name=opensora_file, dtype="fp32", attention="auto")
+    vae = pool_vae()
+    motion, = run("CharMotionMotionControl", use_motion=True, motion_strength=5.0, use_aesthetic=True,
+                  aesthetic=6.5, camera_motion="none")
+    cond, = run("CharMotionTextEncode", model=model, text="a knight swings his sword", clip=FakeT5Clip(dim=32),
+                motion=motion)
+    image = torch.rand(1, 40, 60, 3)
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="custom", width=64, height=48,
+                  fit="crop", pixel_art=False, background="auto", frames="0, -1", strength=1.0)
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, references=refs,
+                  seed=1024, steps=2, cfg=7.0, frames=34, width=0, height=0, fps=24.0)
+    samples = latent["samples"]
+    assert samples.shape == (1, 4, 10, 6, 8)  # 34 frames -> 10 latent frames, 48x64 -> 6x8
+    torch.testing.assert_close(samples[0, :, 0], refs.references[0].latents[:, 0])
+    torch.testing.assert_close(samples[0, :, 5], refs.references[1].latents[:, 0])  # -1 snaps to the last chunk
+    assert latent[LATENT_KEY]["family"] == "opensora12" and latent[LATENT_KEY]["fps"] == 24.0
+    frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape == (34, 48, 64, 3) and fps == 24.0
+    assert info.key_color is None and not info.had_alpha  # a noise image has no flat background to key out
+
+
+@pytest.mark.parametrize("family", ["builtin", "opensora12"])
+def test_looped_clip_decodes_like_generate(env, opensora_file, family):
+    """Per-loop decoding of the joined latents gives exactly the frames generate() keeps."""
+    refs = codec = context = None
+    if family == "builtin":
+        model, vae = builtin(env)
+        cond, = run("CharMotionTextEncode", model=model, text="|0|walk|1|jump")
+        frames, size, cfl = 5, 32, 2
+        refs = sprite_refs(vae)
+        codec, context = vae.codec.bind(refs.sprite), refs.context
+    else:
+        model, = run("CharMotionModelLoader", model_name=opensora_file, dtype="fp32", attention="sdpa")
+        vae = pool_vae()
+        clip = FakeT5Clip(dim=32)
+        cond, = run("CharMotionTextEncode", model=model, text="|0|walk|1|jump", clip=clip)
+        frames, size, cfl = 35, 64, 5  # 35 frames: not a whole number of 17-frame chunks
+    loop = run("CharMotionLoopControl", loops=3, condition_frames=cfl, seamless=False, condition_edit=0.0)[0]
+    params = dict(seed=11, steps=2, cfg=3.0, frames=frames, width=size, height=size, fps=8.0, denoise=0.6)
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, references=refs, **params)
+    decoded, fps, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    segments = conditioning_segments(cond, model)
+    direct = generate(model.model, [segments[0][1], segments[1][1], segments[1][1]], codec=codec or vae.codec,
+                      references=refs.references if refs else (), context=context, num_frames=frames,
+                      height=size, width=size, fps=8.0, seed=11, steps=2, cfg_scale=3.0, denoise=0.6,
+                      loop=LoopControl(loops=3, condition_frames=cfl), profile=model.profile)
+    expected = ((direct.video.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 3, 0)
+    assert decoded.shape == (direct.num_frames, size, size, 3)
+    assert latent[LATENT_KEY]["total_frames"] == direct.num_frames
+    torch.testing.assert_close(decoded, expected)
+    assert fps == 8.0 and isinstance(info, ClipInfo) and info.metadata["loops"] == 3
+
+
+def test_seamless_and_default_condition_frames(env):
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="walk")
+    loop, = run("CharMotionLoopControl", loops=2, condition_frames=0, seamless=True, condition_edit=0.0)
+    refs = sprite_refs(vae)
+    latent, = run("CharMotionSampler", model=model, positive=cond, loop=loop, references=refs,
+                  **{**SAMPLER, "frames": 6})  # the built-in model continues from its latents: no VAE needed
+    info = latent[LATENT_KEY]
+    assert info["condition_frames"] == 4  # the built-in model's default
+    assert info["total_frames"] == 6 + (6 - 4) and latent["samples"].shape[2] == 8 and info["seamless"]
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape[0] == 8
+    torch.testing.assert_close(frames[0], frames[-1] * 0 + frames[0])
+    first = vae.codec.warp(latent["samples"][:, :, :1], refs.sprite)
+    torch.testing.assert_close(first, refs.sprite.rgba[None, :, None])  # frame 0 is the reference exactly
+
+
+def test_a_grown_canvas_goes_through_sampler_and_decode(env):
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    image, mask = sprite_image(32)  # placed tightly: auto gives it room
+    refs, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="auto", width=8, height=8,
+                      fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    assert (refs.height, refs.width) == (48, 48) and any("room to move" in n for n in refs.notes)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs,
+                  **{**SAMPLER, "width": 0, "height": 0})  # 0: the references' (grown) size
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape == (4, 48, 48, 3)
+    torch.testing.assert_close(frames[0], shown[0])  # frame 0 is the prepared reference, margins included
+    with pytest.raises(InvalidInputError, match="prepared at 48x48"):
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **SAMPLER)  # set to the image's 32x32
+
+
+class Interrupted(Exception):
+    """Stands in for ComfyUI's InterruptProcessingException."""
+
+
+def test_cancel_stops_within_one_step(env, monkeypatch):
+    model, _ = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="walk")
+    calls = {"checks": 0, "forwards": 0}
+
+    def interrupt_after_two():
+        calls["checks"] += 1
+        if calls["checks"] == 3:
+            raise Interrupted()
+
+    forward = model.model.forward
+
+    def counting_forward(*args, **kwargs):
+        calls["forwards"] += 1
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(host, "throw_if_interrupted", interrupt_after_two)
+    monkeypatch.setattr(model.model, "forward", counting_forward)
+    refs = sprite_refs(run("CharMotionVAELoader", vae_name=CODEC, dtype="auto", tile_size=0)[0])
+    with pytest.raises(Interrupted):
+        run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "steps": 10})
+    assert calls == {"checks": 3, "forwards": 2}  # the user pressed cancel during step 2: step 3 never ran
+
+
+class RecordingProgress:
+    made: list = []
+
+    def __init__(self, total, description=""):
+        self.total, self.updates, self.previews = total, [], []
+        RecordingProgress.made.append(self)
+
+    wants_previews = True
+
+    def update(self, value, preview=None):
+        self.updates.append(value)
+        self.previews.append(preview)
+
+    def close(self):
+        pass
+
+
+def test_progress_with_previews_counts_every_step(env, monkeypatch):
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="walk")
+    RecordingProgress.made = []
+    monkeypatch.setattr(host, "Progress", RecordingProgress)
+    loop = LoopControl(loops=2, condition_frames=1)
+    latent, = run("CharMotionSampler", model=model, positive=cond, vae=vae, loop=loop, references=sprite_refs(vae),
+                  **{**SAMPLER, "steps": 3})
+    bar = RecordingProgress.made[0]
+    assert bar.total == 6 and bar.updates == [1, 2, 3, 4, 5, 6]
+    assert all(p is not None and p.size == (32, 32) for p in bar.previews)
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    decode_bar = RecordingProgress.made[1]
+    assert decode_bar.total == frames.shape[0] == 4 + 3 and decode_bar.updates[-1] == 7
+
+
+
+
+def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
+    image, mask = run("CharMotionSampleSprite", sample="knight.png")
+    colours = {(40, 60, 200), (240, 200, 160), (30, 30, 30)}  # the sprite's opaque colours (node_fixtures)
+    noisy = (image.repeat(3, 1, 1, 1) + 0.04 * torch.randn(3, 64, 64, 3, generator=torch.Generator().manual_seed(0)))
+    clip = ClipInfo(fps=8.0, key_color=(255, 0, 255))
+    (locked,) = run("CharMotionPaletteLock", frames=noisy.clamp(0, 1), reference=image, colors=256, mask=mask,
+                    clip_info=clip)
+    assert locked.shape == (3, 64, 64, 3) and locked.dtype == torch.float32
+    found = {tuple(v) for v in (locked * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
+    assert found <= colours | {(255, 0, 255)}
+    assert torch.equal((locked[:, 32, 30] * 255).round(), torch.tensor([[40.0, 60, 200]] * 3))  # the body
+    # without the mask the colours under the transparent pixels (black here) join the palette
+    (unmasked,) = run("CharMotionPaletteLock", frames=image, reference=image, colors=256)
+    assert torch.equal(unmasked, image)
+    with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):
+        run("CharMotionPaletteLock", frames=image, reference=image, colors=256, mask=mask[:, :32])
+    with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):
+        run("CharMotionPaletteLock", frames=image, reference=image.repeat(2, 1, 1, 1), colors=256,
+            mask=mask.repeat(3, 1, 1))
+    with pytest.raises(InvalidInputError, match="frames must be an IMAGE batch"):
+        run("CharMotionPaletteLock", frames=image[0], reference=image, colors=256)
