@@ -390,9 +390,9 @@ def prepare_reference(
 
 
 # ---------------------------------------------------------------------------
-# Image files
+# Sprite sheets
 
-#: Largest image file read as a reference (pixels): far beyond any model size, well below what exhausts memory.
+
 def _runs(present: np.ndarray) -> list[tuple[int, int]]:
     """``[start, stop)`` of each run of True in a 1-D bool array."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], present.astype(np.int8), [0]])))
@@ -411,6 +411,10 @@ def separate_figures(alpha: np.ndarray) -> int:
     return sum(1 for n in sizes if n >= 0.5 * max(sizes)) if sizes else 0
 
 
+# ---------------------------------------------------------------------------
+# Image files
+
+#: Largest image file read as a reference (pixels): far beyond any model size, well below what exhausts memory.
 MAX_FILE_PIXELS = 8192 * 8192
 
 
