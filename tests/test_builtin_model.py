@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from charmotion.dit_core.builtin import model as builtin_model
+from charmotion.dit_core.checkpoint import CheckpointError
 from charmotion.training import metrics
 from charmotion.training.dataset import make_example
 from charmotion.training.evaluate import animate, evaluate, reference_rgba, summarise
@@ -186,3 +187,9 @@ def test_an_older_file_reads_its_field_as_it_was_written(tmp_path):
     del bundle.config["field"]["smoothing"]  # and before it was decoded smoothed
     older = builtin_model.load_builtin_codec(builtin_model.save_builtin(bundle, tmp_path / "old.safetensors"))
     assert (older.config.displacement_power, older.config.smoothing) == (1.0, 0.0)
+    bundle.config["field"]["still_below"] = 0.0  # a retired setting, at the value that did nothing: read
+    assert builtin_model.load_builtin_codec(builtin_model.save_builtin(bundle, tmp_path / "inert.safetensors"))
+    bundle.config["field"]["still_below"] = 0.01  # at a value that did something: said
+    retired = builtin_model.save_builtin(bundle, tmp_path / "retired.safetensors")
+    with pytest.raises(CheckpointError, match="still_below = 0.01, which this version no longer has"):
+        builtin_model.load_builtin(retired)

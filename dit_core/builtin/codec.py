@@ -43,7 +43,6 @@ class FieldConfig:
     frame_pixels: int = 64  # side of the working frame as the model sees the reference
     displacement_scale: float = 0.2  # frame heights per latent unit (the latents' spread is then about 1)
     displacement_power: float = 1.0  # latent = sign(d) * |d / scale| ** power (power < 1 enlarges small moves)
-    still_below: float = 0.0  # displacements shorter than this (frame heights) are no motion: the cell is the reference
     smoothing: float = 0.0  # Gaussian sigma (cells) the decoder smooths displacements with before warping
 
     @property
@@ -172,14 +171,9 @@ class MotionFieldCodec:
         """Latents ``[n, 3, T, g, g]`` -> premultiplied RGBA frames ``[n, 4, T, H, W]`` (float32, 0..1).
 
         With ``smoothing`` the displacements are smoothed over neighbouring cells first: a generated field's
-        cell-to-cell noise would otherwise shimmer over still parts and tear moving ones apart. With
-        ``still_below`` a displacement shorter than it counts as none (longer ones are shortened by it, so
-        motion stays continuous), and such a still cell shows the reference as it is (its occupancy): parts that
-        hardly move stay exactly still instead of shimmering."""
+        cell-to-cell noise would otherwise shimmer over still parts and tear moving ones apart."""
         displacement, occupancy = self.from_latents(z)
         displacement = self.smooth(displacement)
-        if self.config.still_below > 0:
-            displacement, occupancy = self._settle(displacement, occupancy, sprite)
         source = sprite.rgba[None].to(displacement.device).expand(z.shape[0], -1, -1, -1)
         return warp(source, displacement, occupancy, frame=sprite.frame, mode=mode or sprite.mode)
 
@@ -198,13 +192,6 @@ class MotionFieldCodec:
         planes = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
         planes = F.conv2d(F.pad(planes, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
         return rearrange(planes, "(n c t) 1 h w -> n c t h w", n=n, c=channels, t=frames)
-
-    def _settle(self, displacement, occupancy, sprite: Sprite):
-        length = displacement.norm(dim=1, keepdim=True)
-        still = length < self.config.still_below
-        shorter = (1.0 - self.config.still_below / length.clamp_min(1e-12)).clamp_min(0.0)
-        own = self.occupancy(sprite.rgba[None, 3:4], sprite.frame)[:, :, None].to(occupancy)
-        return displacement * shorter, torch.where(still, own.expand_as(occupancy), occupancy)
 
     def decode_frames(self, z: torch.Tensor, sprite: Sprite) -> torch.Tensor:
         """Latents -> RGB ``[n, 3, T, H, W]`` in [-1, 1] over the sprite's key colour (as a video VAE decodes)."""

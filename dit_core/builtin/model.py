@@ -250,9 +250,21 @@ OLDER_FILE_SETTINGS = {
 }
 
 
+#: Settings files may still carry that no longer exist: read only at the value that did nothing
+RETIRED_FILE_SETTINGS = {
+    "field": {"still_below": 0.0},  # a decoder dead zone, superseded by the smoothing
+}
+
+
 def _file_config(weights: WeightSource) -> dict:
     config = _json_metadata(weights, "config") or {}
     for section, settings in OLDER_FILE_SETTINGS.items():
         if isinstance(config.get(section), dict):
             config[section] = {**settings, **config[section]}
+    for section, settings in RETIRED_FILE_SETTINGS.items():
+        for key, inert in settings.items():
+            value = config.get(section, {}).pop(key, inert) if isinstance(config.get(section), dict) else inert
+            if value != inert:
+                raise CheckpointError(f"{weights.name} was written with {section} setting {key} = {value}, which "
+                                      "this version no longer has: write the file again with the trainer")
     return merged_config(config)
