@@ -114,6 +114,7 @@ def test_a_tightly_cropped_sprite_gets_room_to_move():
     x0, y0, size = grown.frame
     assert (x0, y0, size) == pytest.approx((kept.frame[0] + left, kept.frame[1] + top, kept.frame[2]))
     assert 0 <= x0 and 0 <= y0 and x0 + size <= grown.width and y0 + size <= grown.height  # the frame is inside
+    assert grown.height % 2 == 0 and grown.width % 2 == 0  # grown sides are even, as video formats want
     assert f"grew from {kept.width}x{kept.height} to {grown.width}x{grown.height}" in grown.notes[0]
     # placed as in training, asked for a size, or opaque: the canvas stays
     placed = np.zeros((64, 64, 4), np.uint8)

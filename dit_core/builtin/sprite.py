@@ -122,12 +122,18 @@ def working_frame(alpha: np.ndarray) -> tuple[float, float, float]:
 
 def room_to_move(frame: tuple[float, float, float], height: int, width: int) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)`` margins that grow a ``height x width`` canvas to hold the working ``frame``
-    (none when it reaches past the canvas by no more than :data:`GROW_BEYOND` of its size)."""
+    (none when it reaches past the canvas by no more than :data:`GROW_BEYOND` of its size); a grown side is made
+    even (one more row at the bottom or column at the right), as video formats want."""
     x0, y0, size = frame
     over = (-y0, y0 + size - height, -x0, x0 + size - width)
     if max(over) <= GROW_BEYOND * size:
         return (0, 0, 0, 0)
-    return tuple(max(0, math.ceil(v - 1e-6)) for v in over)
+    top, bottom, left, right = (max(0, math.ceil(v - 1e-6)) for v in over)
+    if top + bottom:
+        bottom += (height + top + bottom) % 2
+    if left + right:
+        right += (width + left + right) % 2
+    return top, bottom, left, right
 
 
 def _centred_square(height: int, width: int) -> tuple[float, float, float]:
