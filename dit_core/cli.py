@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file (.mp4 .webm .gif .webp .apng, .png = sprite sheet + JSON atlas) or "
                              "folder/ for numbered PNG frames; an existing file is never overwritten")
     output.add_argument("--size", type=_size, default=None,
-                        help="N or WIDTHxHEIGHT (default: the built-in model keeps the image's size; Open-Sora 426x240)")
+                        help="N or WIDTHxHEIGHT (default: the built-in model keeps the image's size, with room to "
+                             "move around a tightly cropped character, see --canvas; Open-Sora 426x240)")
     output.add_argument("--fit", choices=("crop", "pad", "stretch"), default="pad",
                         help="how the image fills a --size of another shape (default: pad)")
     output.add_argument("--canvas", choices=("grow", "keep"), default="grow",
