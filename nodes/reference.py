@@ -204,9 +204,9 @@ class CharMotionReferenceEncode:
             size, margins = reference_size(vae, resolution, int(width), int(height), tuple(batch.shape[1:3])), None
         mode = "nearest" if pixel_art else "auto"
 
-        def prepare(i, margins):
+        def prepare(i, room):
             return prepare_sprite(batch[i].cpu(), alpha=masks[i], size=size, fit=fit, background=background,
-                                  mode=mode, margins=margins)
+                                  mode=mode, margins=room)
 
         first = prepare(0, margins)  # the first image decides the room the others get too
         sprites = [first] + [prepare(i, first.margins) for i in range(1, batch.shape[0])]

@@ -64,8 +64,15 @@ def animate(bundle, image: np.ndarray, prompt: str, *, strength: float | None, s
     """Animate an RGBA (or RGB) uint8 image with the built-in model -> uint8 frames ``[T, H, W, 3]`` over the
     key colour (``key_color``, else the one the sprite preparation picks), on the canvas the command line gives
     it (``canvas``: see ``prepare_sprite``)."""
-    sprite = prepare_sprite(image, size=size, background="auto" if key_color is None else ",".join(map(str, key_color)),
-                            canvas=canvas)
+    background = "auto" if key_color is None else ",".join(map(str, key_color))
+    sprite = prepare_sprite(image, size=size, background=background, canvas=canvas)
+    return animate_sprite(bundle, sprite, prompt, strength=strength, seed=seed, frames=frames, steps=steps,
+                          cfg_scale=cfg_scale, seamless=seamless)
+
+
+def animate_sprite(bundle, sprite, prompt: str, *, strength: float | None, seed: int, frames: int = 16,
+                   steps: int | None = None, cfg_scale: float | None = None, seamless: bool = False) -> np.ndarray:
+    """Animate a prepared :class:`Sprite` -> uint8 frames ``[T, H, W, 3]`` over its key colour."""
     scale = float(bundle.config["sampling"]["motion_scale"])
     cond = bundle.encode_text(decorate_prompt(prompt, motion=None if strength is None else round(strength * scale, 1)))
     codec = bundle.codec
@@ -115,18 +122,18 @@ def evaluate(bundle, *, actions=None, characters: int = 2, levels=(0.4, 0.7, 1.0
     for i, (action, example_seed, strength, seamless) in enumerate(jobs):
         example = make_example(example_seed, "heldout", frames, size, action=action, amplitude=strength,
                                codec=field_codec if ground_truth else None)
-        image, key = reference_rgba(example), example["key_color"]
-        reference = example["frames"][0]
-        if cropped:
-            image = crop_to_character(image)
-            reference = prepare_sprite(image, background=",".join(map(str, key)), canvas=canvas).composited()
+        reference, key = example["frames"][0], example["key_color"]
         start = time.perf_counter()
         if ground_truth:
             sprite = example["sprite"]
             clip = frames_over_key(field_codec.warp(torch.from_numpy(example["latents"])[None], sprite)[0], key)
         else:
-            clip = animate(bundle, image, example["prompt"], strength=strength, seed=example_seed, key_color=key,
-                           frames=frames, steps=steps, cfg_scale=cfg_scale, seamless=seamless, canvas=canvas)
+            image = crop_to_character(reference_rgba(example)) if cropped else reference_rgba(example)
+            sprite = prepare_sprite(image, background=",".join(map(str, key)), canvas=canvas)
+            if cropped:
+                reference = sprite.composited()  # the grown canvas, when it grew
+            clip = animate_sprite(bundle, sprite, example["prompt"], strength=strength, seed=example_seed,
+                                  frames=frames, steps=steps, cfg_scale=cfg_scale, seamless=seamless)
         seconds = time.perf_counter() - start
         scores.append(ClipScore(
             action=action, character=example_seed, strength=strength, seamless=seamless, prompt=example["prompt"],

@@ -262,9 +262,10 @@ def _file_config(weights: WeightSource) -> dict:
         if isinstance(config.get(section), dict):
             config[section] = {**settings, **config[section]}
     for section, settings in RETIRED_FILE_SETTINGS.items():
+        part = config.get(section) if isinstance(config.get(section), dict) else {}
         for key, inert in settings.items():
-            value = config.get(section, {}).pop(key, inert) if isinstance(config.get(section), dict) else inert
-            if value != inert:
-                raise CheckpointError(f"{weights.name} was written with {section} setting {key} = {value}, which "
-                                      "this version no longer has: write the file again with the trainer")
+            if (value := part.pop(key, inert)) != inert:
+                raise CheckpointError(f"{weights.name} was written with {section} setting {key} = {value}, which this "
+                                      "version no longer has: train the file again (python -m training train) or use "
+                                      "the built-in model")
     return merged_config(config)
