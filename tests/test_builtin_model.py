@@ -194,3 +194,18 @@ def test_an_older_file_reads_its_field_as_it_was_written(tmp_path):
     retired = builtin_model.save_builtin(bundle, tmp_path / "retired.safetensors")
     with pytest.raises(CheckpointError, match="still_below = 0.01, which this version no longer has"):
         builtin_model.load_builtin(retired)
+
+
+@pytest.mark.parametrize("section, key", [("model", "prediction"), ("field", "detail_grid"),
+                                          ("text_encoder", "vocabulary"), ("sampling", "solver")])
+def test_a_file_with_settings_this_version_lacks_is_refused_not_misread(tmp_path, section, key):
+    bundle = builtin_model.build_builtin({"model": {"depth": 1, "hidden_size": 32, "num_heads": 2}})
+    bundle.config[section][key] = "new"  # as a newer version would write it
+    newer = builtin_model.save_builtin(bundle, tmp_path / "newer.safetensors")
+    said = f"newer.safetensors has settings this version does not know \\({section}.{key}\\): .* update the pack"
+    with pytest.raises(CheckpointError, match=said):
+        builtin_model.load_builtin(newer)
+    with pytest.raises(CheckpointError, match=said):
+        builtin_model.load_builtin_codec(newer)
+    with pytest.raises(ValueError, match=f"unknown built-in model setting\\(s\\): {section}.{key}"):
+        builtin_model.build_builtin({section: {key: 1}})

@@ -88,3 +88,16 @@ def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_last_step():
     assert trainer.lr_at(0) == pytest.approx(5e-4) and trainer.lr_at(2) == pytest.approx(1e-3)
     assert trainer.lr_at(52) == pytest.approx(5.5e-4)
     assert trainer.lr_at(500) == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("config, message", [
+    ('{"model": {"hiden_size": 64}}', "--config: unknown setting(s) model.hiden_size"),
+    ('{"model": {"depth": 2}, "feild": {"grid": 32}}', "--config: unknown setting(s) feild"),
+    ("{model: 1}", "--config is not JSON"),
+    ("[1]", "--config takes a JSON object of settings by section"),
+])
+def test_a_mistyped_config_is_refused_before_anything_is_drawn(tmp_path, config, message):
+    with pytest.raises(SystemExit) as refused:
+        train.main(["--out", str(tmp_path / "run"), "--config", config])
+    assert str(refused.value).startswith(message)
+    assert not (tmp_path / "run").exists()

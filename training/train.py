@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
-from ..dit_core.builtin.model import build_builtin, save_builtin
+from ..dit_core.builtin.model import build_builtin, save_builtin, unknown_settings
 from ..dit_core.prompts import decorate_prompt, preprocess_text
 from ..dit_core.sampling.schedule import transform_timesteps
 from .actions import ACTIONS
@@ -389,6 +389,16 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
+    if args.config:
+        example = '\'{"model": {"depth": 6}, "field": {"grid": 32}}\''
+        try:
+            config = json.loads(args.config)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"--config is not JSON ({e}); e.g. {example}") from None
+        if not isinstance(config, dict):
+            raise SystemExit(f"--config takes a JSON object of settings by section, e.g. {example}")
+        if unknown := unknown_settings(config):
+            raise SystemExit(f"--config: unknown setting(s) {', '.join(unknown)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     Trainer(args).run()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -128,7 +128,25 @@ class BuiltinModel:
         return state
 
 
+def unknown_settings(config: dict) -> list[str]:
+    """The settings in ``config`` that this version does not have, as ``section.key`` (or ``section``)."""
+    known = {"model": {f.name for f in fields(STDiT3Config)} - {"extra"},
+             "text_encoder": {f.name for f in fields(TextEncoderConfig)},
+             "field": {f.name for f in fields(FieldConfig)},
+             "sampling": set(DEFAULT_CONFIG["sampling"]),
+             "actions": None}  # the action words: any names
+    unknown = []
+    for section, values in config.items():
+        if section not in known:
+            unknown.append(section)
+        elif known[section] is not None and isinstance(values, dict):
+            unknown += [f"{section}.{key}" for key in values if key not in known[section]]
+    return unknown
+
+
 def merged_config(config: dict | None) -> dict:
+    if unknown := unknown_settings(config or {}):
+        raise ValueError(f"unknown built-in model setting(s): {', '.join(unknown)}")
     merged = json.loads(json.dumps(DEFAULT_CONFIG))
     for section, values in (config or {}).items():
         if isinstance(values, dict) and isinstance(merged.get(section), dict) and section != "actions":
@@ -268,4 +286,7 @@ def _file_config(weights: WeightSource) -> dict:
                 raise CheckpointError(f"{weights.name} was written with {section} setting {key} = {value}, which this "
                                       "version no longer has: train the file again (python -m training train) or use "
                                       "the built-in model")
+    if unknown := unknown_settings(config):
+        raise CheckpointError(f"{weights.name} has settings this version does not know ({', '.join(unknown)}): it was "
+                              "written by a newer CharMotion; update the pack to use it, or use the built-in model")
     return merged_config(config)
