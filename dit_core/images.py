@@ -221,6 +221,15 @@ def dominant_edge_color(rgb: np.ndarray, min_share: float = 0.5) -> tuple[int, i
     return tuple(int(v) for v in np.rint(border[near].mean(axis=0)))
 
 
+def backdrop_color(rgb: np.ndarray) -> tuple[int, int, int]:
+    """The colour behind an opaque image: its flat border colour, else the mean of its top and bottom rows (what
+    padding around it is filled with)."""
+    edge = dominant_edge_color(rgb)
+    if edge is not None:
+        return edge
+    return tuple(int(v) for v in np.rint(np.concatenate([rgb[0], rgb[-1]]).reshape(-1, 3).mean(axis=0)))
+
+
 def auto_key_color(rgb: np.ndarray, alpha: np.ndarray) -> tuple[tuple[int, int, int], float]:
     """A key colour for a transparent sprite -> (colour, its distance to the nearest visible colour).
 
@@ -376,9 +385,7 @@ def prepare_reference(
         fill = key
     else:
         key = dominant_edge_color(rgb)
-        fill = key if auto else parse_color(background)
-        if fill is None:
-            fill = tuple(int(v) for v in np.rint(np.concatenate([rgb[0], rgb[-1]]).reshape(-1, 3).mean(axis=0)))
+        fill = backdrop_color(rgb) if auto else parse_color(background)
     if fit == "crop":
         out = resize_to_fill(rgb, height, width, pixel_art=pixel_art)
     elif fit == "pad":

@@ -133,8 +133,12 @@ def test_opaque_images_on_a_flat_background_move_only_the_character():
     image = np.full((40, 40, 3), 30, np.uint8)
     image[10:30, 15:25] = (220, 180, 40)
     sprite = prepare_sprite(image)
-    assert not sprite.had_alpha and sprite.key_color != (30, 30, 30)
+    assert not sprite.had_alpha and sprite.key_color == (30, 30, 30)  # the clip stays on the image's background
     assert float(sprite.rgba[3, 0, 0]) == 0.0 and float(sprite.rgba[3, 20, 20]) == 1.0
+    assert np.array_equal(sprite.composited(), image)
+    padded = prepare_sprite(image, size=(40, 80))  # and so do the padding and any margins
+    assert np.array_equal(padded.composited()[:, :20], np.full((40, 20, 3), 30, np.uint8))
+    assert prepare_sprite(image, background="#ff00ff").key_color == (255, 0, 255)  # unless another is asked for
     photo = np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8)
     assert float(prepare_sprite(photo).rgba[3].min()) == 1.0  # no flat background: the whole picture moves
 

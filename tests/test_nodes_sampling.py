@@ -3,6 +3,7 @@ cancel, progress, a grown canvas, palette lock."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,6 +161,30 @@ def test_a_grown_canvas_goes_through_sampler_and_decode(env):
     torch.testing.assert_close(frames[0], shown[0])  # frame 0 is the prepared reference, margins included
     with pytest.raises(InvalidInputError, match="prepared at 48x48"):
         run("CharMotionSampler", model=model, positive=cond, references=refs, **SAMPLER)  # set to the image's 32x32
+
+
+def test_an_opaque_sprite_stays_on_its_own_background_through_decode_and_export(env):
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    image, mask = sprite_image(32)
+    white = image * (1.0 - mask[..., None]) + mask[..., None]  # the sprite flattened on white, as a JPEG or BMP
+    refs, shown = run("CharMotionReferenceEncode", vae=vae, image=white, resolution="auto", width=8, height=8,
+                      fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0,
+                      mask=torch.zeros_like(mask))  # core LoadImage's mask of an image without alpha
+    assert not refs.had_alpha and refs.key_color == (255, 255, 255)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "width": 0,
+                                                                                         "height": 0})
+    frames, _, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    corners = frames[:, [0, 0, -1, -1], [0, -1, 0, -1]]  # the grown canvas's margins and the image's background
+    assert frames.shape[1:3] == shown.shape[1:3] and bool((corners == 1.0).all())
+    out = run("CharMotionExport", images=frames, filename_prefix="opaque", format="gif", fps=8.0, loop_count=0,
+              pingpong=False, quality=90, lossless=False, transparency="auto", key_color="auto", tolerance=0.1,
+              despill=False, clip_info=info)
+    written, = env["output"].rglob("opaque*.gif")
+    from PIL import Image
+    first = np.asarray(Image.open(written).convert("RGB"))
+    assert tuple(first[0, 0]) == (255, 255, 255) and tuple(first[-1, -1]) == (255, 255, 255)
+    assert out["ui"]
 
 
 class Interrupted(Exception):

@@ -6,9 +6,10 @@
   background (its dominant edge colour) has that colour keyed out, so the
   background stays put while the character moves; an opaque image without
   one (a photo) moves as a whole.
-* **Key colour.** Frames are composited over a flat colour the sprite does not
-  use (``background="auto"``) or a chosen one; the export keys it out again
-  for transparent formats.
+* **Key colour.** Frames of a transparent image are composited over a flat
+  colour the sprite does not use (``background="auto"``) or a chosen one; the
+  export keys it out again for transparent formats. An opaque image's frames
+  stay on its own background colour.
 * **Size.** The output has the image's size unless another is asked for
   (:func:`resize_rgba`: nearest neighbour for pixel art, else bicubic).
 * **Warp mode.** ``auto`` samples with ``nearest`` when the image looks like
@@ -193,13 +194,15 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
         a = key_out(rgb, edge) if edge is not None else np.full(rgb.shape[:2], 255, np.uint8)
         if edge is not None and not a.any():
             a[:] = 255  # a flat image: nothing to key out
-    if auto:
+    if not auto:
+        key = images.parse_color(background)
+    elif not had_alpha:  # an opaque image: the clip stays on its own background (padding and margins too)
+        key = images.backdrop_color(rgb)
+    else:
         key, distance = images.auto_key_color(rgb, a)
         if distance < images.SAFE_KEY_DISTANCE:
             notes.append(f"the sprite uses colours close to every candidate key colour; {key} is the farthest "
                          f"(distance {distance:.0f}): choose a background colour that the sprite does not use")
-    else:
-        key = images.parse_color(background)
     figures = images.separate_figures(a)
     if figures >= SHEET_FIGURES:
         notes.append(f"the image holds {figures} separate figures of similar size (a sprite sheet?): they move as one "
