@@ -210,36 +210,50 @@ def request_estimate(model, *, latent_frames: int, latent_height: int, latent_wi
 def check_generation(model, *, device, latent_frames: int, latent_height: int, latent_width: int, batch: int,
                      spatial_factor: int, num_frames: int, codec=None, decode: bool = True,
                      available: int | None = None, size: tuple[int, int] | None = None,
-                     loops: int = 1) -> Estimate | None:
+                     loops: int = 1, fixed_grid: bool = False) -> Estimate | None:
     """Refuse a request whose estimate exceeds the free memory of ``device``, naming the largest size that fits.
 
     ``available`` overrides the measured free memory (bytes); ``size`` is
     the ``(width, height)`` asked for, as the message names it; ``loops``
-    chained clips are decoded into one video. Returns the
+    chained clips are decoded into one video. ``fixed_grid``: the latent grid
+    stays the same at any size and the decoder draws ``size`` (the built-in
+    warp decoder), so only the decode grows with the size. Returns the
     estimate, or None when the device's free memory cannot be told.
     """
     if available is None:
         available = available_bytes(device)
     if available is None:
         return None
+    width, height = size or (latent_width * spatial_factor, latent_height * spatial_factor)
+    if fixed_grid and size is None:
+        raise ValueError("a fixed latent grid needs the output size")
 
-    def estimate(lat_h: int, lat_w: int) -> Estimate:
-        pixels = lat_h * lat_w * spatial_factor**2 if decode and codec is not None else 0
+    def sizes(scale: float) -> tuple[int, int, int, int]:
+        """(latent height, latent width, output height, output width) at ``scale`` of the request."""
+        if fixed_grid:
+            return latent_height, latent_width, max(1, math.floor(height * scale)), max(1, math.floor(width * scale))
+        lat_h, lat_w = max(1, math.floor(latent_height * scale)), max(1, math.floor(latent_width * scale))
+        return lat_h, lat_w, lat_h * spatial_factor, lat_w * spatial_factor
+
+    def estimate(scale: float) -> Estimate:
+        lat_h, lat_w, out_h, out_w = sizes(scale)
+        pixels = out_h * out_w if decode and codec is not None else 0
         return request_estimate(model, latent_frames=latent_frames, latent_height=lat_h, latent_width=lat_w,
                                 batch=batch, device=device, codec=codec, output_pixels=pixels,
                                 output_frames=num_frames * max(1, int(loops)) if pixels else 0)
 
-    need = estimate(latent_height, latent_width)
+    need = estimate(1.0)
     room = available - HEADROOM_BYTES
     if need.total <= room:
         return need
     where = "the GPU" if str(device).startswith("cuda") else "this computer"
-    width, height = size or (latent_width * spatial_factor, latent_height * spatial_factor)
-    fits = _largest_fitting(estimate, latent_height, latent_width, room)
+    smallest = 1.0 / (max(height, width) if fixed_grid else max(latent_height, latent_width))
+    fits = _largest_fitting(estimate, smallest, room)
     if fits is None:
         advice = "free memory (close other programs), or use fewer frames"
     else:
-        advice = (f"use at most {fits[1] * spatial_factor}x{fits[0] * spatial_factor} pixels at {num_frames} frames, "
+        _, _, fit_h, fit_w = sizes(fits)
+        advice = (f"use at most {fit_w}x{fit_h} pixels at {num_frames} frames, "
                   f"or fewer frames{' or loops' if loops > 1 else ''}")
     raise InvalidInputError(
         f"{width}x{height} pixels at {num_frames} frames needs about {format_bytes(need.total)} of memory but "
@@ -247,19 +261,15 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
     )
 
 
-def _largest_fitting(estimate, lat_h: int, lat_w: int, room: int) -> tuple[int, int] | None:
-    """The largest latent grid with the same aspect ratio whose estimate fits in ``room`` (binary search)."""
-
-    def grid(scale: float) -> tuple[int, int]:
-        return max(1, math.floor(lat_h * scale)), max(1, math.floor(lat_w * scale))
-
-    if estimate(*grid(1.0 / max(lat_h, lat_w))).total > room:
+def _largest_fitting(estimate, smallest: float, room: int) -> float | None:
+    """The largest scale of the request, from ``smallest`` to 1, whose estimate fits in ``room`` (binary search)."""
+    if estimate(smallest).total > room:
         return None
-    lo, hi = 1.0 / max(lat_h, lat_w), 1.0
+    lo, hi = smallest, 1.0
     for _ in range(40):
         mid = (lo + hi) / 2
-        if estimate(*grid(mid)).total <= room:
+        if estimate(mid).total <= room:
             lo = mid
         else:
             hi = mid
-    return grid(lo)
+    return lo

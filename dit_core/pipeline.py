@@ -106,6 +106,7 @@ def check_memory(model, profile: SamplingProfile | None = None, *, num_frames: i
         latent_frames=profile.layout.latent_frames(num_frames + int(seamless)), latent_height=lat_h, latent_width=lat_w,
         batch=2 if cfg != 1.0 else 1, spatial_factor=profile.spatial_factor,
         num_frames=num_frames, codec=codec, decode=decode, size=(int(width), int(height)), loops=loops,
+        fixed_grid=profile.latent_grid is not None,
     )
 
 

@@ -583,6 +583,31 @@ def test_memory_estimate_grows_with_the_clip_and_names_what_fits():
                                    latent_frames=16, batch=2, spatial_factor=4, num_frames=16) is None
 
 
+def test_a_fixed_latent_grid_is_checked_by_the_image_it_draws():
+    """The built-in warp decoder draws any size from one latent grid: the size, not the grid, decides the memory."""
+    model = RecordingModel(channels=2)
+    model.config.hidden_size, model.config.depth, model.config.num_heads = 128, 4, 4
+    args = dict(device="cpu", latent_frames=16, latent_height=16, latent_width=16, batch=2, spatial_factor=1,
+                num_frames=16, codec=FrameCodec(), available=2**30, fixed_grid=True)
+    assert memory.check_generation(model, size=(256, 256), **args) is not None
+    with pytest.raises(InvalidInputError) as info:
+        memory.check_generation(model, size=(20000, 10000), **args)
+    message = str(info.value)
+    assert "20000x10000 pixels at 16 frames" in message
+    width, height = map(int, message.split("use at most ")[1].split(" ")[0].split("x"))
+    assert 256 <= width < 20000 and abs(width / height - 2.0) < 0.01  # the image's shape, scaled down
+    assert memory.check_generation(model, size=(width, height), **args) is not None
+
+
+def test_the_command_refuses_a_size_too_large_to_draw(tmp_path, capsys):
+    slime = Path(__file__).resolve().parents[1] / "assets" / "samples" / "slime.png"
+    out = tmp_path / "huge.png"
+    status, err = run_cli(["animate", "--image", slime, "--prompt", "it jumps", "--size", "30000", "--out", out],
+                          capsys)
+    assert status == 2 and "30000x30000 pixels at 16 frames needs about" in err and "use at most" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_model_names_stay_inside_the_model_folders(comfy):
     outside = comfy / "secret.safetensors"
     outside.write_bytes(b"x")
