@@ -429,11 +429,13 @@ def read_image(path: str | Any) -> np.ndarray:
     """An image file -> uint8 ``[H, W, 3]`` or ``[H, W, 4]`` (with alpha).
 
     16-bit and 32-bit greyscale and float images are scaled to 8 bits (not
-    clipped); palette, greyscale and CMYK images become RGB(A).
+    clipped); palette, greyscale and CMYK images become RGB(A); an EXIF
+    orientation is applied (the image as viewers show it, as ComfyUI's Load
+    Image reads it).
     """
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
@@ -443,7 +445,7 @@ def read_image(path: str | Any) -> np.ndarray:
                 if width * height > MAX_FILE_PIXELS:
                     raise Image.DecompressionBombError(f"{width}x{height}")
                 img.load()
-                return _image_array(img)
+                return _image_array(ImageOps.exif_transpose(img))
     except FileNotFoundError:
         raise InvalidInputError(f"image not found: {path}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

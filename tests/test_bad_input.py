@@ -363,6 +363,18 @@ def test_cli_reads_16_bit_greyscale_in_full():
     np.testing.assert_array_equal(rgb[..., 0], np.rint(ramp / 257.0).astype(np.uint8))
 
 
+def test_cli_reads_an_image_the_way_its_exif_orientation_shows_it():
+    from io import BytesIO
+
+    stored = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3) * 10  # 2 rows of 4 as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to show
+    buf = BytesIO()
+    Image.fromarray(stored).save(buf, format="PNG", exif=exif)
+    buf.seek(0)
+    np.testing.assert_array_equal(cli.load_image(buf), np.rot90(stored, k=-1))  # 4 rows of 2, as shown
+
+
 # ----------------------------------------------------------------------------- nodes
 
 
