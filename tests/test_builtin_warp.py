@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +69,7 @@ def test_transparent_stays_transparent_and_occupancy_removes_pixels():
     rgba = codec.warp(moved, sprite)[0, :, 0]
     assert torch.equal(rgba[:, :, :51], sprite.rgba[:, :, 13:])  # moved left by 12.8 px (nearest: 13)
     assert float(rgba[3, :, 51:].max()) == 0.0  # sources off the reference are transparent
-    blank = prepare_sprite(np.zeros((16, 16, 4), np.uint8))
+    blank = replace(sprite, rgba=torch.zeros_like(sprite.rgba))  # (a blank image is refused before it gets here)
     out = codec.warp(torch.randn(1, 3, 2, g, g), blank)
     assert float(out.abs().max()) == 0.0  # a transparent sprite stays transparent
 
@@ -141,6 +143,18 @@ def test_opaque_images_on_a_flat_background_move_only_the_character():
     assert prepare_sprite(image, background="#ff00ff").key_color == (255, 0, 255)  # unless another is asked for
     photo = np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8)
     assert float(prepare_sprite(photo).rgba[3].min()) == 1.0  # no flat background: the whole picture moves
+
+
+def test_an_image_with_nothing_visible_is_refused():
+    sprite = random_sprite(32, 32)
+    for alpha in (0, 5):  # fully transparent, or so faint that nothing shows
+        with pytest.raises(InvalidInputError, match="no visible pixels .* no character to move"):
+            prepare_sprite(np.concatenate([sprite[..., :3], np.full((32, 32, 1), alpha, np.uint8)], axis=-1))
+    with pytest.raises(InvalidInputError, match="no visible pixels"):
+        prepare_sprite(sprite[..., :3], alpha=np.zeros((32, 32), np.float32))  # a mask that hides everything
+    ghost = sprite.copy()
+    ghost[..., 3] = np.where(sprite[..., 3] > 0, 40, 0)  # a faint ghost still moves
+    assert float(prepare_sprite(ghost).rgba[3].max()) == pytest.approx(40 / 255)
 
 
 def test_sizes_fits_and_modes():

@@ -42,6 +42,7 @@ from ..errors import InvalidInputError
 from .warp import MODES
 
 PIXEL_ART_COLORS = 64
+INVISIBLE_ALPHA = 5  # an image whose every pixel is at most this opaque (2 %) shows nothing to move
 KEY_TOLERANCE = 40  # channel difference from a flat background that still counts as background
 CHARACTER_HEIGHT = (0.45, 0.75)  # training range of the character's height, in frame heights
 FEET_AT = (0.82, 0.94)  # training range of the feet's height from the top, in frame heights
@@ -186,6 +187,9 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
         raise InvalidInputError(f"unknown canvas {canvas!r}; choose grow (room for the motion) or keep (the image's "
                                 "own canvas)")
     rgb, a = images.split_alpha(image, alpha)
+    if a is not None and int(a.max()) <= INVISIBLE_ALPHA:
+        raise InvalidInputError("the image has no visible pixels (it is fully transparent), so there is no character "
+                                "to move: give an image in which the character is drawn (a MASK given with it: 1 means transparent)")
     notes: list[str] = []
     had_alpha = a is not None
     auto = background is None or (isinstance(background, str) and background.strip().lower() == "auto")
