@@ -71,8 +71,8 @@ ProgressFn = Callable[[int, int, torch.Tensor], None]
 def check_frames(profile: SamplingProfile, num_frames: int) -> None:
     if num_frames < 1 or num_frames > profile.max_frames or 1 < num_frames < profile.min_video_frames:
         raise InvalidInputError(
-            f"{profile.name} cannot make a clip of {num_frames} frames: use {profile.frame_hint} "
-            f"(at most {profile.max_frames})"
+            f"{profile.name} cannot make a clip of {num_frames} frames: use {profile.frame_hint}; at most "
+            f"{profile.max_frames}"
         )
 
 

@@ -524,6 +524,7 @@ def test_exports_never_overwrite(tmp_path):
     (tmp_path / "sheet.json").write_text("{}")
     s = ex.export_frames(sprite_frames(), tmp_path / "sheet.png")
     assert (tmp_path / "sheet.json").read_text() == "{}" and s.path.name == "sheet_00001_.png"
+    assert "'sheet.json' exists and is kept; wrote 'sheet_00001_.png' instead." in s.notes  # the file that is there
     assert json.loads(s.files[1].read_text())["meta"]["image"] == "sheet_00001_.png"
     # overwrite=True replaces the named file
     o = ex.export_frames(sprite_frames(), target, overwrite=True)

@@ -61,7 +61,8 @@ def test_sampler_size_rules(env):
     assert latent[LATENT_KEY]["width"] == 32 and latent["samples"].shape[-1] == vae.codec.config.grid
     with pytest.raises(InvalidInputError, match="moves the pixels of a reference image"):
         run("CharMotionSampler", model=model, positive=cond, **SAMPLER)
-    with pytest.raises(InvalidInputError, match="cannot make a clip of 100 frames"):
+    said = r"cannot make a clip of 100 frames: use 1 \(an image\) or 2 and more frames \(trained on 16\); at most 64"
+    with pytest.raises(InvalidInputError, match=said):
         run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "frames": 100})
 
 

@@ -67,7 +67,7 @@ def builtin_profile(config: dict) -> SamplingProfile:
         min_video_frames=2,
         max_frames=int(sampling["max_frames"]),
         loop_condition_frames=int(sampling["loop_condition_frames"]),
-        frame_hint=f"2 to {int(sampling['max_frames'])} frames (trained on {int(sampling['num_frames'])})",
+        frame_hint=f"1 (an image) or 2 and more frames (trained on {int(sampling['num_frames'])})",
         latent_grid=(grid, grid),
         model_frame=int(config["field"]["frame_pixels"]),
         continue_from_latents=True,

@@ -159,10 +159,10 @@ def _target(path_or_dir: str | os.PathLike, fmt: ExportFormat, prefix: str | Non
             "pass a folder path, or choose the format that fits the extension."
         )
     p.parent.mkdir(parents=True, exist_ok=True)
-    taken = p.exists() or any(p.with_suffix(c).exists() for c in companions)
+    taken = [q for q in (p, *(p.with_suffix(c) for c in companions)) if q.exists()]
     if taken and (not overwrite or fmt.writer == "png_sequence"):  # never replace a folder
         free = unique_path(p.parent, p.stem, p.suffix, companions=companions)
-        notes.append(f"'{p.name}' exists and is kept; wrote '{free.name}' instead.")
+        notes.append(f"'{taken[0].name}' exists and is kept; wrote '{free.name}' instead.")
         return free
     return p
 
