@@ -217,6 +217,9 @@ class Runtime:
 
 
 def animate(args) -> int:
+    import numpy as np
+
+    from .builtin.codec import BoundFieldCodec
     from .cli_checks import check_for_model, check_options
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
@@ -260,12 +263,15 @@ def animate(args) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     video = ((result.video[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()  # [T, H, W, 3] in 0..1
-    if args.palette:
-        video = lock_palette(frames_uint8(video), prepared.reference_rgb, args.palette)
     transparent = prepared.had_alpha if args.transparent == "auto" else args.transparent == "yes"
+    key = prepared.key_color if prepared.had_alpha or transparent else None
+    if key is not None and isinstance(prepared.codec, BoundFieldCodec):  # the reference's own opacity, moved:
+        video, key = prepared.codec.rgba_frames(result.latents, len(video)).numpy(), None  # nothing to key out
+    if args.palette:
+        video = frames_uint8(video)
+        video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), prepared.reference_rgb, args.palette)
     exported = export_frames(
-        video, path, fmt=fmt, fps=args.fps or result.fps,
-        key_color=prepared.key_color if prepared.had_alpha or transparent else None,
+        video, path, fmt=fmt, fps=args.fps or result.fps, key_color=key,
         opaque=not transparent, background=args.background_color,
         metadata={"prompt": args.prompt, "seed": args.seed, "model": runtime.name},
     )

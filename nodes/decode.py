@@ -54,11 +54,14 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
     finally:
         bar.close()
     frames = ((video.clamp(-1.0, 1.0) + 1.0) * 0.5).permute(0, 2, 3, 4, 1).reshape(-1, *video.shape[3:], 3)
+    alpha = None
+    if vae.family == BUILTIN:  # the reference's own opacity, moved with its pixels: exported as it is, not keyed
+        alpha = torch.cat([codec.rgba_frames(latents[i:i + 1], video.shape[2])[..., 3] for i in range(len(latents))])
     key = info.get("key_color")
     clip = ClipInfo(
         fps=float(info.get("fps") or DEFAULT_FPS.get(vae.family, 24.0)),
         key_color=None if key is None else tuple(int(v) for v in key),
-        had_alpha=bool(info.get("had_alpha", False)),
+        had_alpha=bool(info.get("had_alpha", False)), alpha=alpha,
         metadata={k: info[k] for k in ("model", "seed", "steps", "cfg", "denoise", "prompts", "loops", "seamless") if k in info},
     )
     return frames.contiguous().to(host.intermediate_device()), clip

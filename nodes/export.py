@@ -46,6 +46,9 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
                 f"the mask is {m.shape[-1]}x{m.shape[-2]} but the frames are {frames.shape[2]}x{frames.shape[1]}"
             )
         return (1.0 - m).clamp(0, 1), explicit, opaque
+    known = None if clip_info is None else clip_info.alpha
+    if explicit is None and known is not None and tuple(known.shape) == tuple(frames.shape[:3]):
+        return known, None, opaque  # the clip's own opacity (the built-in model's): nothing to key out
     key = explicit or info_key
     if key is None:
         first = images.to_uint8(frames[0])
@@ -58,6 +61,16 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
                 "Set key_color (e.g. #ff00ff) or transparency off"
             )
     return None, key, opaque
+
+
+def unmix_key(frames: torch.Tensor, alpha: torch.Tensor, key) -> torch.Tensor:
+    """Frames composited over the ``key`` colour with opacity ``alpha`` ``[T, H, W]`` -> their own (straight)
+    colours: ``(rgb - (1 - a) * key) / a`` where a pixel shows at all, so soft edges keep no tint of the key."""
+    rgb = frames[..., :3].float()
+    a = alpha.to(rgb.device, rgb.dtype)[..., None]
+    k = torch.tensor(key, dtype=rgb.dtype, device=rgb.device) / 255.0
+    straight = torch.where(a > 0, (rgb - (1.0 - a) * k) / a.clamp_min(1e-6), rgb).clamp(0.0, 1.0)
+    return straight
 
 
 class CharMotionExport:
@@ -120,6 +133,9 @@ class CharMotionExport:
         tolerance = checks.number("tolerance", tolerance, 0, 1)
         rate = fps or (clip_info.fps if clip_info is not None else 8.0)
         alpha, key, opaque = transparency_plan(format, transparency, key_color, clip_info, mask, images)
+        if alpha is not None and alpha is not False and key is None and clip_info is not None \
+                and clip_info.key_color is not None:
+            images = unmix_key(images, alpha, clip_info.key_color)  # the colours as they were before compositing
         if str(background_color).strip().lower() not in ("", "auto"):
             try:  # a clear error before any work
                 parse_color(background_color)

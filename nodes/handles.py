@@ -183,3 +183,4 @@ class ClipInfo:
     key_color: tuple[int, int, int] | None = None
     had_alpha: bool = False
     metadata: dict = field(default_factory=dict)
+    alpha: torch.Tensor | None = None  # [frames, H, W] opacity of the decoded frames, when the decoder knows it

@@ -163,3 +163,40 @@ def test_opaque_output_of_a_transparent_reference_is_over_the_background_colour(
     assert tuple(frames[0, 10, 5, :3]) == (26, 51, 204)  # the character as it was
     with pytest.raises(InvalidInputError, match="background_color: unknown colour 'nope': write '#rrggbb'"):
         export(format="gif", clip_info=INFO, background_color="nope")
+
+
+def test_soft_edges_keep_their_own_colours_and_opacity(env):
+    """Frames over the key with a known opacity (the built-in decoder's clip_info, or a MASK) are un-mixed from
+    the key, not keyed: a half-transparent dark edge stays dark and half transparent, with no tint of the key."""
+    frames = clip_frames()
+    alpha = torch.zeros(T, H, W)
+    alpha[:, 5:15, 3:30] = 1.0
+    alpha[:, 4, 3:30] = 0.5  # a soft top edge
+    edge = torch.tensor([0.1, 0.1, 0.1])
+    frames[:, 4, 3:30] = 0.5 * edge + 0.5 * torch.tensor(KEY) / 255.0
+    frames[:, 5:15, 3:30] = torch.tensor([0.1, 0.2, 0.8])
+    known = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, alpha=alpha)
+    for given in (dict(clip_info=known), dict(clip_info=INFO, mask=1.0 - alpha)):
+        shown, _, _ = pil_read(only_file(export(images=frames, format="apng", **given)["ui"], env["output"]))
+        assert shown[:, 4, 3:30, 3].tolist() == [[128] * 27] * T  # the edge's own opacity
+        assert np.abs(shown[:, 4, 3:30, :3].astype(int) - 26).max() <= 1  # and its own colour: no magenta
+        assert shown[:, 0, 0, 3].max() == 0 and (shown[:, 10, 3:30, 3] == 255).all()
+
+
+def test_a_built_in_clip_exports_the_reference_pixels_exactly(env):
+    from node_fixtures import builtin, run, sprite_image
+
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    image, mask = sprite_image(32)
+    mask[:, 8:12, 12:20] = 0.6  # a see-through part: 40 % opaque
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,
+                  fit="crop", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs, seed=3, steps=2, cfg=1.5,
+                  frames=4, width=0, height=0, fps=8.0, denoise=1.0)
+    frames, _, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    shown, _, _ = pil_read(only_file(export(images=frames, clip_info=info, format="apng")["ui"], env["output"]))
+    reference = np.concatenate([image[0].numpy(), 1.0 - mask[0].numpy()[..., None]], axis=-1)
+    assert np.abs(shown[0, ..., 3].astype(int) - np.rint(reference[..., 3] * 255)).max() <= 1  # frame 0's alpha
+    visible = reference[..., 3] > 0
+    assert np.abs(shown[0][visible][:, :3].astype(int) - np.rint(reference[visible][:, :3] * 255)).max() <= 1

@@ -226,6 +226,15 @@ class BoundFieldCodec:
             callback(1, 1)
         return video
 
+    def rgba_frames(self, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The clip of :func:`generate`'s joined ``latents`` (the first of a batch) as straight-alpha RGBA
+        ``[F, H, W, 4]`` float32 0..1: the reference's own colours and opacity, moved, so a transparent export
+        needs no keying (one latent frame is one frame, so the joined latents are the clip's frames)."""
+        rgba = self.codec.warp(latents[:1, :, :num_frames].to(self.device, torch.float32), self.sprite)[0]
+        alpha = rgba[3:4]
+        rgb = torch.where(alpha > 0, rgba[:3] / alpha.clamp_min(1e-6), torch.zeros((), dtype=rgba.dtype))
+        return torch.cat([rgb.clamp(0.0, 1.0), alpha]).permute(1, 2, 3, 0).cpu()
+
     def encode(self, video: torch.Tensor, **_unused) -> torch.Tensor:
         raise InvalidInputError("the built-in model's motion fields cannot be read back from frames: continue a "
                                 "clip from its latents instead")
