@@ -421,10 +421,13 @@ def test_quality_maps_onto_encoder_settings(tmp_path):
     frames = sprite_frames(h=14, w=16)
     best = ex.export_frames(frames, tmp_path / "q100.mp4", quality=100)
     worst = ex.export_frames(frames, tmp_path / "q0.mp4", quality=0)
-    assert best.settings["crf"] == 0 and worst.settings["crf"] == 51
+    assert best.settings["crf"] == 1 and worst.settings["crf"] == 51  # 0 would need a profile few players play
     assert best.bytes > worst.bytes
     lossless = ex.export_frames(frames, tmp_path / "l.webm", lossless=True)
     assert lossless.settings["lossless"] == 1 and "crf" not in lossless.settings
+    exact = ex.export_frames(frames, tmp_path / "l.mp4", lossless=True)
+    assert exact.settings["qp"] == 0 and any("browsers and QuickTime do not play" in n for n in exact.notes)
+    assert not any("QuickTime" in n for n in best.notes)
 
 
 # ----------------------------------------------------------------------------- key_out

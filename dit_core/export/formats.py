@@ -72,9 +72,10 @@ _FORMAT_TABLE: tuple[dict[str, Any], ...] = (
         "even_size": True,
         "metadata": "ffmetadata",
         "stores_loop_count": False,
-        "quality": {"option": "crf", "worst": 51, "best": 0},
+        # quality 100 is CRF 1: CRF 0 is lossless, which only H.264's High 4:4:4 Predictive profile holds
+        "quality": {"option": "crf", "worst": 51, "best": 1},
         "options": {"crf": 19, "preset": "medium"},
-        # -qp 0 is lossless H.264 in its yuv420p colours (chroma stays subsampled).
+        # -qp 0 is lossless H.264 in its yuv420p colours (chroma stays subsampled): High 4:4:4 Predictive profile.
         "lossless_options": {"qp": 0, "preset": "medium"},
         # faststart: index at the front so browsers play before the download ends;
         # use_metadata_tags: keep arbitrary keys (prompt, workflow) in the container.
