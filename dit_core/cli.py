@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "cropped character so a jump or a growth is not cut at the image's edge; keep: the "
                              "image's own size")
     output.add_argument("--fps", type=float, default=None, help="frame rate (default: the model's: 8 built-in)")
+    output.add_argument("--quality", type=int, default=None,
+                        help="0-100, higher is better (default: the format's: MP4 CRF 19, WebM CRF 30, WebP 90, GIF "
+                             "256 colours)")
+    output.add_argument("--lossless", choices=("auto", "yes", "no"), default="auto",
+                        help="lossless WebP / WebM / MP4 (default: auto = lossless WebP for the built-in model, whose "
+                             "clips are the sprite's own pixels)")
     output.add_argument("--transparent", choices=("auto", "yes", "no"), default="auto",
                         help="transparent output where the format has alpha (default: auto = if the image had alpha)")
     output.add_argument("--background-color", default="auto",
@@ -270,8 +276,10 @@ def animate(args) -> int:
     if args.palette:
         video = frames_uint8(video)
         video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), prepared.reference_rgb, args.palette)
+    lossless = args.lossless == "yes" or (args.lossless == "auto" and fmt == "webp" and runtime.family.key == BUILTIN
+                                         and args.quality is None)
     exported = export_frames(
-        video, path, fmt=fmt, fps=args.fps or result.fps, key_color=key,
+        video, path, fmt=fmt, fps=args.fps or result.fps, key_color=key, quality=args.quality, lossless=lossless,
         opaque=not transparent, background=args.background_color,
         metadata={"prompt": args.prompt, "seed": args.seed, "model": runtime.name},
     )

@@ -38,6 +38,8 @@ def check_options(args, path: Path, fmt: str) -> None:
     checks.whole("--loops", args.loops, 1, checks.MAX_LOOPS)
     if args.fps is not None:
         checks.number("--fps", args.fps, 0, low_open=True, fix="leave --fps out for the model's rate")
+    if args.quality is not None:
+        checks.whole("--quality", args.quality, 0, 100)
     for flag, color in (("--background", args.background), ("--background-color", args.background_color)):
         if str(color).strip().lower() != "auto":
             from .images import parse_color

@@ -195,6 +195,7 @@ CLI_CASES = [
     ("frames-zero", ["--frames", "0"], ["--frames", "1 or more", "got 0"]),
     ("frames-too-many", ["--frames", "100"], ["100 frames", "2 to 32"]),
     ("steps-zero", ["--steps", "0"], ["--steps", "from 1 to 1000"]),
+    ("quality-high", ["--quality", "101"], ["--quality", "from 0 to 100"]),
     ("steps-huge", ["--steps", str(10**23)], ["--steps", "from 1 to 1000"]),
     ("seed-huge", ["--seed", str(2**70)], ["seed", "from 0 to 18446744073709551615", str(2**70)]),
     ("seed-negative", ["--seed", "-1"], ["seed", "from 0 to 18446744073709551615"]),

@@ -141,6 +141,23 @@ def test_transparent_output_carries_the_sprite_s_own_alpha_and_colours(tmp_path)
     assert done.returncode == 0 and magenta.sum() == 0  # enlarged soft edges carry no tint of the key colour
 
 
+def test_webp_from_the_built_in_model_is_lossless_unless_a_quality_is_asked_for(tmp_path):
+    image = ROOT / "assets/samples/knight.png"
+    with Image.open(image) as sprite:
+        reference = np.asarray(sprite.convert("RGBA")).astype(int)
+    firsts = {}
+    for name, extra in (("auto", []), ("lossy", ["--quality", "60"])):
+        done = run_demo("--image", image, "--prompt", "the knight waves", "--quiet", "--frames", "4", "--steps", "2",
+                        "--out", tmp_path / f"{name}.webp", *extra)
+        assert done.returncode == 0, done.stderr
+        with Image.open(tmp_path / f"{name}.webp") as clip:
+            firsts[name] = np.asarray(clip.convert("RGBA")).astype(int)
+    visible = reference[..., 3] > 0
+    assert np.array_equal(firsts["auto"][..., 3], reference[..., 3])  # the sprite's own pixels, exactly
+    assert np.array_equal(firsts["auto"][visible][:, :3], reference[visible][:, :3])
+    assert np.abs(firsts["lossy"][visible][:, :3] - reference[visible][:, :3]).max() > 8  # asked for: lossy
+
+
 def test_demo_command_gives_a_cropped_sprite_room_unless_asked_to_keep_its_canvas(tmp_path):
     with Image.open(ROOT / "assets/samples/slime.png") as sprite:
         cropped = sprite.convert("RGBA").crop(sprite.getchannel("A").getbbox())
