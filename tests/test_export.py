@@ -225,7 +225,8 @@ def test_gif_timing_spreads_ticks_and_caps_fast_fps(tmp_path):
     assert sorted(set(durations)) == [120, 130] and sum(durations) == 1000
     fast = ex.export_frames(sprite_frames(), tmp_path / "b.gif", fps=100)
     assert pil_frames(fast.path)[1] == [20] * T
-    assert any("50 fps" in n for n in fast.notes)
+    assert any("50 fps" in n for n in fast.notes) and fast.fps == 50.0  # the rate the file plays at
+    assert r.fps == 8
 
 
 def test_gif_many_colours_uses_one_global_palette(tmp_path):

@@ -259,7 +259,8 @@ def export_frames(
         notes.append(f"{spec.name} has no loop count; loop_count={loop_count} is up to the player.")
     t, h, w = rgb.shape[:3]
     durations = _frame_durations_ms(t, fps, spec.frame_tick_ms, spec.min_frame_ms)
-    if spec.min_frame_ms > 1 and 1000.0 / fps < spec.min_frame_ms:
+    capped = spec.min_frame_ms > 1 and 1000.0 / fps < spec.min_frame_ms
+    if capped:
         notes.append(f"{spec.name} plays at most {1000 // spec.min_frame_ms} fps reliably: "
                      f"frame delays set to {spec.min_frame_ms} ms.")
     if metadata and spec.metadata == "none":
@@ -292,7 +293,7 @@ def export_frames(
     else:
         total = sum(f.stat().st_size for f in files)
     return ExportResult(
-        path=files[0], files=files, format=spec.name, width=w, height=h, fps=fps,
+        path=files[0], files=files, format=spec.name, width=w, height=h, fps=1000.0 / spec.min_frame_ms if capped else fps,
         frame_count=frame_count, duration_s=duration_s, loop_count=loop_count, has_alpha=job.has_alpha,
         bytes=total, padded=padded, settings=job.settings, notes=notes,
     )
