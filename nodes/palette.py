@@ -10,6 +10,7 @@ from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import frames_uint8
 from ..dit_core.palette import MAX_COLORS, lock_palette
 from . import host
+from .export import unmix_key
 from .handles import CLIP_INFO_TYPE
 
 
@@ -70,6 +71,14 @@ class CharMotionPaletteLock:
 
     def lock(self, frames, reference, colors, mask=None, clip_info=None):
         key = getattr(clip_info, "key_color", None)
+        alpha = getattr(clip_info, "alpha", None)
+        if key is not None and alpha is not None and tuple(alpha.shape) == tuple(frames.shape[:3]):
+            # the clip's own opacity is known: lock the sprite's own colours, then lay them over the key again
+            straight = unmix_key(frames, alpha, key).cpu()
+            locked = lock_palette(_uint8(straight, "frames"), palette_source(reference, mask, None), int(colors))
+            a = alpha.cpu().float()[..., None]
+            out = torch.from_numpy(locked.astype(np.float32) / 255.0) * a + torch.tensor(key) / 255.0 * (1.0 - a)
+            return (out.to(host.intermediate_device()),)
         source = palette_source(reference, mask, key)
         locked = lock_palette(_uint8(frames, "frames"), source, int(colors))
         out = torch.from_numpy(locked.astype(np.float32) / 255.0)

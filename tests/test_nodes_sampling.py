@@ -272,3 +272,14 @@ def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
             mask=mask.repeat(3, 1, 1))
     with pytest.raises(InvalidInputError, match="frames must be an IMAGE batch"):
         run("CharMotionPaletteLock", frames=image[0], reference=image, colors=256)
+    # with the clip's opacity known (the built-in decoder's clip info), a soft edge keeps its own colour under it
+    alpha = (1.0 - mask).repeat(3, 1, 1)
+    alpha[:, 32, 24:40] = 0.5  # half-transparent body pixels, shown over the key
+    key = torch.tensor([1.0, 0.0, 1.0])
+    body = torch.tensor([40, 60, 200]) / 255.0
+    frames = image.repeat(3, 1, 1, 1) * alpha[..., None] + key * (1.0 - alpha[..., None])
+    frames[:, 32, 24:40] = 0.5 * body + 0.5 * key
+    known = ClipInfo(fps=8.0, key_color=(255, 0, 255), alpha=alpha)
+    (locked,) = run("CharMotionPaletteLock", frames=frames, reference=image, colors=256, mask=mask, clip_info=known)
+    torch.testing.assert_close(locked[:, 32, 24:40], (0.5 * body + 0.5 * key).expand(3, 16, 3))  # body, not key
+    torch.testing.assert_close(locked[:, 0, 0], key.expand(3, 3))  # the background stays the key
