@@ -232,7 +232,9 @@ def test_a_sprite_sheet_given_as_one_reference_gets_a_note():
     pose = random_sprite(40, 32)
     sheet = np.concatenate([pose, np.roll(pose, 2, axis=0), pose, pose], axis=1)  # four poses in a row
     assert images.separate_figures(sheet[..., 3]) == 4
-    assert "4 separate figures" in " ".join(prepare_sprite(sheet).notes)
+    prepared = prepare_sprite(sheet)
+    assert "4 separate figures" in " ".join(prepared.notes)
+    assert prepared.margins == (0, 0, 0, 0)  # a sheet keeps its canvas (a strip would grow to a huge square)
     one = pose.copy()
     one[2:5, 2:5] = (200, 40, 40, 255)  # a small loose part (a spark, a held item) is not a second figure
     assert images.separate_figures(one[..., 3]) == 1 and not prepare_sprite(one, canvas="keep").notes

@@ -210,7 +210,7 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
     figures = images.separate_figures(a)
     if figures >= SHEET_FIGURES:
         notes.append(f"the image holds {figures} separate figures of similar size (a sprite sheet?): they move as one "
-                     "character; give one figure, cropped from the sheet, for its own motion")
+                     "character on the image's canvas; give one figure, cropped from the sheet, for its own motion")
     pixel_art = looks_like_pixel_art(rgb, a) if mode == "auto" else mode == "nearest"
     if size is not None:
         height, width = int(size[0]), int(size[1])
@@ -220,7 +220,8 @@ def prepare_sprite(image: Any, *, alpha: Any = None, size: tuple[int, int] | Non
             rgb, a = resize_rgba(rgb, a, height, width, fit=fit, nearest=pixel_art)
     frame = working_frame(a)
     if margins is None:
-        grows = canvas == "grow" and size is None and not a.all()  # an opaque photo moves as a whole
+        # an opaque photo moves as a whole; a sheet's canvas would grow to a square as wide as the whole sheet
+        grows = canvas == "grow" and size is None and not a.all() and figures < SHEET_FIGURES
         margins = room_to_move(frame, *a.shape) if grows else (0, 0, 0, 0)
         if any(margins):
             h, w = a.shape
