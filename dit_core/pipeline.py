@@ -274,11 +274,8 @@ class _Sampling:
             )
         carried = default_condition_frames(profile, num_frames) if loop.condition_frames is None \
             else int(loop.condition_frames)
-        if loops > 1 and (not 1 <= carried < layout.latent_frames(num_frames) or carried % layout.latents_per_chunk):
-            raise InvalidInputError(
-                f"condition frames must be a multiple of {layout.latents_per_chunk} latent frames and shorter than "
-                f"the clip ({layout.latent_frames(num_frames)} latent frames); got {carried}"
-            )
+        if loops > 1 and not _carries(layout, carried, num_frames):
+            raise InvalidInputError(_condition_frames_problem(profile, loop.condition_frames, carried, num_frames))
         conditions = [conditions] if isinstance(conditions, TextCondition) else list(conditions)
         if not conditions:
             raise InvalidInputError("no text conditioning given: connect or encode a prompt")
@@ -438,6 +435,26 @@ def decode_latents(
         videos.append(video.float().cpu())
         done += frames
     return torch.cat(videos, dim=2)
+
+
+def _carries(layout: TemporalLayout, carried: int, num_frames: int) -> bool:
+    """Whether each later loop can take ``carried`` latent frames of a ``num_frames``-frame clip."""
+    return 1 <= carried < layout.latent_frames(num_frames) and carried % layout.latents_per_chunk == 0
+
+
+def _condition_frames_problem(profile: SamplingProfile, asked: int | None, carried: int, num_frames: int) -> str:
+    layout = profile.layout
+    latents, per = layout.latent_frames(num_frames), layout.latents_per_chunk
+    if asked is not None:
+        unit = f"a multiple of {per} latent frames" if per > 1 else "a whole number of latent frames"
+        return (f"condition frames must be {unit} from {per} up to less than the clip's {latents} latent frames; "
+                f"got {asked}")
+    longer = next((n for n in range(num_frames + 1, profile.max_frames + 1)
+                   if _carries(layout, default_condition_frames(profile, n), n)), None)
+    return (f"loops > 1 carry the last {carried} latent frames of each clip into the next, and a clip of {num_frames} "
+            f"frames has only {latents}: "
+            + (f"use {longer} frames or more" if longer else "use more frames")
+            + (", or set fewer condition frames in Loop Control" if carried > per else ""))
 
 
 def default_condition_frames(profile: SamplingProfile, num_frames: int) -> int:

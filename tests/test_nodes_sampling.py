@@ -265,6 +265,9 @@ def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
     # without the mask the colours under the transparent pixels (black here) join the palette
     (unmasked,) = run("CharMotionPaletteLock", frames=image, reference=image, colors=256)
     assert torch.equal(unmasked, image)
+    (opaque,) = run("CharMotionPaletteLock", frames=image, reference=image, colors=256,
+                    mask=torch.zeros(1, 48, 48))  # core Load Image's mask of an image without alpha, any size
+    assert torch.equal(opaque, unmasked)
     with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):
         run("CharMotionPaletteLock", frames=image, reference=image, colors=256, mask=mask[:, :32])
     with pytest.raises(InvalidInputError, match="connect the MASK that came with the reference"):

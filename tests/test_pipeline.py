@@ -195,6 +195,22 @@ def test_input_errors(kwargs, message):
         generate(RecordingModel(), TextCondition(torch.ones(1, 1, 2, 8)), **args)
 
 
+def test_a_clip_too_short_for_its_loops_says_how_long_it_must_be():
+    def refused(**kwargs) -> str:
+        args = dict(codec=PoolCodec(), num_frames=17, height=16, width=16, steps=1, loop=LoopControl(loops=2))
+        args.update(kwargs)
+        with pytest.raises(InvalidInputError) as info:
+            generate(RecordingModel(), [TextCondition(torch.ones(1, 1, 2, 8))] * 2, **args)
+        return str(info.value)
+
+    said = refused()  # Open-Sora's default carries one whole chunk, all that 17 frames have
+    assert said == ("loops > 1 carry the last 5 latent frames of each clip into the next, and a clip of 17 frames has "
+                    "only 5: use 18 frames or more")
+    said = refused(num_frames=34, loop=LoopControl(loops=2, condition_frames=3))  # a count the user set
+    assert said == "condition frames must be a multiple of 5 latent frames from 5 up to less than the clip's 10 " \
+                   "latent frames; got 3"
+
+
 def test_sizes_that_do_not_divide_are_rounded_down_with_a_note():
     result = generate(RecordingModel(), TextCondition(torch.ones(1, 1, 2, 8)), num_frames=17, height=30, width=20, steps=1)
     assert (result.height, result.width) == (24, 16)
