@@ -202,9 +202,13 @@ def request_estimate(model, *, latent_frames: int, latent_height: int, latent_wi
         mlp_ratio=float(number("mlp_ratio", 4.0)), batch=batch, dtype_bytes=int(dtype_bytes),
         text_tokens=int(number("model_max_length", 300)), weights_bytes=weights,
         attention_scores=backend == "math", output_pixels=output_pixels, output_frames=output_frames,
-        decode_bytes_per_pixel=float(getattr(codec, "decode_bytes_per_pixel", DEFAULT_DECODE_BYTES_PER_PIXEL)),
-        decode_frames_at_once=getattr(codec, "micro_batch_size", None),
+        **_decode_settings(codec),
     )
+
+
+def _decode_settings(codec) -> dict:
+    return dict(decode_bytes_per_pixel=float(getattr(codec, "decode_bytes_per_pixel", DEFAULT_DECODE_BYTES_PER_PIXEL)),
+                decode_frames_at_once=getattr(codec, "micro_batch_size", None))
 
 
 def check_generation(model, *, device, latent_frames: int, latent_height: int, latent_width: int, batch: int,
@@ -242,22 +246,53 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
                                 batch=batch, device=device, codec=codec, output_pixels=pixels,
                                 output_frames=num_frames * max(1, int(loops)) if pixels else 0)
 
+    smallest = 1.0 / (max(height, width) if fixed_grid else max(latent_height, latent_width))
+    return _check(estimate, smallest, lambda scale: (sizes(scale)[3], sizes(scale)[2]), available=available, device=device,
+                  what=f"{width}x{height} pixels at {num_frames} frames", num_frames=num_frames,
+                  fewer=f"fewer frames{' or loops' if loops > 1 else ''}")
+
+
+def check_decode(codec, *, device, num_frames: int, size: tuple[int, int], batch: int = 1,
+                 available: int | None = None) -> Estimate | None:
+    """Refuse decoding ``batch`` clips of ``num_frames`` frames at ``size`` ``(width, height)`` that do not fit
+    (the decode after a sampler that did not decode), naming the largest size that does."""
+    if available is None:
+        available = available_bytes(device)
+    if available is None:
+        return None
+    width, height = (int(v) for v in size)
+
+    def scaled(scale: float) -> tuple[int, int]:
+        return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+    def estimate(scale: float) -> Estimate:
+        w, h = scaled(scale)
+        return estimate_bytes(latent_frames=0, latent_height=0, latent_width=0, batch=0, weights_bytes=0,
+                              output_pixels=batch * w * h, output_frames=num_frames, **_decode_settings(codec))
+
+    return _check(estimate, 1.0 / max(width, height), scaled, available=available, device=device,
+                  what=f"decoding {width}x{height} pixels at {num_frames} frames", num_frames=num_frames,
+                  fewer="fewer frames")
+
+
+def _check(estimate, smallest: float, size_at, *, available: int, device, what: str, num_frames: int,
+           fewer: str) -> Estimate:
+    """The estimate at the request's size, or an error naming the largest ``size_at(scale)`` (width, height)
+    that fits."""
     need = estimate(1.0)
     room = available - HEADROOM_BYTES
     if need.total <= room:
         return need
     where = "the GPU" if str(device).startswith("cuda") else "this computer"
-    smallest = 1.0 / (max(height, width) if fixed_grid else max(latent_height, latent_width))
     fits = _largest_fitting(estimate, smallest, room)
     if fits is None:
         advice = "free memory (close other programs), or use fewer frames"
     else:
-        _, _, fit_h, fit_w = sizes(fits)
-        advice = (f"use at most {fit_w}x{fit_h} pixels at {num_frames} frames, "
-                  f"or fewer frames{' or loops' if loops > 1 else ''}")
+        fit_w, fit_h = size_at(fits)
+        advice = f"use at most {fit_w}x{fit_h} pixels at {num_frames} frames, or {fewer}"
     raise InvalidInputError(
-        f"{width}x{height} pixels at {num_frames} frames needs about {format_bytes(need.total)} of memory but "
-        f"{where} has {format_bytes(max(available, 0))} free: {advice}"
+        f"{what} needs about {format_bytes(need.total)} of memory but {where} has "
+        f"{format_bytes(max(available, 0))} free: {advice}"
     )
 
 

@@ -6,6 +6,7 @@ import torch
 
 from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
+from ..dit_core.memory import check_decode
 from ..dit_core.pipeline import decode_latents, infer_num_frames
 from . import host
 from .handles import BUILTIN, CLIP_INFO_TYPE, LATENT_KEY, SPRITE_KEY, VAE_TYPE, ClipInfo, VAEHandle
@@ -46,6 +47,8 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
             raise InvalidInputError("this LATENT carries no reference sprite: the built-in warp decoder decodes what "
                                     "CharMotion Sampler made with the built-in model and CharMotion Reference Encode")
         codec = codec.bind(sprite)
+    size = (int(info.get("width") or latents.shape[-1] * 8), int(info.get("height") or latents.shape[-2] * 8))
+    check_decode(codec, device=getattr(codec, "device", "cpu"), num_frames=total, size=size, batch=len(latents))
     vae.load()
     try:
         video = decode_latents(codec, latents, num_frames, loops=loops,

@@ -188,6 +188,28 @@ def test_an_opaque_sprite_stays_on_its_own_background_through_decode_and_export(
     assert out["ui"]
 
 
+def test_decode_refuses_a_clip_too_large_to_draw_before_drawing_it(env, monkeypatch):
+    from charmotion.dit_core import memory
+
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    image, mask = sprite_image(32)
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="custom", width=1024, height=512,
+                  fit="pad", pixel_art=False, background="auto", frames="0", strength=1.0, mask=mask)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs,
+                  **{**SAMPLER, "width": 0, "height": 0})  # the sampler only makes the (fixed-size) fields
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 300 * 2**20)
+    with pytest.raises(InvalidInputError) as info:
+        run("CharMotionVAEDecode", vae=vae, samples=latent)
+    said = str(info.value)
+    assert said.startswith("decoding 1024x512 pixels at 4 frames needs about") and "300.0 MB free" in said
+    width, height = map(int, said.split("use at most ")[1].split(" ")[0].split("x"))
+    assert width == 2 * height and width < 1024
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**40)
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=latent)
+    assert frames.shape == (4, 512, 1024, 3)
+
+
 class Interrupted(Exception):
     """Stands in for ComfyUI's InterruptProcessingException."""
 
