@@ -34,9 +34,15 @@ class LoopPrompt:
     text: str
 
 
+LOOP_MARKER = re.compile(r"\|\s*-?\d+\s*\|")  # |2|: the loop the text after it starts at
+
+
 def split_loop_prompt(prompt: str) -> list[LoopPrompt]:
     """``"|0|a|2|b"`` -> [(0, "a"), (2, "b")]; a plain prompt -> [(0, prompt)]."""
     if not prompt.startswith("|0|"):
+        if LOOP_MARKER.search(prompt):
+            raise InvalidInputError(f"per-loop prompt {prompt!r} must start with |0| (the text of loop 0): e.g. "
+                                    "|0|the cat walks|2|the cat jumps")
         return [LoopPrompt(0, prompt)]
     parts = prompt.split("|")[1:]
     if len(parts) % 2:

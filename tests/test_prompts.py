@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from charmotion.dit_core.errors import InvalidInputError
@@ -79,7 +81,9 @@ def test_loop_prompts():
     assert [s.start_loop for s in split_loop_prompt(prompt)] == [0, 2, 5]
 
 
-@pytest.mark.parametrize("bad,message", [("|0|a|x|b", "not a loop number"), ("|0|a|0|b", "must increase"), ("|0|a|2", "malformed")])
+@pytest.mark.parametrize("bad,message", [("|0|a|x|b", "not a loop number"), ("|0|a|0|b", "must increase"), ("|0|a|2", "malformed"),
+                                         ("|1|jump", "must start with |0|"), ("walk|2|jump", "must start with |0|"),
+                                         ("|-1|walk", "must start with |0|")])
 def test_malformed_loop_prompts(bad, message):
-    with pytest.raises(InvalidInputError, match=message):
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
         split_loop_prompt(bad)
