@@ -78,12 +78,13 @@ def reference_size(vae: VAEHandle, resolution: str, width: int, height: int,
                    image_hw: tuple[int, int]) -> tuple[int, int] | None:
     """``(height, width)`` for the references: a bucket of the model at the image's aspect, the image's own size
     (``image``) or custom; None: the image's own size with room to move (the built-in model at ``auto``)."""
-    if resolution == "image":
-        height, width = image_hw
-        resolution = "custom"
-    if resolution == "custom":
-        if width < 8 or height < 8:
-            raise InvalidInputError(f"custom size {width}x{height} is too small; use at least 8x8 pixels")
+    if resolution in ("image", "custom"):
+        if resolution == "image":
+            height, width = image_hw
+        smallest = 1 if vae.family == BUILTIN else 8  # a size the VAE codes (the warp decoder draws any)
+        if width < smallest or height < smallest:
+            what = f"the image ({width}x{height})" if resolution == "image" else f"custom size {width}x{height}"
+            raise InvalidInputError(f"{what} is too small for {vae.name}: use at least {smallest}x{smallest} pixels")
         return int(height), int(width)
     if resolution == "auto":
         if vae.family == BUILTIN:

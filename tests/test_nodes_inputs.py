@@ -234,3 +234,16 @@ def test_reference_buckets_for_opensora(env):
     refs, _ = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,
                   fit="pad", pixel_art=False, background="auto", frames="0", strength=1.0)
     assert (refs.height, refs.width) == (300, 200)  # the image's own size
+
+
+def test_an_image_too_small_for_the_vae_is_named_as_the_image(env):
+    tiny = torch.rand(1, 7, 9, 3)
+    args = dict(width=8, height=8, fit="pad", pixel_art=False, background="auto", frames="0", strength=1.0)
+    with pytest.raises(InvalidInputError, match=r"^the image \(9x7\) is too small for .*: use at least 8x8 pixels"):
+        run("CharMotionReferenceEncode", vae=pool_vae(), image=tiny, resolution="image", **args)
+    with pytest.raises(InvalidInputError, match=r"^custom size 4x6 is too small for "):
+        run("CharMotionReferenceEncode", vae=pool_vae(), image=tiny, resolution="custom", **{**args, "width": 4,
+                                                                                          "height": 6})
+    _, vae = builtin(env)  # the warp decoder draws any size, as "auto" does
+    refs, _ = run("CharMotionReferenceEncode", vae=vae, image=tiny, resolution="image", **args)
+    assert (refs.height, refs.width) == (7, 9)
