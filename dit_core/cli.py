@@ -98,11 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "image's own size")
     output.add_argument("--fps", type=float, default=None, help="frame rate (default: the model's: 8 built-in)")
     output.add_argument("--quality", type=int, default=None,
-                        help="0-100, higher is better (default: the format's: MP4 CRF 19, WebM CRF 30, WebP 90, GIF "
-                             "256 colours)")
+                        help="0-100, higher is better (default: the format's: MP4 CRF 19, WebM CRF 30, WebP 90 (the "
+                             "built-in model: lossless), GIF 256 colours)")
     output.add_argument("--lossless", choices=("auto", "yes", "no"), default="auto",
                         help="lossless WebP / WebM / MP4 (default: auto = lossless WebP for the built-in model, whose "
-                             "clips are the sprite's own pixels)")
+                             "clips are the sprite's own pixels, unless a --quality is given)")
     output.add_argument("--transparent", choices=("auto", "yes", "no"), default="auto",
                         help="transparent output where the format has alpha (default: auto = if the image had alpha)")
     output.add_argument("--background-color", default="auto",
@@ -275,7 +275,12 @@ def animate(args) -> int:
         video, key = prepared.codec.rgba_frames(result.latents, len(video)).numpy(), None  # nothing to key out
     if args.palette:
         video = frames_uint8(video)
-        video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), prepared.reference_rgb, args.palette)
+        reference = prepared.reference_rgb
+        if video.shape[-1] == 4:  # straight colours: the palette of the sprite's visible pixels, not of the key
+            rgba = prepared.codec.sprite.rgba  # premultiplied [4, H, W]
+            straight = (rgba[:3] / rgba[3:].clamp_min(1e-6)).permute(1, 2, 0)[rgba[3] > 0]
+            reference = np.rint(straight.clamp(0, 1).numpy() * 255).astype(np.uint8)[None]
+        video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), reference, args.palette)
     lossless = args.lossless == "yes" or (args.lossless == "auto" and fmt == "webp" and runtime.family.key == BUILTIN
                                          and args.quality is None)
     exported = export_frames(

@@ -454,7 +454,7 @@ def _condition_frames_problem(profile: SamplingProfile, asked: int | None, carri
     return (f"loops > 1 carry the last {carried} latent frames of each clip into the next, and a clip of {num_frames} "
             f"frames has only {latents}: "
             + (f"use {longer} frames or more" if longer else "use more frames")
-            + (", or set fewer condition frames in Loop Control" if carried > per else ""))
+            + (", or set fewer condition frames (CharMotion Loop Control)" if carried > per else ""))
 
 
 def default_condition_frames(profile: SamplingProfile, num_frames: int) -> int:

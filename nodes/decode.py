@@ -47,8 +47,12 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
             raise InvalidInputError("this LATENT carries no reference sprite: the built-in warp decoder decodes what "
                                     "CharMotion Sampler made with the built-in model and CharMotion Reference Encode")
         codec = codec.bind(sprite)
-    size = (int(info.get("width") or latents.shape[-1] * 8), int(info.get("height") or latents.shape[-2] * 8))
-    check_decode(codec, device=getattr(codec, "device", "cpu"), num_frames=total, size=size, batch=len(latents))
+    if vae.family == BUILTIN:
+        size = (codec.sprite.width, codec.sprite.height)
+    else:
+        size = (int(info.get("width") or latents.shape[-1] * 8), int(info.get("height") or latents.shape[-2] * 8))
+    device = vae.managed.load_device if vae.managed is not None else getattr(codec, "device", "cpu")
+    check_decode(codec, device=device, num_frames=total, size=size, batch=len(latents))
     vae.load()
     try:
         video = decode_latents(codec, latents, num_frames, loops=loops,
@@ -58,8 +62,8 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
         bar.close()
     frames = ((video.clamp(-1.0, 1.0) + 1.0) * 0.5).permute(0, 2, 3, 4, 1).reshape(-1, *video.shape[3:], 3)
     alpha = None
-    if vae.family == BUILTIN:  # the reference's own opacity, moved with its pixels: exported as it is, not keyed
-        alpha = torch.cat([codec.rgba_frames(latents[i:i + 1], video.shape[2])[..., 3] for i in range(len(latents))])
+    if vae.family == BUILTIN and info.get("had_alpha"):  # the reference's own opacity, moved with its pixels:
+        alpha = codec.alpha_frames(latents, video.shape[2]).half()  # exported as it is, not keyed
     key = info.get("key_color")
     clip = ClipInfo(
         fps=float(info.get("fps") or DEFAULT_FPS.get(vae.family, 24.0)),

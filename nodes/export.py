@@ -11,7 +11,7 @@ from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import FORMATS, export_frames
 from ..dit_core.images import parse_color
 from . import host
-from .handles import CLIP_INFO_TYPE, ClipInfo
+from .handles import CLIP_INFO_TYPE, ClipInfo, given_mask
 
 log = logging.getLogger("CharMotion")
 CATEGORY = "CharMotion/output"
@@ -30,6 +30,7 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
     without alpha) of a transparent reference shows the character over the
     background colour, never over the key colour.
     """
+    mask = given_mask(mask)
     explicit = None if str(key_color).strip().lower() in ("", "auto") else images.parse_color(key_color)
     info_key = None if clip_info is None else clip_info.key_color
     had_alpha = clip_info is not None and clip_info.had_alpha

@@ -184,3 +184,11 @@ class ClipInfo:
     had_alpha: bool = False
     metadata: dict = field(default_factory=dict)
     alpha: torch.Tensor | None = None  # [frames, H, W] opacity of the decoded frames, when the decoder knows it
+
+
+def given_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """A MASK as given, or None for core Load Image's all-zero mask of an image without alpha (64x64 whatever the
+    image's size: nothing transparent)."""
+    if mask is None or float(mask.detach().abs().max()) == 0.0:
+        return None
+    return mask

@@ -11,7 +11,7 @@ from ..dit_core.export import frames_uint8
 from ..dit_core.palette import MAX_COLORS, lock_palette
 from . import host
 from .export import unmix_key
-from .handles import CLIP_INFO_TYPE
+from .handles import CLIP_INFO_TYPE, given_mask
 
 
 def _uint8(images: torch.Tensor, what: str) -> np.ndarray:
@@ -25,8 +25,7 @@ def _uint8(images: torch.Tensor, what: str) -> np.ndarray:
 def palette_source(reference: torch.Tensor, mask: torch.Tensor | None, key_color) -> np.ndarray:
     """The reference's opaque pixels (all images of the batch) plus the key colour, as one uint8 ``[1, N, 3]`` row."""
     pixels = _uint8(reference, "reference").reshape(reference.shape[0], -1, 3)
-    if mask is not None and float(mask.detach().abs().max()) == 0.0:
-        mask = None  # core Load Image's mask of an image without alpha (64x64 whatever the image's size): opaque
+    mask = given_mask(mask)
     if mask is not None:
         masks = mask if mask.dim() == 3 else mask[None]  # a MASK is [N, H, W] or [H, W]; 1 = transparent
         opaque = (masks.detach().float().cpu().reshape(masks.shape[0], -1) < 0.5).numpy()

@@ -200,3 +200,8 @@ def test_a_built_in_clip_exports_the_reference_pixels_exactly(env):
     assert np.abs(shown[0, ..., 3].astype(int) - np.rint(reference[..., 3] * 255)).max() <= 1  # frame 0's alpha
     visible = reference[..., 3] > 0
     assert np.abs(shown[0][visible][:, :3].astype(int) - np.rint(reference[visible][:, :3] * 255)).max() <= 1
+
+
+def test_core_load_image_zero_mask_of_an_opaque_image_keeps_the_clip_opaque(env):
+    shown, _, _ = pil_read(only_file(export(format="apng", mask=torch.zeros(1, 64, 64))["ui"], env["output"]))
+    assert shown.shape == (T, H, W, 4) and (shown[..., 3] == 255).all()  # 64x64 of zeros: nothing transparent

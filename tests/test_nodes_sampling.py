@@ -129,6 +129,15 @@ def test_looped_clip_decodes_like_generate(env, opensora_file, family):
     assert latent[LATENT_KEY]["total_frames"] == direct.num_frames
     torch.testing.assert_close(decoded, expected)
     assert fps == 8.0 and isinstance(info, ClipInfo) and info.metadata["loops"] == 3
+    if family == "builtin":  # the clip's opacity, frame for frame: laid over the key it gives the decoded frames
+        assert info.alpha.shape == decoded.shape[:3]
+        key = torch.tensor(info.key_color) / 255.0
+        rgba = codec.rgba_frames(direct.latents, direct.num_frames)  # straight colours and opacity
+        relaid = rgba[..., :3] * rgba[..., 3:] + key * (1.0 - rgba[..., 3:])
+        torch.testing.assert_close(info.alpha.float(), rgba[..., 3], atol=1e-3, rtol=0)
+        torch.testing.assert_close(relaid, decoded, atol=1e-5, rtol=0)
+    else:
+        assert info.alpha is None
 
 
 def test_seamless_and_default_condition_frames(env):

@@ -232,8 +232,13 @@ class BoundFieldCodec:
         needs no keying (one latent frame is one frame, so the joined latents are the clip's frames)."""
         rgba = self.codec.warp(latents[:1, :, :num_frames].to(self.device, torch.float32), self.sprite)[0]
         alpha = rgba[3:4]
-        rgb = torch.where(alpha > 0, rgba[:3] / alpha.clamp_min(1e-6), torch.zeros((), dtype=rgba.dtype))
+        rgb = rgba[:3] / alpha.clamp_min(1e-6)  # premultiplied colour is 0 wherever the opacity is
         return torch.cat([rgb.clamp(0.0, 1.0), alpha]).permute(1, 2, 3, 0).cpu()
+
+    def alpha_frames(self, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The opacity ``[n * F, H, W]`` of the clips of a batch of joined ``latents``, frame after frame."""
+        z = latents[:, :, :num_frames].to(self.device, torch.float32)
+        return torch.cat([self.codec.warp(z[i:i + 1], self.sprite)[0, 3] for i in range(len(z))]).cpu()
 
     def encode(self, video: torch.Tensor, **_unused) -> torch.Tensor:
         raise InvalidInputError("the built-in model's motion fields cannot be read back from frames: continue a "
