@@ -49,7 +49,10 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
         return (1.0 - m).clamp(0, 1), explicit, opaque
     known = None if clip_info is None else clip_info.alpha
     if explicit is None and known is not None and tuple(known.shape) == tuple(frames.shape[:3]):
-        return known, None, opaque  # the clip's own opacity (the built-in model's): nothing to key out
+        if info_key is None or shows_key_where_clear(frames, known, info_key):
+            return known, None, opaque  # the clip's own opacity (the built-in model's): nothing to key out
+        log.info("CharMotion export: the frames do not match their clip info's opacity (changed after decoding?): "
+                 "keying out the key colour instead")
     key = explicit or info_key
     if key is None:
         first = images.to_uint8(frames[0])
@@ -62,6 +65,16 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
                 "Set key_color (e.g. #ff00ff) or transparency off"
             )
     return None, key, opaque
+
+
+def shows_key_where_clear(frames: torch.Tensor, alpha: torch.Tensor, key, tolerance: float = 0.05) -> bool:
+    """Whether the frames show the key colour wherever ``alpha`` says nothing is drawn (they are the frames the
+    opacity belongs to, not reordered or other frames of the same size)."""
+    clear = alpha.to(frames.device) < 0.5 / 255
+    if not bool(clear.any()):
+        return True
+    k = torch.tensor(key, dtype=torch.float32, device=frames.device) / 255.0
+    return float((frames[..., :3].float()[clear] - k).abs().max()) <= tolerance
 
 
 def unmix_key(frames: torch.Tensor, alpha: torch.Tensor, key) -> torch.Tensor:

@@ -205,3 +205,13 @@ def test_a_built_in_clip_exports_the_reference_pixels_exactly(env):
 def test_core_load_image_zero_mask_of_an_opaque_image_keeps_the_clip_opaque(env):
     shown, _, _ = pil_read(only_file(export(format="apng", mask=torch.zeros(1, 64, 64))["ui"], env["output"]))
     assert shown.shape == (T, H, W, 4) and (shown[..., 3] == 255).all()  # 64x64 of zeros: nothing transparent
+
+
+def test_frames_changed_after_decoding_are_keyed_not_given_the_old_opacity(env):
+    frames = clip_frames()  # a block moving right over the key
+    alpha = (torch.abs(frames - torch.tensor(KEY) / 255.0).amax(-1) > 0.1).float()
+    known = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, alpha=alpha)
+    reversed_frames = frames.flip(0)  # same size, other order: the stored opacity no longer fits
+    shown, _, _ = pil_read(only_file(export(images=reversed_frames, clip_info=known, format="apng")["ui"],
+                                     env["output"]))
+    assert (shown[0, 10, 3 + 2 * (T - 1), 3] == 255) and (shown[0, 10, 3, 3] == 0)  # the frames' own block
