@@ -226,6 +226,7 @@ def animate(args) -> int:
     import numpy as np
 
     from .builtin.codec import BoundFieldCodec
+    from .builtin.sprite import unpremultiply
     from .cli_checks import check_for_model, check_options
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
@@ -277,9 +278,8 @@ def animate(args) -> int:
         video = frames_uint8(video)
         reference = prepared.reference_rgb
         if video.shape[-1] == 4:  # straight colours: the palette of the sprite's visible pixels, not of the key
-            rgba = prepared.codec.sprite.rgba  # premultiplied [4, H, W]
-            straight = (rgba[:3] / rgba[3:].clamp_min(1e-6)).permute(1, 2, 0)[rgba[3] > 0]
-            reference = np.rint(straight.clamp(0, 1).numpy() * 255).astype(np.uint8)[None]
+            straight = unpremultiply(prepared.codec.sprite.rgba).permute(1, 2, 0)
+            reference = np.rint(straight[straight[..., 3] > 0][:, :3].numpy() * 255).astype(np.uint8)[None]
         video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), reference, args.palette)
     lossless = args.lossless == "yes" or (args.lossless == "auto" and fmt == "webp" and runtime.family.key == BUILTIN
                                          and args.quality is None)

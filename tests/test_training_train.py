@@ -95,6 +95,7 @@ def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_last_step():
     ('{"model": {"depth": 2}, "feild": {"grid": 32}}', "--config: unknown setting(s) feild"),
     ("{model: 1}", "--config is not JSON"),
     ("[1]", "--config takes a JSON object of settings by section"),
+    ('{"model": 5}', "--config: unknown setting(s) model = 5 (a section is a table of settings)"),
 ])
 def test_a_mistyped_config_is_refused_before_anything_is_drawn(tmp_path, config, message):
     with pytest.raises(SystemExit) as refused:

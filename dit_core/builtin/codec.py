@@ -31,7 +31,7 @@ from einops import rearrange
 
 from ..conditioning import FRAME_BY_FRAME
 from ..errors import InvalidInputError
-from .sprite import Sprite
+from .sprite import Sprite, unpremultiply
 from .warp import warp
 
 LATENT_CHANNELS = 3
@@ -231,9 +231,7 @@ class BoundFieldCodec:
         ``[F, H, W, 4]`` float32 0..1: the reference's own colours and opacity, moved, so a transparent export
         needs no keying (one latent frame is one frame, so the joined latents are the clip's frames)."""
         rgba = self.codec.warp(latents[:1, :, :num_frames].to(self.device, torch.float32), self.sprite)[0]
-        alpha = rgba[3:4]
-        rgb = rgba[:3] / alpha.clamp_min(1e-6)  # premultiplied colour is 0 wherever the opacity is
-        return torch.cat([rgb.clamp(0.0, 1.0), alpha]).permute(1, 2, 3, 0).cpu()
+        return unpremultiply(rgba).permute(1, 2, 3, 0).cpu()
 
     def alpha_frames(self, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The opacity ``[n * F, H, W]`` of the clips of a batch of joined ``latents``, frame after frame."""

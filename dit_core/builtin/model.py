@@ -139,7 +139,9 @@ def unknown_settings(config: dict) -> list[str]:
     for section, values in config.items():
         if section not in known:
             unknown.append(section)
-        elif known[section] is not None and isinstance(values, dict):
+        elif known[section] is not None and not isinstance(values, dict):
+            unknown.append(f"{section} = {values!r} (a section is a table of settings)")
+        elif known[section] is not None:
             unknown += [f"{section}.{key}" for key in values if key not in known[section]]
     return unknown
 

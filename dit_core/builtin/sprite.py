@@ -83,6 +83,11 @@ class Sprite:
         return frames_over_key(self.rgba[:, None], self.key_color)[0]
 
 
+def unpremultiply(rgba: torch.Tensor) -> torch.Tensor:
+    """Premultiplied RGBA ``[4, ...]`` -> straight RGBA (colour 0 where nothing shows, as premultiplied it is)."""
+    return torch.cat([(rgba[:3] / rgba[3:4].clamp_min(1e-6)).clamp(0.0, 1.0), rgba[3:4]])
+
+
 def frames_over_key(rgba: torch.Tensor, key_color) -> np.ndarray:
     """Premultiplied ``[4, T, H, W]`` 0..1 over a flat colour -> uint8 ``[T, H, W, 3]``."""
     key = torch.tensor(key_color, dtype=rgba.dtype, device=rgba.device).view(3, 1, 1, 1) / 255.0
