@@ -29,6 +29,15 @@ def test_timestep_shift_moves_training_toward_high_noise():
     assert float(shifted.median()) > float(plain.median()) + 150
 
 
+def test_bfloat16_autocast_is_chosen_only_where_the_cpu_computes_it_natively():
+    avx2 = "processor : 0\nflags : fpu sse2 avx avx2 fma\n"
+    sapphire = "processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    cpu = torch.device("cpu")
+    assert not train.bf16_is_native(cpu, avx2) and train.bf16_is_native(cpu, sapphire)
+    assert train.build_parser().parse_args(["--out", "x"]).bf16 is None  # decided per machine
+    assert train.build_parser().parse_args(["--out", "x", "--no-bf16"]).bf16 is False
+
+
 def test_text_encoder_runs_under_bfloat16_autocast():
     torch.manual_seed(0)
     encoder = TinyTextEncoder(TextEncoderConfig(dim=16, buckets=256, max_length=16, layers=1, heads=2)).eval()
