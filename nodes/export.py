@@ -46,6 +46,11 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
             raise InvalidInputError(
                 f"the mask is {m.shape[-1]}x{m.shape[-2]} but the frames are {frames.shape[2]}x{frames.shape[1]}"
             )
+        if m.shape[0] not in (1, frames.shape[0]):
+            raise InvalidInputError(
+                f"the mask has {m.shape[0]} frames but there are {frames.shape[0]} images: connect a mask with one "
+                f"frame per image, or a single mask for all of them"
+            )
         return (1.0 - m).clamp(0, 1), explicit, opaque
     known = None if clip_info is None else clip_info.alpha
     if explicit is None and known is not None and tuple(known.shape) == tuple(frames.shape[:3]):

@@ -215,3 +215,15 @@ def test_frames_changed_after_decoding_are_keyed_not_given_the_old_opacity(env):
     shown, _, _ = pil_read(only_file(export(images=reversed_frames, clip_info=known, format="apng")["ui"],
                                      env["output"]))
     assert (shown[0, 10, 3 + 2 * (T - 1), 3] == 255) and (shown[0, 10, 3, 3] == 0)  # the frames' own block
+
+
+def test_a_mask_of_the_wrong_size_or_frame_count_is_named_and_nothing_is_written(env):
+    partial = torch.zeros(T - 2, H, W)
+    partial[:, 0, 0] = 1.0  # not core Load Image's all-zero "no mask"
+    with pytest.raises(InvalidInputError, match=f"the mask has {T - 2} frames but there are {T} images"):
+        export(mask=partial)
+    with pytest.raises(InvalidInputError, match=f"the mask is {W + 1}x{H} but the frames are {W}x{H}"):
+        export(mask=torch.ones(1, H, W + 1))
+    assert not any(env["output"].rglob("*.*"))
+    shown, _, _ = pil_read(only_file(export(format="apng", mask=partial[:1])["ui"], env["output"]))
+    assert shown.shape == (T, H, W, 4) and (shown[:, 0, 0, 3] == 0).all() and (shown[:, 5, 5, 3] == 255).all()
