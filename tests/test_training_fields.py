@@ -19,7 +19,7 @@ from charmotion.training.actions import ACTION_NAMES, get_action
 def _drawn(action: str, seed: int, amplitude: float = 0.7):
     example = D.make_example(seed, "heldout", 16, 64, action=action, amplitude=amplitude)
     ch = D.make_character(example["character_id"], require=get_action(action).requires)
-    pose = get_action(action).clip_pose(16, amplitude, side=example["side"], facing=ch.facing)
+    pose = get_action(action).clip_pose(16, amplitude, side=example["side"])
     rgb, alpha, parts, bones = S.render_parts(ch, pose, 64, n=16)
     return example, ch, rgb, alpha, parts, bones
 

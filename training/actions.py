@@ -2,7 +2,7 @@
 
 Every action in :data:`ACTIONS` is an :class:`Action`: a name, whether it
 loops, the features a character needs for it, and a pose function
-``pose(phase, amplitude, side=1, facing=1) -> Pose``:
+``pose(phase, amplitude, side=1) -> Pose``:
 
 * ``phase`` (scalar or array) runs over the clip. Loopable actions are
   periodic with period 1 and a clip of T frames samples ``phase = t / T``, so
@@ -13,8 +13,9 @@ loops, the features a character needs for it, and a pose function
   action is ``lo + (hi - lo) * amplitude`` with ``lo > 0`` (0 barely moves,
   1 is a big motion), so motion size grows monotonically with it.
 * ``side`` (+1/-1) picks the arm that waves, the way a character falls over
-  and the spin direction; ``facing`` is the character's rest facing (a walk
-  against it starts with a quick turn).
+  and the spin direction. A walk or run keeps the character's facing (it
+  is not mirrored: a game flips a sprite itself, and a front-facing
+  character has no side to turn to).
 
 Frame 0 of every action is the rest pose (:data:`sprites.REST`): every
 curve is zero (or one for scales and eye openness) at phase 0, so the first
@@ -76,21 +77,21 @@ def hop(p, hops: int, height: float, squash: float):
 
 
 # ---------------------------------------------------------------------------
-# Pose functions: (phase, amplitude, side, facing) -> Pose
+# Pose functions: (phase, amplitude, side) -> Pose
 
 
-def jump(p, a, side=1, facing=1):
+def jump(p, a, side=1):
     ty, sy, sx = hop(p, 1, lerp(0.15, 0.55, a), lerp(0.06, 0.18, a))
     arms = lerp(0.5, 2.0, a) * window(p, 0.15, 0.85)
     return Pose(ty=ty, sy=sy, sx=sx, arm_l=arms, arm_r=arms, ear=-0.25 * window(p, 0.2, 0.8), mouth=0.3 * window(p, 0.2, 0.8))
 
 
-def bounce(p, a, side=1, facing=1):
+def bounce(p, a, side=1):
     ty, sy, sx = hop(p, 2, lerp(0.1, 0.35, a), lerp(0.08, 0.22, a))
     return Pose(ty=ty, sy=sy, sx=sx, arm_l=0.5 * ty / 0.35, arm_r=0.5 * ty / 0.35)
 
 
-def locomotion(p, a, side=1, facing=1, *, direction: int, run: bool):
+def locomotion(p, a, side=1, *, direction: int, run: bool):
     p = np.asarray(p, dtype=np.float64)
     steps = 3 if run else 2
     phase = TAU * steps * p
@@ -99,27 +100,26 @@ def locomotion(p, a, side=1, facing=1, *, direction: int, run: bool):
     bob = (lerp(0.03, 0.07, a) if run else lerp(0.01, 0.03, a)) * np.abs(np.sin(phase))
     lean = -direction * (lerp(0.08, 0.2, a) if run else lerp(0.0, 0.06, a)) * ramp(p, 0.0, 0.15)
     swing = (1.3 if run else 0.8) * stride * np.sin(phase)
-    turn = np.pi * ramp(p, 0.0, 0.15) if direction != facing else 0.0
     return Pose(travel=direction * distance * p, ty=bob, rot=lean, leg_phase=phase, stride=stride,
-                arm_l=np.maximum(swing, 0.0), arm_r=np.maximum(-swing, 0.0), sy=1.0 - 0.5 * bob, turn=turn)
+                arm_l=np.maximum(swing, 0.0), arm_r=np.maximum(-swing, 0.0), sy=1.0 - 0.5 * bob)
 
 
-def shake_head(p, a, side=1, facing=1):
+def shake_head(p, a, side=1):
     dx = lerp(0.03, 0.11, a) * cycle(p, 3)
     return Pose(head_dx=dx, head_tilt=-2.0 * dx)
 
 
-def nod(p, a, side=1, facing=1):
+def nod(p, a, side=1):
     return Pose(head_dy=-lerp(0.05, 0.13, a) * dip(p, 2))
 
 
-def wave(p, a, side=1, facing=1):
+def wave(p, a, side=1):
     raised = ramp(p, 0.0, 0.2) * (1.0 - ramp(p, 0.8, 1.0))
     arm = raised * (lerp(1.4, 1.8, a) + lerp(0.15, 0.7, a) * cycle(p, 3))
     return Pose(arm_l=arm, arm_r=0.0) if side < 0 else Pose(arm_l=0.0, arm_r=arm)
 
 
-def spin(p, a, side=1, facing=1):
+def spin(p, a, side=1):
     p = np.asarray(p, dtype=np.float64) % 1.0
     turn = side * (TAU * p - np.sin(TAU * p))  # one full turn, slow in and out
     lift = lerp(0.02, 0.2, a) * np.sin(np.pi * p) ** 2
@@ -127,27 +127,27 @@ def spin(p, a, side=1, facing=1):
     return Pose(turn=turn, ty=lift, arm_l=arms, arm_r=arms)
 
 
-def squash_stretch(p, a, side=1, facing=1):
+def squash_stretch(p, a, side=1):
     sy = 1.0 + lerp(0.08, 0.3, a) * cycle(p, 2)
     return Pose(sy=sy, sx=sy ** -0.7)
 
 
-def wiggle_ears(p, a, side=1, facing=1):
+def wiggle_ears(p, a, side=1):
     return Pose(ear=lerp(0.2, 0.65, a) * cycle(p, 3))
 
 
-def talk(p, a, side=1, facing=1):
+def talk(p, a, side=1):
     return Pose(mouth=lerp(0.25, 1.0, a) * dip(p, 4))
 
 
-def blink(p, a, side=1, facing=1):
+def blink(p, a, side=1):
     # Two blinks; a stronger blink closes the eyes further and for longer.
     w = lerp(0.08, 0.15, a)
     closed = window(p, 0.3 - w, 0.3 + w) + window(p, 0.72 - w, 0.72 + w)
     return Pose(eyes=1.0 - lerp(0.5, 1.0, a) * closed)
 
 
-def idle(p, a, side=1, facing=1):
+def idle(p, a, side=1):
     breath = lerp(0.01, 0.03, a) * cycle(p, 1)
     return Pose(sy=1.0 + breath, head_dy=-0.5 * lerp(0.01, 0.03, a) * dip(p, 1))
 
@@ -155,7 +155,7 @@ def idle(p, a, side=1, facing=1):
 FALL_PIVOT = 0.2  # the character tips over its foot edge, this far from its centre
 
 
-def fall(p, a, side=1, facing=1):
+def fall(p, a, side=1):
     p = np.asarray(p, dtype=np.float64)
     drop = np.clip(p / 0.65, 0.0, 1.0) ** 2  # accelerating tip-over
     settle = lerp(0.03, 0.15, a) * window(p, 0.65, 0.85)  # rebound on impact
@@ -168,12 +168,12 @@ def fall(p, a, side=1, facing=1):
                 mouth=0.5 * window(p, 0.1, 0.7))
 
 
-def grow(p, a, side=1, facing=1):
+def grow(p, a, side=1):
     s = 1.0 + lerp(0.12, 0.6, a) * ramp(p, 0.0, 1.0)
     return Pose(sx=s, sy=s)
 
 
-def shrink(p, a, side=1, facing=1):
+def shrink(p, a, side=1):
     s = 1.0 - lerp(0.1, 0.5, a) * ramp(p, 0.0, 1.0)
     return Pose(sx=s, sy=s)
 
@@ -189,19 +189,19 @@ class Action:
     pose_fn: Callable
     requires: tuple[str, ...] = ()  # character features (see characters.Character.has)
 
-    def pose(self, phase, amplitude: float, side: int = 1, facing: int = 1) -> Pose:
+    def pose(self, phase, amplitude: float, side: int = 1) -> Pose:
         phase = np.asarray(phase, dtype=np.float64)
         if self.loopable:
             phase = phase % 1.0
-        return self.pose_fn(phase, amplitude, side=side, facing=facing)
+        return self.pose_fn(phase, amplitude, side=side)
 
     def phases(self, num_frames: int) -> np.ndarray:
         """Phase of each frame of a clip: t / T when looping, t / (T - 1) otherwise."""
         t = np.arange(num_frames, dtype=np.float64)
         return t / num_frames if self.loopable else t / max(num_frames - 1, 1)
 
-    def clip_pose(self, num_frames: int, amplitude: float, side: int = 1, facing: int = 1) -> Pose:
-        return self.pose(self.phases(num_frames), amplitude, side=side, facing=facing)
+    def clip_pose(self, num_frames: int, amplitude: float, side: int = 1) -> Pose:
+        return self.pose(self.phases(num_frames), amplitude, side=side)
 
 
 def _walk(direction: int, run: bool):

@@ -125,7 +125,7 @@ def pick_key_color(rng: np.random.Generator, ch: C.Character) -> tuple[str, tupl
 def render_clip(ch: C.Character, action: Action, amplitude: float, *, num_frames: int = 16, size: int = 64,
                 side: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Premultiplied rgb [T,H,W,3] and alpha [T,H,W] (float32) of an action clip."""
-    pose = action.clip_pose(num_frames, amplitude, side=side, facing=ch.facing)
+    pose = action.clip_pose(num_frames, amplitude, side=side)
     return S.render(ch, pose, size, n=num_frames)
 
 
@@ -162,7 +162,7 @@ def make_example(
         side = 1 if ch.x < 0.5 else -1
     phrase_heldout = split == "heldout" and rng.random() < 0.5
     prompt = phrases.make_prompt(rng, act.name, ch.noun, phrase_heldout)
-    pose = act.clip_pose(num_frames, amp, side=side, facing=ch.facing)
+    pose = act.clip_pose(num_frames, amp, side=side)
     rgb, alpha, parts, bones = S.render_parts(ch, pose, size, n=num_frames, parts=codec is not None)
     example = {
         "frames": S.composite(rgb, alpha, key),
