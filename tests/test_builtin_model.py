@@ -71,7 +71,7 @@ def test_an_untrained_model_fails_the_same_check():
 
 def test_tightly_cropped_sprites_get_room_to_move(shipped):
     """Game sprites usually come cropped to the character: on its own canvas a jump, a walk or a growth would
-    leave the image (measured over the benchmark: 41 % recognised on the cropped canvas, 83 % with room)."""
+    leave the image."""
     moves = ("jump", "walk_left", "squash_stretch", "grow")
     scores = {canvas: evaluate(shipped, actions=moves, characters=2, levels=(0.8,), seamless_characters=0,
                                cropped=True, canvas=canvas) for canvas in ("grow", "keep")}
