@@ -44,7 +44,8 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
             m = m[None]
         if m.shape[-2:] != frames.shape[1:3]:
             raise InvalidInputError(
-                f"the mask is {m.shape[-1]}x{m.shape[-2]} but the frames are {frames.shape[2]}x{frames.shape[1]}"
+                f"the mask is {m.shape[-1]}x{m.shape[-2]} but the frames are {frames.shape[2]}x{frames.shape[1]}: "
+                f"connect a mask of the frames' size (resize it as the images were resized), or none"
             )
         if m.shape[0] not in (1, frames.shape[0]):
             raise InvalidInputError(

@@ -222,7 +222,7 @@ def test_a_mask_of_the_wrong_size_or_frame_count_is_named_and_nothing_is_written
     partial[:, 0, 0] = 1.0  # not core Load Image's all-zero "no mask"
     with pytest.raises(InvalidInputError, match=f"the mask has {T - 2} frames but there are {T} images"):
         export(mask=partial)
-    with pytest.raises(InvalidInputError, match=f"the mask is {W + 1}x{H} but the frames are {W}x{H}"):
+    with pytest.raises(InvalidInputError, match=f"the mask is {W + 1}x{H} but the frames are {W}x{H}: connect a mask of the frames' size"):
         export(mask=torch.ones(1, H, W + 1))
     assert not any(env["output"].rglob("*.*"))
     shown, _, _ = pil_read(only_file(export(format="apng", mask=partial[:1])["ui"], env["output"]))

@@ -272,7 +272,7 @@ def test_tracker_accepts_true_clips_and_rejects_other_actions():
 
 def _squeezed(frame: np.ndarray, key, scale: float) -> np.ndarray:
     """The frame with its character scaled horizontally about its centre (nearest)."""
-    fg = np.abs(frame.astype(int) - np.asarray(key)).max(-1) > 40
+    fg = M.silhouette(frame[None], key)[0]
     cx = np.where(fg)[1].mean()
     xs = np.clip(np.round(cx + (np.arange(frame.shape[1]) - cx) / scale).astype(int), 0, frame.shape[1] - 1)
     out = frame[:, xs].copy()
