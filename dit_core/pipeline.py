@@ -76,11 +76,16 @@ def check_frames(profile: SamplingProfile, num_frames: int) -> None:
         )
 
 
+#: the smallest side a model with a fixed latent grid (the built-in warp decoder) draws a clip at
+MIN_WARP_SIDE = 8
+
+
 def plan_size(profile: SamplingProfile, height: int, width: int, notes: list[str]) -> tuple[int, int]:
     """Latent size for a pixel size; sizes that do not divide are rounded down (and noted)."""
     if profile.latent_grid is not None:
-        if height < 1 or width < 1:
-            raise InvalidInputError(f"size {width}x{height} is empty: width and height must be at least 1 pixel")
+        if height < MIN_WARP_SIDE or width < MIN_WARP_SIDE:
+            raise InvalidInputError(f"size {width}x{height} is too small to show a motion: width and height must be "
+                                    f"at least {MIN_WARP_SIDE} pixels")
         return profile.latent_grid
     factor = profile.spatial_factor
     if height < factor or width < factor:

@@ -621,6 +621,15 @@ def test_the_command_refuses_a_size_too_large_to_draw(tmp_path, capsys):
     assert "Traceback" not in err and not out.exists()
 
 
+def test_the_command_refuses_a_size_too_small_to_show_a_motion(tmp_path, capsys):
+    slime = Path(__file__).resolve().parents[1] / "assets" / "samples" / "slime.png"
+    out = tmp_path / "tiny.png"
+    status, err = run_cli(["animate", "--image", slime, "--prompt", "it jumps", "--size", "7x64", "--out", out],
+                          capsys)
+    assert status == 2 and "size 7x64 is too small" in err and "at least 8 pixels" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_model_names_stay_inside_the_model_folders(comfy):
     outside = comfy / "secret.safetensors"
     outside.write_bytes(b"x")
