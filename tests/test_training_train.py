@@ -63,6 +63,7 @@ def test_a_short_run_logs_resumes_and_writes_a_loadable_model_file(tmp_path, cli
     model = load_builtin(tmp_path / "charmotion_builtin.safetensors")
     assert (tmp_path / "charmotion_builtin.safetensors").stat().st_mode & 0o777 == 0o644  # readable by any user
     assert model.info["steps"] == 3 and model.info["clips"] == clips and model.config["model"]["hidden_size"] == 32
+    assert model.info["bf16"] is train.bf16_is_native(torch.device("cpu"))  # the file says how it was trained
     assert model.model.config.in_channels == 3 and model.model.config.context_channels == 64  # 4x4 pixels a cell
     assert model.config["actions"]["jump"] and "hop" in model.config["actions"]["jump"]  # the prompt note's words
     assert model.prompt_note("the slime hops") is None and model.prompt_note("the slime melts")

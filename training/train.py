@@ -361,7 +361,7 @@ class Trainer:
         self.swap_in(self.ema)
         info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
                 "clips": args.clips, "heldout_loss": final["heldout_loss"], "seed": args.seed,
-                "device": self.device.type}
+                "device": self.device.type, "bf16": bool(args.bf16)}
         path = save_builtin(self.bundle, self.out / "charmotion_builtin.safetensors", info=info)
         print(f"wrote {path}")
         return path
