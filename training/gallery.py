@@ -30,7 +30,7 @@ CELLS = (
     ("jump", "the {n} jumps", False),
     ("walk right", "the {n} walks to the right", False),
     ("wave", "the {n} waves", False),
-    ("blink", "the {n} blinks", False),
+    ("shake head", "the {n} shakes its head", False),
     ("spin", "the {n} spins around", False),
     ("idle loop", "the {n} idles", True),
 )
