@@ -75,12 +75,27 @@ def test_stored_clips_give_batches_with_fresh_prompts_and_seamless_loops():
     rng = np.random.default_rng(0)
     batch = store.batch(rng, 3, seamless=False)
     assert batch["latents"].shape == (3, 3, train.FRAMES, 32, 32) and len(batch["prompt"]) == 3
+    assert [bool(b) for b in batch["loopable"]] == [train.ACTIONS[a].loopable for a in batch["action"]]
     loop = store.batch(rng, 2, seamless=True)
     assert loop["latents"].shape[2] == train.FRAMES + 1
     assert np.array_equal(loop["latents"][:, :, -1], loop["latents"][:, :, 0])  # the loop closes on frame 0
     assert all(store.action[i] in train.ACTIONS and train.ACTIONS[store.action[i]].loopable for i in store.loopable)
     again = train.ClipStore(3, 8, FieldConfig(), workers=2)  # workers draw the same clips
     assert np.array_equal(again.latents, store.latents) and again.action == store.action
+
+
+def test_continue_clips_start_at_a_random_phase_with_the_carried_frames_given():
+    trainer = train.Trainer.__new__(train.Trainer)  # continue_kinds needs only its random generator
+    trainer.rng = np.random.default_rng(0)
+    latents = np.arange(3 * 2 * 16, dtype=np.float32).reshape(3, 2, 16, 1, 1)
+    batch = {"latents": latents, "loopable": np.array([True, False, True])}
+    rolled, kinds = trainer.continue_kinds(batch, ["continue", "continue", "first"])
+    assert kinds == ["continue", "first", "first"]  # a clip that does not loop cannot start mid-cycle
+    assert np.array_equal(rolled["latents"][1:], latents[1:]) and np.array_equal(batch["latents"], latents)
+    shift = int(rolled["latents"][0, 0, 0, 0, 0])  # frame 0 is now the clip's frame `shift`
+    assert 1 <= shift <= 15 and np.array_equal(rolled["latents"][0], np.roll(latents[0], -shift, axis=1))
+    mask = train.condition_masks(["continue", "first", "last"], 16, carried=4)
+    assert mask.sum(dim=1).tolist() == [4, 1, 1] and bool(mask[0, :4].all()) and bool(mask[2, -1])
 
 
 def test_each_batch_serves_repeat_steps_and_seamless_batches_come_in_turn():

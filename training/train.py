@@ -44,8 +44,11 @@ from .phrases import action_words, make_prompt
 FRAMES = 16
 SIZE = 64
 
-#: conditioning mix: (name, probability); seamless clips come in their own batches (one more frame)
-CONDITIONING_MIX = (("first", 0.8), ("first_last", 0.1), ("first_middle", 0.05), ("last", 0.05))
+#: conditioning mix: (name, probability); seamless clips come in their own batches (one more frame).
+#: "continue" (loopable clips only; others fall back to "first") teaches what a later loop does: the clip
+#: starts at a random phase and its first ``loop_condition_frames`` frames are given, as the end of the
+#: previous loop is given to the next.
+CONDITIONING_MIX = (("first", 0.7), ("first_last", 0.1), ("first_middle", 0.05), ("last", 0.05), ("continue", 0.1))
 
 
 def caption(prompt: str, amplitude: float, rng: np.random.Generator, motion_scale: float) -> str:
@@ -54,10 +57,12 @@ def caption(prompt: str, amplitude: float, rng: np.random.Generator, motion_scal
     return preprocess_text(decorate_prompt(prompt, aesthetic=aesthetic, motion=motion))
 
 
-def condition_masks(kinds: list[str], frames: int) -> torch.Tensor:
-    """``[B, T]`` True where the frame is a clean condition."""
+def condition_masks(kinds: list[str], frames: int, carried: int = 4) -> torch.Tensor:
+    """``[B, T]`` True where the frame is a clean condition (``carried``: the frames a "continue" clip is given)."""
     mask = torch.zeros(len(kinds), frames, dtype=torch.bool)
     for i, kind in enumerate(kinds):
+        if kind == "continue":
+            mask[i, :carried] = True
         if kind in ("first", "first_last", "first_middle", "seamless"):
             mask[i, 0] = True
         if kind in ("first_last", "last", "seamless"):
@@ -107,7 +112,8 @@ class ClipStore:
         if seamless:  # a 17th frame equal to the first: the loop closes there
             latents = np.concatenate([latents, latents[:, :, :1]], axis=2)
         return {"latents": latents, "appearance": self.appearance[pick].astype(np.float32),
-                "amplitude": self.amplitude[pick], "seamless": seamless,
+                "amplitude": self.amplitude[pick], "loopable": np.isin(pick, self.loopable), "seamless": seamless,
+                "action": [self.action[i] for i in pick],
                 "prompt": [make_prompt(rng, self.action[i], self.noun[i], False) for i in pick]}
 
 
@@ -190,6 +196,7 @@ class Trainer:
         self.rng = np.random.default_rng(args.seed)
         self.gen = torch.Generator().manual_seed(args.seed)
         self.motion_scale = float(self.bundle.config["sampling"]["motion_scale"])
+        self.carried = int(self.bundle.config["sampling"]["loop_condition_frames"])
         self.frame_pixels = float(self.field_config.frame_pixels)
         self.heldout = heldout_set(args.heldout_clips, self.field_config)
 
@@ -234,7 +241,7 @@ class Trainer:
         context = torch.from_numpy(batch["appearance"]).to(device)
         t, noise, drop = t.to(device), noise.to(device), drop.to(device)
         frames = x0.shape[2]
-        clean = condition_masks(kinds, frames).to(device)
+        clean = condition_masks(kinds, frames, self.carried).to(device)
         prompts = [caption(p, a, self.rng, self.motion_scale) for p, a in zip(batch["prompt"], batch["amplitude"])]
         text = self.text(prompts)
         pad = self.model.config.model_max_length - text.y.shape[2]  # every caption in its full slots, as sampled
@@ -259,9 +266,21 @@ class Trainer:
         names, probs = zip(*CONDITIONING_MIX)
         return [names[i] for i in self.rng.choice(len(names), size=n, p=np.asarray(probs) / sum(probs))]
 
+    def continue_kinds(self, batch: dict, kinds: list[str]) -> tuple[dict, list[str]]:
+        """Start every "continue" clip at a random phase (its frames rolled: a loopable clip repeats);
+        a clip that does not loop is trained as "first" instead."""
+        loopable = batch.get("loopable", np.zeros(len(kinds), dtype=bool))
+        kinds = [k if k != "continue" or loopable[i] else "first" for i, k in enumerate(kinds)]
+        if "continue" not in kinds:
+            return batch, kinds
+        latents = batch["latents"].copy()
+        for i in (i for i, k in enumerate(kinds) if k == "continue"):
+            latents[i] = np.roll(latents[i], -int(self.rng.integers(1, latents.shape[2])), axis=1)
+        return {**batch, "latents": latents}, kinds
+
     def train_step(self, batch: dict) -> torch.Tensor:
         n = len(batch["prompt"])
-        kinds = self.sample_kinds(n, batch["seamless"])
+        batch, kinds = self.continue_kinds(batch, self.sample_kinds(n, batch["seamless"]))
         t = sample_timesteps(n, self.gen, shift=self.args.t_shift, uniform=self.args.t_uniform)
         noise = torch.randn(batch["latents"].shape, generator=self.gen)
         drop = torch.rand(n, generator=self.gen) < 0.1
