@@ -10,8 +10,9 @@ clean through ``x_mask``, the loss over generated frames only. ``x0`` are a
 clip's motion-field latents (:mod:`.fields`); the reference's appearance is
 the model's context. The conditioning mix teaches animating a reference
 (frame 0 = the identity), in-betweening to a pose (first + last frame),
-seamless loops (a 17th frame equal to the first) and a reference pinned
-at the last frame. Captions carry the motion score the clip was drawn with
+seamless loops (a 17th frame equal to the first), a reference pinned
+at the last frame and continuing a loop (a loopable clip from a random
+phase, its first frames given). Captions carry the motion score the clip was drawn with
 (``motion score: 10 x amplitude``) most of the time; 10 % are replaced by the
 null caption for classifier-free guidance. The text encoder trains jointly;
 an exponential moving average of the weights is saved, with the words of the
