@@ -58,7 +58,7 @@ def caption(prompt: str, amplitude: float, rng: np.random.Generator, motion_scal
     return preprocess_text(decorate_prompt(prompt, aesthetic=aesthetic, motion=motion))
 
 
-def condition_masks(kinds: list[str], frames: int, carried: int = 4) -> torch.Tensor:
+def condition_masks(kinds: list[str], frames: int, carried: int) -> torch.Tensor:
     """``[B, T]`` True where the frame is a clean condition (``carried``: the frames a "continue" clip is given)."""
     mask = torch.zeros(len(kinds), frames, dtype=torch.bool)
     for i, kind in enumerate(kinds):
@@ -270,8 +270,7 @@ class Trainer:
     def continue_kinds(self, batch: dict, kinds: list[str]) -> tuple[dict, list[str]]:
         """Start every "continue" clip at a random phase (its frames rolled: a loopable clip repeats);
         a clip that does not loop is trained as "first" instead."""
-        loopable = batch.get("loopable", np.zeros(len(kinds), dtype=bool))
-        kinds = [k if k != "continue" or loopable[i] else "first" for i, k in enumerate(kinds)]
+        kinds = [k if k != "continue" or batch["loopable"][i] else "first" for i, k in enumerate(kinds)]
         if "continue" not in kinds:
             return batch, kinds
         latents = batch["latents"].copy()
