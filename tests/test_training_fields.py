@@ -99,3 +99,26 @@ def test_latents_grow_with_the_motion_strength(action):
         example = D.make_example(7, "train", 16, 64, action=action, amplitude=amplitude, codec=codec)
         sizes.append(float(np.abs(example["latents"][:2]).mean()))
     assert sizes[0] < sizes[1] < sizes[2]
+
+
+def _overall_recognised(text: str) -> str:
+    return next(line.split()[2] for line in text.splitlines() if line.startswith("overall"))
+
+
+def test_benchmark_scores_the_targets_through_another_field(capsys):
+    """``--ground-truth --field``: the ceiling a model with another field could reach, without training one. The
+    shipped field's 4-pixel cells, smoothed, lose a wave; 2-pixel cells unsmoothed keep it."""
+    from charmotion.training.benchmark import main
+
+    common = ["--ground-truth", "--actions", "talk,wave", "--characters", "1", "--levels", "0.7", "--threads", "1"]
+    assert main(common) == 0
+    shipped = capsys.readouterr().out
+    assert main([*common, "--field", '{"grid": 32, "smoothing": 0}']) == 0
+    finer = capsys.readouterr().out
+    assert (_overall_recognised(shipped), _overall_recognised(finer)) == ("50%", "100%")
+    for argv, message in ((["--field", '{"grid": 32}'], "add --ground-truth"),
+                          ([*common, "--field", '{"grd": 32}'], "unknown setting(s) field.grd"),
+                          ([*common, "--field", "32"], "takes a JSON object of field settings")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err

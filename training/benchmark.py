@@ -3,6 +3,7 @@
     python -m training benchmark                      # the shipped model: 227 clips, a few minutes on 2 cores
     python -m training benchmark --model runs/x/charmotion_builtin.safetensors --characters 1
     python -m training benchmark --ground-truth       # the training targets through the warp decoder: the ceiling
+    python -m training benchmark --ground-truth --field '{"grid": 32, "smoothing": 0}'   # another field's ceiling
     python -m training benchmark --actions idle,talk,blink
     python -m training benchmark --cropped            # references cropped to the character, as games ship sprites
 
@@ -31,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dit_core.builtin.model import load_builtin
+from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
+from ..dit_core.builtin.model import load_builtin, unknown_settings
 from .dataset import make_example
 from .evaluate import animate, as_dicts, benchmark_jobs, evaluate, reference_rgba, summarise
 
@@ -48,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ground-truth", action="store_true",
                         help="score the training targets (the drawn clips' motion fields through the warp decoder)")
+    parser.add_argument("--field", default=None,
+                        help="with --ground-truth: JSON settings of another motion field (grid, smoothing, ...) to "
+                             "score the targets through: the ceiling a model with that field could reach")
     parser.add_argument("--cropped", action="store_true",
                         help="crop each reference to its character first, as game sprites usually come")
     parser.add_argument("--canvas", choices=("grow", "keep"), default="grow",
@@ -70,6 +75,24 @@ def time_clip(bundle, size: int, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
+def field_config(parser: argparse.ArgumentParser, args, base: FieldConfig) -> FieldConfig:
+    """``base`` with the settings ``--field`` gives (only with ``--ground-truth``: a model has its own field)."""
+    if not args.ground_truth:
+        parser.error("--field scores the training targets through another field: add --ground-truth")
+    try:
+        settings = json.loads(args.field)
+    except json.JSONDecodeError as err:
+        parser.error(f"--field is not JSON ({err}); e.g. '{{\"grid\": 32, \"smoothing\": 0}}'")
+    if not isinstance(settings, dict):
+        parser.error("--field takes a JSON object of field settings, e.g. '{\"grid\": 32, \"smoothing\": 0}'")
+    if unknown := unknown_settings({"field": settings}):
+        parser.error(f"--field: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return FieldConfig(**{**base.to_dict(), **settings})
+    except (TypeError, ValueError) as err:
+        parser.error(f"--field: {err}")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -84,6 +107,8 @@ def main(argv=None) -> int:
     if args.cropped and args.ground_truth:
         parser.error("--ground-truth scores the drawn canvas: leave out --cropped")
     bundle = load_builtin(args.model)  # with --ground-truth only its motion-field codec is used
+    if args.field is not None:
+        bundle.codec = MotionFieldCodec(field_config(parser, args, bundle.codec.config))
 
     def progress(i, total, score):
         print(f"\r{i}/{total} {score.action:15} recognised={int(score.recognised)} {score.seconds:.1f}s", end="",

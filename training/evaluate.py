@@ -183,6 +183,7 @@ def summarise(scores: list[ClipScore]) -> dict:
             torn=float(np.mean([s.torn for s in rows])),
             seconds=float(np.mean([s.seconds for s in rows])),
         )
+    rhos = [v["spearman"] for v in table.values() if np.isfinite(v["spearman"])]  # NaN: one strength only
     overall = dict(
         clips=len(scores),
         recognised=recognition_rate(scores),
@@ -190,7 +191,7 @@ def summarise(scores: list[ClipScore]) -> dict:
         recognised_new_phrasing=recognition_rate([s for s in scores if s.phrase_heldout]),
         psnr=float(np.mean([s.psnr for s in scores])),
         drift=float(np.mean([s.drift for s in scores])),
-        spearman=float(np.nanmean([v["spearman"] for v in table.values()])) if table else float("nan"),
+        spearman=float(np.mean(rhos)) if rhos else float("nan"),
         seam=float(np.nanmedian([s.seam for s in scores if s.seamless])) if any(s.seamless for s in scores) else float("nan"),
         torn=float(np.mean([s.torn for s in scores])),
         seconds=float(np.mean([s.seconds for s in scores])),
