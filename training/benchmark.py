@@ -93,11 +93,11 @@ def field_config(parser: argparse.ArgumentParser, args, base: FieldConfig) -> Fi
         parser.error(f"--field: {err}")
 
 
+@torch.no_grad()
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    torch.set_grad_enabled(False)
     levels = tuple(float(v) for v in args.levels.split(","))
     actions = args.actions.split(",") if args.actions else None
     try:
