@@ -117,8 +117,9 @@ def test_benchmark_scores_the_targets_through_another_field(capsys):
     finer = capsys.readouterr().out
     assert (_overall_recognised(shipped), _overall_recognised(finer)) == ("50%", "100%")
     for argv, message in ((["--field", '{"grid": 32}'], "add --ground-truth"),
-                          ([*common, "--field", '{"grd": 32}'], "unknown setting(s) field.grd"),
-                          ([*common, "--field", "32"], "takes a JSON object of field settings")):
+                          ([*common, "--field", '{"grd": 32}'], "--field has unknown setting(s) field.grd"),
+                          ([*common, "--field", "32"], "--field takes a JSON object of field settings, e.g."),
+                          ([*common, "--field", "{grid: 32}"], "--field is not JSON")):
         with pytest.raises(SystemExit):
             main(argv)
         assert message in capsys.readouterr().err

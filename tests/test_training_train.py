@@ -116,11 +116,11 @@ def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_last_step():
 
 
 @pytest.mark.parametrize("config, message", [
-    ('{"model": {"hiden_size": 64}}', "--config: unknown setting(s) model.hiden_size"),
-    ('{"model": {"depth": 2}, "feild": {"grid": 32}}', "--config: unknown setting(s) feild"),
+    ('{"model": {"hiden_size": 64}}', "--config has unknown setting(s) model.hiden_size"),
+    ('{"model": {"depth": 2}, "feild": {"grid": 32}}', "--config has unknown setting(s) feild"),
     ("{model: 1}", "--config is not JSON"),
     ("[1]", "--config takes a JSON object of settings by section"),
-    ('{"model": 5}', "--config: unknown setting(s) model = 5 (a section is a table of settings)"),
+    ('{"model": 5}', "--config has unknown setting(s) model = 5 (a section is a table of settings)"),
 ])
 def test_a_mistyped_config_is_refused_before_anything_is_drawn(tmp_path, config, message):
     with pytest.raises(SystemExit) as refused:

@@ -33,9 +33,10 @@ import numpy as np
 import torch
 
 from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
-from ..dit_core.builtin.model import load_builtin, unknown_settings
+from ..dit_core.builtin.model import load_builtin
 from .dataset import make_example
 from .evaluate import animate, as_dicts, benchmark_jobs, evaluate, reference_rgba, summarise
+from .train import settings_from_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,22 +76,14 @@ def time_clip(bundle, size: int, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def field_config(parser: argparse.ArgumentParser, args, base: FieldConfig) -> FieldConfig:
-    """``base`` with the settings ``--field`` gives (only with ``--ground-truth``: a model has its own field)."""
+def field_settings(parser: argparse.ArgumentParser, args) -> dict:
+    """The motion-field settings ``--field`` gives (only with ``--ground-truth``: a model has its own field)."""
     if not args.ground_truth:
         parser.error("--field scores the training targets through another field: add --ground-truth")
     try:
-        settings = json.loads(args.field)
-    except json.JSONDecodeError as err:
-        parser.error(f"--field is not JSON ({err}); e.g. '{{\"grid\": 32, \"smoothing\": 0}}'")
-    if not isinstance(settings, dict):
-        parser.error("--field takes a JSON object of field settings, e.g. '{\"grid\": 32, \"smoothing\": 0}'")
-    if unknown := unknown_settings({"field": settings}):
-        parser.error(f"--field: unknown setting(s) {', '.join(unknown)}")
-    try:
-        return FieldConfig(**{**base.to_dict(), **settings})
-    except (TypeError, ValueError) as err:
-        parser.error(f"--field: {err}")
+        return settings_from_json(args.field, '{"grid": 32, "smoothing": 0}', section="field")
+    except ValueError as err:
+        parser.error(f"--field {err}")
 
 
 @torch.no_grad()
@@ -106,9 +99,10 @@ def main(argv=None) -> int:
         parser.error(str(err))
     if args.cropped and args.ground_truth:
         parser.error("--ground-truth scores the drawn canvas: leave out --cropped")
+    field = {} if args.field is None else field_settings(parser, args)
     bundle = load_builtin(args.model)  # with --ground-truth only its motion-field codec is used
-    if args.field is not None:
-        bundle.codec = MotionFieldCodec(field_config(parser, args, bundle.codec.config))
+    if field:
+        bundle.codec = MotionFieldCodec(FieldConfig(**{**bundle.codec.config.to_dict(), **field}))
 
     def progress(i, total, score):
         print(f"\r{i}/{total} {score.action:15} recognised={int(score.recognised)} {score.seconds:.1f}s", end="",

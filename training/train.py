@@ -421,23 +421,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from_json(text: str, example: str, section: str | None = None) -> dict:
+    """Model settings given as JSON on the command line: a table of settings by section, or of one ``section``'s
+    settings. A ValueError says what is wrong (its message follows the option's name), with ``example``."""
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"is not JSON ({err}); e.g. '{example}'") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"takes a JSON object of {section + ' settings' if section else 'settings by section'}, e.g. '{example}'")
+    if unknown := unknown_settings({section: settings} if section else settings):
+        raise ValueError(f"has unknown setting(s) {', '.join(unknown)}")
+    return settings
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     if args.config:
-        example = '\'{"model": {"depth": 6}, "field": {"grid": 32}}\''
         try:
-            config = json.loads(args.config)
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"--config is not JSON ({e}); e.g. {example}") from None
-        if not isinstance(config, dict):
-            raise SystemExit(f"--config takes a JSON object of settings by section, e.g. {example}")
-        if unknown := unknown_settings(config):
-            raise SystemExit(f"--config: unknown setting(s) {', '.join(unknown)}")
+            settings_from_json(args.config, '{"model": {"depth": 6}, "field": {"grid": 32}}')
+        except ValueError as err:
+            raise SystemExit(f"--config {err}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     Trainer(args).run()
 
 
-__all__ = ["Trainer", "bf16_is_native", "build_parser", "example_seed", "main"]
+__all__ = ["Trainer", "bf16_is_native", "build_parser", "example_seed", "main", "settings_from_json"]
