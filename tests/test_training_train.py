@@ -127,3 +127,45 @@ def test_a_mistyped_config_is_refused_before_anything_is_drawn(tmp_path, config,
         train.main(["--out", str(tmp_path / "run"), "--config", config])
     assert str(refused.value).startswith(message)
     assert not (tmp_path / "run").exists()
+
+
+def test_init_goes_on_from_a_model_files_weights_with_a_finer_field(tmp_path):
+    first = tmp_path / "coarse"
+    train.main(["--out", str(first), "--clips", "0", "--steps", "2"] + COMMON)
+    coarse = load_builtin(first / "charmotion_builtin.safetensors")
+    finer = json.dumps({**SMALL, "field": {"grid": 32, "frame_pixels": 128}})
+    # no steps: the file written is the weights it started from, now with the grid-32 field
+    train.main(["--out", str(tmp_path / "fine"), "--clips", "0", "--steps", "0", "--init",
+                str(first / "charmotion_builtin.safetensors")] + COMMON[:-1] + [finer])
+    fine = load_builtin(tmp_path / "fine" / "charmotion_builtin.safetensors")
+    assert fine.codec.config.grid == 32 and coarse.codec.config.grid == 16
+    assert fine.model.config.context_channels == coarse.model.config.context_channels == 64
+    for name, value in {**coarse.model.state_dict(), **coarse.text_encoder.state_dict()}.items():
+        other = {**fine.model.state_dict(), **fine.text_encoder.state_dict()}[name]
+        assert torch.equal(other, value), name
+    assert fine.info["init"] == {"file": "charmotion_builtin.safetensors", "grid": 16, "steps": 2,
+                                 "train_minutes": coarse.info["train_minutes"]}
+    # and it trains on from there: a step changes the weights
+    train.main(["--out", str(tmp_path / "fine2"), "--clips", "0", "--steps", "1", "--init",
+                str(first / "charmotion_builtin.safetensors")] + COMMON[:-1] + [finer])
+    stepped = load_builtin(tmp_path / "fine2" / "charmotion_builtin.safetensors")
+    assert any(not torch.equal(stepped.model.state_dict()[k], v) for k, v in coarse.model.state_dict().items())
+
+
+@pytest.mark.parametrize("field, message", [
+    ({}, "model.depth 1 (run: 2)"),
+    ({"grid": 32}, "model.context_channels 64 (run: 16)"),  # grid 32 over 64 pixels: 2x2 pixels a cell
+])
+def test_init_refuses_a_file_with_other_network_sizes_before_anything_is_made(tmp_path, field, message):
+    train.main(["--out", str(tmp_path / "a"), "--clips", "0", "--steps", "1"] + COMMON)
+    other = {"model": {**SMALL["model"], "depth": 2 if not field else 1}, "text_encoder": SMALL["text_encoder"],
+             "field": field}
+    with pytest.raises(SystemExit) as refused:
+        train.main(["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "charmotion_builtin.safetensors"),
+                    "--config", json.dumps(other)])
+    assert str(refused.value).startswith(f"--init {tmp_path / 'a' / 'charmotion_builtin.safetensors'} has other "
+                                         "network sizes than this run") and message in str(refused.value)
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit, match="--init: .*missing.safetensors"):
+        train.main(["--out", str(tmp_path / "c"), "--init", str(tmp_path / "missing.safetensors")])
+    assert not (tmp_path / "c").exists()

@@ -2,6 +2,8 @@
 
     python -m training train --out runs/builtin            # the shipped recipe: 60 minutes on 2 CPU cores
     python -m training train --out runs/builtin --resume   # continue a stopped run
+    python -m training train --out runs/fine --init runs/builtin/charmotion_builtin.safetensors \
+        --config '{"field": {"grid": 32, "frame_pixels": 128}}'   # go on from a file's weights, with a finer field
 
 Rectified flow exactly as the sampler uses the model (Open-Sora 1.2's
 objective): ``x_t = (1 - t) x0 + t noise`` with logit-normal ``t``, the
@@ -21,6 +23,13 @@ training prompts per action (:func:`.phrases.action_words`).
 The run is seeded and resumable (``train_state.pt`` in ``--out``); it logs the
 training loss and a held-out loss (fixed held-out clips, noise and
 timesteps) to ``log.jsonl`` and writes the model file at the end.
+
+``--init`` starts from a model file's weights instead of fresh ones. Its
+networks must have the run's sizes; its motion field may differ. A field of
+``grid`` 32 over ``frame_pixels`` 128 keeps every tensor of a grid-16 model
+over 64 pixels (48 latent values and 64 appearance channels a token), so a
+model trained on the cheap coarse field goes on at the finer one (64 tokens
+a frame instead of 16).
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ import numpy as np
 import torch
 
 from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
-from ..dit_core.builtin.model import build_builtin, save_builtin, unknown_settings
+from ..dit_core.builtin.model import BuiltinModel, build_builtin, load_builtin, merged_config, save_builtin, unknown_settings
+from ..dit_core.errors import CharMotionError
 from ..dit_core.prompts import decorate_prompt, preprocess_text
 from ..dit_core.sampling.schedule import transform_timesteps
 from .actions import ACTIONS
@@ -172,8 +182,6 @@ def bf16_is_native(device: torch.device, cpuinfo: str | None = None) -> bool:
 class Trainer:
     def __init__(self, args):
         self.args = args
-        self.out = Path(args.out)
-        self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(args.seed)
         self.device = torch.device(args.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -182,7 +190,16 @@ class Trainer:
             args.bf16 = bf16_is_native(self.device)
         config = json.loads(args.config) if args.config else {}
         config["actions"] = action_words()
-        self.bundle = build_builtin(config, seed=args.seed).to(device=self.device)
+        start = initial_model(args.init, config) if args.init else None
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.bundle = build_builtin(config, seed=args.seed)
+        if start is not None:
+            self.bundle.model.load_state_dict(start.model.state_dict())
+            self.bundle.text_encoder.load_state_dict(start.text_encoder.state_dict())
+        self.init_info = None if start is None else {"file": Path(args.init).name, "grid": start.codec.config.grid,
+                                                      **{k: start.info[k] for k in ("steps", "train_minutes") if k in start.info}}
+        self.bundle = self.bundle.to(device=self.device)
         self.field_config = self.bundle.codec.config
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
         if args.bf16 and self.device.type == "cpu":  # the CPU's fused attention is slow in bfloat16 backward
@@ -381,6 +398,8 @@ class Trainer:
         info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
                 "clips": args.clips, "heldout_loss": final["heldout_loss"], "seed": args.seed,
                 "device": self.device.type, "bf16": bool(args.bf16)}
+        if self.init_info is not None:
+            info["init"] = self.init_info  # the file it went on from (its steps and minutes come on top of these)
         path = save_builtin(self.bundle, self.out / "charmotion_builtin.safetensors", info=info)
         print(f"wrote {path}")
         return path
@@ -418,7 +437,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-minutes", type=float, default=5.0)
     parser.add_argument("--config", default=None, help="JSON overrides of the model config (sizes, sampling...)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", default=None,
+                        help="start from this model file's weights (same network sizes; the field may differ, e.g. "
+                             '--config \'{"field": {"grid": 32, "frame_pixels": 128}}\' from a grid-16 file)')
     return parser
+
+
+def initial_model(path: str, config: dict) -> BuiltinModel:
+    """The model file ``--init`` names, refused with one line unless its networks have the run's sizes."""
+    try:
+        start = load_builtin(path)
+    except (CharMotionError, OSError) as err:
+        raise SystemExit(f"--init: {err}") from None
+    run = merged_config(config)
+    differ = [f"{section}.{key} {start.config[section].get(key)} (run: {run[section].get(key)})"
+              for section in ("model", "text_encoder") for key in sorted(set(run[section]) | set(start.config[section]))
+              if run[section].get(key) != start.config[section].get(key)]
+    if differ:
+        raise SystemExit(f"--init {path} has other network sizes than this run: {', '.join(differ)}. Give --config the "
+                         "file's sizes (a field's frame_pixels / grid sets context_channels: keep it)")
+    return start
 
 
 def settings_from_json(text: str, example: str, section: str | None = None) -> dict:
