@@ -140,9 +140,9 @@ def test_init_goes_on_from_a_model_files_weights_with_a_finer_field(tmp_path):
     fine = load_builtin(tmp_path / "fine" / "charmotion_builtin.safetensors")
     assert fine.codec.config.grid == 32 and coarse.codec.config.grid == 16
     assert fine.model.config.context_channels == coarse.model.config.context_channels == 64
+    started = {**fine.model.state_dict(), **fine.text_encoder.state_dict()}
     for name, value in {**coarse.model.state_dict(), **coarse.text_encoder.state_dict()}.items():
-        other = {**fine.model.state_dict(), **fine.text_encoder.state_dict()}[name]
-        assert torch.equal(other, value), name
+        assert torch.equal(started[name], value), name
     assert fine.info["init"] == {"file": "charmotion_builtin.safetensors", "grid": 16, "steps": 2,
                                  "train_minutes": coarse.info["train_minutes"]}
     # and it trains on from there: a step changes the weights
@@ -152,19 +152,17 @@ def test_init_goes_on_from_a_model_files_weights_with_a_finer_field(tmp_path):
     assert any(not torch.equal(stepped.model.state_dict()[k], v) for k, v in coarse.model.state_dict().items())
 
 
-@pytest.mark.parametrize("field, message", [
-    ({}, "model.depth 1 (run: 2)"),
-    ({"grid": 32}, "model.context_channels 64 (run: 16)"),  # grid 32 over 64 pixels: 2x2 pixels a cell
+@pytest.mark.parametrize("config, message", [
+    ({**SMALL, "model": {**SMALL["model"], "depth": 2}}, "model.depth is 1 there, 2 here"),
+    ({**SMALL, "field": {"grid": 32}}, "model.context_channels is 64 there, 16 here"),  # 2x2 pixels a cell
 ])
-def test_init_refuses_a_file_with_other_network_sizes_before_anything_is_made(tmp_path, field, message):
+def test_init_refuses_a_file_with_other_network_sizes_before_anything_is_made(tmp_path, config, message):
     train.main(["--out", str(tmp_path / "a"), "--clips", "0", "--steps", "1"] + COMMON)
-    other = {"model": {**SMALL["model"], "depth": 2 if not field else 1}, "text_encoder": SMALL["text_encoder"],
-             "field": field}
+    init = str(tmp_path / "a" / "charmotion_builtin.safetensors")
     with pytest.raises(SystemExit) as refused:
-        train.main(["--out", str(tmp_path / "b"), "--init", str(tmp_path / "a" / "charmotion_builtin.safetensors"),
-                    "--config", json.dumps(other)])
-    assert str(refused.value).startswith(f"--init {tmp_path / 'a' / 'charmotion_builtin.safetensors'} has other "
-                                         "network sizes than this run") and message in str(refused.value)
+        train.main(["--out", str(tmp_path / "b"), "--init", init, "--config", json.dumps(config)])
+    assert str(refused.value).startswith(f"--init {init} has other network sizes than this run")
+    assert message in str(refused.value) and "Give --config the file's sizes" in str(refused.value)
     assert not (tmp_path / "b").exists()
     with pytest.raises(SystemExit, match="--init: .*missing.safetensors"):
         train.main(["--out", str(tmp_path / "c"), "--init", str(tmp_path / "missing.safetensors")])

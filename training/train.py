@@ -450,12 +450,13 @@ def initial_model(path: str, config: dict) -> BuiltinModel:
     except (CharMotionError, OSError) as err:
         raise SystemExit(f"--init: {err}") from None
     run = merged_config(config)
-    differ = [f"{section}.{key} {start.config[section].get(key)} (run: {run[section].get(key)})"
+    differ = [f"{section}.{key} is {start.config[section].get(key)} there, {run[section].get(key)} here"
               for section in ("model", "text_encoder") for key in sorted(set(run[section]) | set(start.config[section]))
               if run[section].get(key) != start.config[section].get(key)]
     if differ:
-        raise SystemExit(f"--init {path} has other network sizes than this run: {', '.join(differ)}. Give --config the "
-                         "file's sizes (a field's frame_pixels / grid sets context_channels: keep it)")
+        raise SystemExit(f"--init {path} has other network sizes than this run: {'; '.join(differ)}. Give --config the "
+                         "file's sizes (context_channels follows the field: keep its frame_pixels / grid, e.g. grid 32 "
+                         "over frame_pixels 128 for a grid-16 file over 64)")
     return start
 
 
