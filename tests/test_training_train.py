@@ -109,10 +109,19 @@ def test_each_batch_serves_repeat_steps_and_seamless_batches_come_in_turn():
 
 def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_last_step():
     trainer = train.Trainer.__new__(train.Trainer)  # lr_at needs only the arguments
-    trainer.args = argparse.Namespace(lr=1e-3, warmup=2, steps=102)
+    trainer.args = argparse.Namespace(lr=1e-3, warmup=2, steps=102, minutes=60.0)
     assert trainer.lr_at(0) == pytest.approx(5e-4) and trainer.lr_at(2) == pytest.approx(1e-3)
     assert trainer.lr_at(52) == pytest.approx(5.5e-4)
     assert trainer.lr_at(500) == pytest.approx(1e-4)
+
+
+def test_the_learning_rate_reaches_its_floor_when_the_time_budget_ends_before_the_last_step():
+    trainer = train.Trainer.__new__(train.Trainer)
+    trainer.args = argparse.Namespace(lr=1e-3, warmup=2, steps=102, minutes=10.0)
+    assert trainer.lr_at(12, seconds=30.0) == pytest.approx(trainer.lr_at(12))  # the steps lead: as without a budget
+    assert trainer.lr_at(12, seconds=300.0) == pytest.approx(5.5e-4)  # half the budget spent: half-way down
+    assert trainer.lr_at(12, seconds=600.0) == pytest.approx(1e-4)  # the budget spent: the floor
+    assert trainer.lr_at(1, seconds=600.0) == pytest.approx(1e-3)  # warm-up counts steps only
 
 
 @pytest.mark.parametrize("config, message", [

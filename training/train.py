@@ -244,12 +244,14 @@ class Trainer:
         self.gen.set_state(state["gen"])
 
     # -- one step -------------------------------------------------------------
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up over ``--warmup`` steps, then a cosine decay to 10 % of ``--lr`` at ``--steps``."""
+    def lr_at(self, step: int, seconds: float = 0.0) -> float:
+        """Linear warm-up over ``--warmup`` steps, then a cosine decay to 10 % of ``--lr`` at ``--steps`` or at
+        ``--minutes`` (``seconds`` trained), whichever comes first: on a CPU too slow to reach ``--steps`` inside
+        the budget the rate still reaches its floor when the budget ends."""
         warm = self.args.warmup
         if step < warm:
             return self.args.lr * (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, self.args.steps - warm))
+        progress = min(1.0, max((step - warm) / max(1, self.args.steps - warm), seconds / (self.args.minutes * 60.0)))
         return self.args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def loss(self, batch: dict, kinds: list[str], t: torch.Tensor, noise: torch.Tensor,
@@ -302,7 +304,7 @@ class Trainer:
         noise = torch.randn(batch["latents"].shape, generator=self.gen)
         drop = torch.rand(n, generator=self.gen) < 0.1
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = self.lr_at(self.step, self.seconds)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
             loss = self.loss(batch, kinds, t, noise, drop)
         self.opt.zero_grad(set_to_none=True)
@@ -380,7 +382,7 @@ class Trainer:
             self.seconds += time.perf_counter() - start
             if self.step % args.log_every == 0:
                 entry = {"step": self.step, "minutes": round(self.seconds / 60, 2),
-                         "loss": round(float(torch.stack(recent).float().mean()), 5), "lr": self.lr_at(self.step)}
+                         "loss": round(float(torch.stack(recent).float().mean()), 5), "lr": self.lr_at(self.step, self.seconds)}
                 recent = []
                 if self.step % args.eval_every == 0:
                     entry["heldout_loss"] = round(self.heldout_loss(), 5)
@@ -410,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log, final model file)")
     parser.add_argument("--minutes", type=float, default=60.0, help="training time budget (wall clock spent in steps)")
-    parser.add_argument("--steps", type=int, default=6600, help="stop after this many steps; the learning rate decays to them")
+    parser.add_argument("--steps", type=int, default=6600,
+                        help="stop after this many steps; the learning rate decays to them (or to --minutes, whichever "
+                             "comes first)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--warmup", type=int, default=100)
