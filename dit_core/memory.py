@@ -255,19 +255,21 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
 def check_decode(codec, *, device, num_frames: int, size: tuple[int, int], batch: int = 1,
                  available: int | None = None) -> Estimate | None:
     """Refuse decoding ``batch`` clips of ``num_frames`` frames at ``size`` ``(width, height)`` that do not fit
-    (the decode after a sampler that did not decode), naming the largest size that does."""
+    (the decode after a sampler that did not decode), naming the largest size that does. A decoder whose
+    weights are not on ``device`` yet counts them too."""
     if available is None:
         available = available_bytes(device)
     if available is None:
         return None
     width, height = (int(v) for v in size)
+    weights = 0 if _on_device(codec, device) else _module_bytes(codec)
 
     def scaled(scale: float) -> tuple[int, int]:
         return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
     def estimate(scale: float) -> Estimate:
         w, h = scaled(scale)
-        return estimate_bytes(latent_frames=0, latent_height=0, latent_width=0, batch=0, weights_bytes=0,
+        return estimate_bytes(latent_frames=0, latent_height=0, latent_width=0, batch=0, weights_bytes=weights,
                               output_pixels=batch * w * h, output_frames=num_frames, **_decode_settings(codec))
 
     return _check(estimate, 1.0 / max(width, height), scaled, available=available, device=device,

@@ -641,3 +641,15 @@ def test_reading_model_file_names_the_file():
     with pytest.raises(CheckpointError, match="the built-in model file lacks 'dit.x' that a bundle needs"):
         with reading_model_file(None, "a bundle"):
             raise KeyError("dit.x")
+
+
+def test_decoding_counts_the_decoder_weights_that_are_not_on_the_device_yet():
+    class OffloadedDecoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.empty(2**29, device="meta"))  # 2 GiB, not on the GPU yet
+
+    args = dict(device="cuda", num_frames=16, size=(64, 64), available=int(1.5 * 2**30))
+    assert memory.check_decode(torch.nn.Module(), **args) is not None  # the frames alone fit
+    with pytest.raises(InvalidInputError, match=r"decoding 64x64 pixels at 16 frames needs about 2\.\d GB"):
+        memory.check_decode(OffloadedDecoder(), **args)
