@@ -9,7 +9,7 @@ import torch
 from ..dit_core import checks, images
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import FORMATS, export_frames
-from ..dit_core.images import parse_color
+from ..dit_core.images import parse_color, shows_key_where_clear, unmix_key
 from . import host
 from .handles import CLIP_INFO_TYPE, ClipInfo, given_mask
 
@@ -71,26 +71,6 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
                 "Set key_color (e.g. #ff00ff) or transparency off"
             )
     return None, key, opaque
-
-
-def shows_key_where_clear(frames: torch.Tensor, alpha: torch.Tensor, key, tolerance: float = 0.05) -> bool:
-    """Whether the frames show the key colour wherever ``alpha`` says nothing is drawn (they are the frames the
-    opacity belongs to, not reordered or other frames of the same size)."""
-    clear = alpha.to(frames.device) < 0.5 / 255
-    if not bool(clear.any()):
-        return True
-    k = torch.tensor(key, dtype=torch.float32, device=frames.device) / 255.0
-    return float((frames[..., :3].float()[clear] - k).abs().max()) <= tolerance
-
-
-def unmix_key(frames: torch.Tensor, alpha: torch.Tensor, key) -> torch.Tensor:
-    """Frames composited over the ``key`` colour with opacity ``alpha`` ``[T, H, W]`` -> their own (straight)
-    colours: ``(rgb - (1 - a) * key) / a`` where a pixel shows at all, so soft edges keep no tint of the key."""
-    rgb = frames[..., :3].float()
-    a = alpha.to(rgb.device, rgb.dtype)[..., None]
-    k = torch.tensor(key, dtype=rgb.dtype, device=rgb.device) / 255.0
-    straight = torch.where(a > 0, (rgb - (1.0 - a) * k) / a.clamp_min(1e-6), rgb).clamp(0.0, 1.0)
-    return straight
 
 
 class CharMotionExport:

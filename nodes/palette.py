@@ -8,9 +8,9 @@ import torch
 from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.export import frames_uint8
+from ..dit_core.images import unmix_key
 from ..dit_core.palette import MAX_COLORS, lock_palette
 from . import host
-from .export import unmix_key
 from .handles import CLIP_INFO_TYPE, given_mask
 
 

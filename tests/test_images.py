@@ -142,3 +142,19 @@ def test_parse_helpers():
     assert images.parse_color("#102030") == (16, 32, 48)
     assert images.parse_color("1, 2, 3") == (1, 2, 3)
     assert images.parse_color((0.0, 255, 10)) == (0, 255, 10)
+
+
+def test_unmix_key_gives_back_the_colours_that_were_composited_over_the_key():
+    gen = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 5, 6, 3, generator=gen)
+    alpha = torch.rand(2, 5, 6, generator=gen).clamp_min(0.05)
+    alpha[0, 0, 0], alpha[0, 4, 0] = 0.0, 1.0  # nothing drawn: the pixel keeps what it shows; fully drawn
+    key = (255, 0, 255)
+    k = torch.tensor(key, dtype=torch.float32) / 255
+    mixed = rgb * alpha[..., None] + (1 - alpha[..., None]) * k
+    straight = images.unmix_key(mixed, alpha, key)
+    shown = alpha > 0
+    assert (straight[shown] - rgb[shown]).abs().max() < 1e-5
+    assert torch.equal(straight[0, 0, 0], mixed[0, 0, 0])
+    assert images.shows_key_where_clear(mixed, alpha, key)
+    assert not images.shows_key_where_clear(mixed.flip(1), alpha, key)  # other frames than the opacity's

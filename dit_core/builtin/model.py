@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -102,7 +103,7 @@ class BuiltinModel:
     def motion_range(self) -> tuple[float, float]:
         return self.family.motion_range
 
-    @property
+    @cached_property
     def family(self) -> ModelFamily:
         return builtin_family(self.config)
 
