@@ -5,10 +5,10 @@
 # extrapolated to 30) and checks float32 agreement at 240p. Logs and JSON go to $OUT as they are written, so a
 # run stopped at its time limit still returns what it finished. Takes about 8 minutes on one H100.
 #
-# Device call (from the repository root):
-#   run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".upstream"], timeout_s=540)
+# Run it from the repository root, with OUT naming the results folder (default out/gpu_check):
+#   bash benchmarks/gpu_check.sh
 #
-# It needs, untracked (both ignored by .git/info/exclude):
+# It needs, untracked (both ignored by .git/info/exclude, copied to the machine with the repository):
 #   .whl/       wheels missing on the machine: xformers 0.0.35, diffusers + importlib_metadata + lazy-importer,
 #               rotary-embedding-torch 0.5.3 + beartype, ftfy + wcwidth, beautifulsoup4 + soupsieve
 #   .upstream/Open-Sora/   Open-Sora v1.2.0's opensora/ tree (git archive v1.2.0 opensora)
