@@ -2,7 +2,8 @@
 # The one command for a GPU machine without network access: installs the wheels carried in .whl/, prints the
 # GPU, torch and xformers versions, runs the CUDA tests, then benchmarks Open-Sora 1.2 side by side with upstream
 # (480p and 720p x 51 frames, bf16: upstream, ours sdpa / xformers / torch.compile; a few timed steps each,
-# extrapolated to 30) and checks float32 agreement at 240p. Logs and JSON go to $OUT as they are written, so a
+# extrapolated to 30), checks float32 agreement at 240p and, time left, the VAE decode's peak memory at
+# 720p x 102 frames with tiling off and on. Logs and JSON go to $OUT as they are written, so a
 # run stopped at its time limit still returns what it finished. Takes about 8 minutes on one H100.
 #
 # Run it from the repository root, with OUT naming the results folder (default out/gpu_check):
@@ -65,5 +66,15 @@ if [ "$(left)" -ge 40 ]; then
   echo "bench_gpu (fp32) exit code $?"
 else
   stage "float32 agreement skipped: $(left) s left"
+fi
+if [ "$(left)" -ge 60 ]; then
+  stage "VAE decode peak memory at 720p x 102 frames, tiling off then 256-pixel tiles ($(left) s left)"
+  for tile in 0 256; do
+    timeout -k 5 $(( $(left) > 35 ? ($(left) - 5) / 2 : 15 )) python3 benchmarks/bench_vae.py --preset published \
+      --device cuda --dtype bf16 --height 720 --width 1280 --frames 102 --multipliers 1 --modes stream decode \
+      --tile $tile 2>&1 | tee -a "$OUT/vae_720p_102f.log"
+  done
+else
+  stage "VAE decode memory skipped: $(left) s left"
 fi
 stage "done"
