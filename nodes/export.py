@@ -163,7 +163,10 @@ class CharMotionExport:
         )
         for note in result.notes:
             log.info("CharMotion export: %s", note)
-        return {"ui": ui_entries(result, folder, subfolder)}
+        ui = ui_entries(result, folder, subfolder)
+        if result.notes:
+            ui["text"] = list(result.notes)
+        return {"ui": ui}
 
 
 def ui_entries(result, folder, subfolder: str) -> dict:

@@ -193,6 +193,13 @@ def metadata_enabled() -> bool:
     return not getattr(args, "disable_metadata", False)
 
 
+def with_notes(outputs: tuple, notes) -> tuple | dict:
+    """A node's ``outputs`` with its ``notes`` shown under the node in the editor (ComfyUI's ``ui`` text; kept in
+    the history too), or the bare outputs when there is nothing to say."""
+    notes = [str(n) for n in notes]
+    return {"ui": {"text": notes}, "result": outputs} if notes else outputs
+
+
 # ---------------------------------------------------------------------------
 # Progress and cancel
 

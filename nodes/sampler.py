@@ -179,4 +179,4 @@ class CharMotionSampler:
         latent = {"samples": result.latents.float().to(host.intermediate_device()), LATENT_KEY: info}
         if sprite is not None:
             latent[SPRITE_KEY] = sprite
-        return (latent,)
+        return host.with_notes((latent,), info["notes"])

@@ -172,7 +172,7 @@ class CharMotionTextEncode:
                                    "CharMotion Motion Control's motion_strength")
         if not str(text).strip():
             raise InvalidInputError("the prompt is empty: describe what the character does")
-        conditioning = []
+        conditioning, notes = [], []
         for segment in split_loop_prompt(str(text).strip()):
             prepared = prepare_prompt(segment.text, aesthetic=motion.aesthetic, motion=motion.motion,
                                       camera=motion.camera, clean=True)
@@ -180,8 +180,9 @@ class CharMotionTextEncode:
                 raise InvalidInputError(f"the prompt {segment.text!r} is empty after cleaning: use plain words")
             if model.family == BUILTIN and (note := model.text_encoder.prompt_note(segment.text)):
                 host.log.warning("CharMotion Text Encode: %s", note)
+                notes.append(note)
             conditioning += self._encode_one(model, clip, LoopPrompt(segment.start_loop, prepared))
-        return (conditioning,)
+        return host.with_notes((conditioning,), notes)
 
     @staticmethod
     def _encode_one(model: ModelHandle, clip, segment: LoopPrompt) -> list:

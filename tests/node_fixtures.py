@@ -147,9 +147,11 @@ CODEC = "CharMotion built-in warp decoder"
 
 
 def run(name, **kwargs):
-    """Run the node registered as ``name`` with these inputs."""
+    """Run the node registered as ``name`` with these inputs; its outputs, as ComfyUI takes them from a
+    ``{"ui", "result"}`` return."""
     cls = N[name]
-    return getattr(cls(), cls.FUNCTION)(**kwargs)
+    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    return out["result"] if isinstance(out, dict) and "result" in out else out
 
 
 def builtin(env):

@@ -9,6 +9,7 @@ import torch
 
 from charmotion.dit_core.errors import InvalidInputError
 from charmotion.dit_core.pipeline import generate
+from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
 from charmotion.nodes.handles import LATENT_KEY, SPRITE_KEY, ClipInfo, LoopControl
 from charmotion.nodes.text import conditioning_segments
@@ -97,6 +98,12 @@ def test_opensora_image_to_video_through_the_nodes(env, opensora_file):
     frames, fps, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
     assert frames.shape == (34, 48, 64, 3) and fps == 24.0
     assert info.key_color is None and not info.had_alpha  # a noise image has no flat background to key out
+    # what the run notes is shown under the node in the editor too
+    shown = N["CharMotionSampler"]().sample(model=model, positive=cond, seed=1, steps=1, cfg=7.0, frames=17, width=60,
+                                           height=48, fps=24.0)
+    assert shown["result"][0]["samples"].shape[-2:] == (6, 7)  # 60 pixels -> 7 latent columns (56 pixels)
+    assert shown["ui"]["text"] == shown["result"][0][LATENT_KEY]["notes"]
+    assert any("rounded down" in note for note in shown["ui"]["text"])
 
 
 @pytest.mark.parametrize("family", ["builtin", "opensora12"])
