@@ -40,7 +40,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import gc
+import importlib.metadata
 import json
 import math
 import os
@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from _measure import Device, compare, denoiser_flops, timed_decode, timed_generation
 from _pack import load_pack  # benchmarks/ is on sys.path when run as a script
 
 PRESETS = {
@@ -80,7 +81,6 @@ PRESETS = {
 ROWS = ("upstream", "sdpa", "xformers", "math", "compile")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
 DEFAULT_TOL = {"bf16": 1e-1, "fp16": 5e-2, "fp32": 1e-4}
-GB = 2**30
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -95,49 +95,6 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def size_name(h: int, w: int) -> str:
     return f"{min(h, w)}p" if min(h, w) in (144, 240, 360, 480, 720, 1080) else f"{h}x{w}"
-
-
-class Device:
-    def __init__(self, name: str):
-        self.torch = torch.device(name)
-        self.cuda = self.torch.type == "cuda"
-
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize(self.torch)
-
-    def reset_peak(self):
-        if self.cuda:
-            self.sync()
-            torch.cuda.reset_peak_memory_stats(self.torch)
-
-    def peak_gb(self) -> float | None:
-        return torch.cuda.max_memory_allocated(self.torch) / GB if self.cuda else None
-
-    def free(self):
-        gc.collect()
-        if self.cuda:
-            torch.cuda.empty_cache()
-
-
-class StepClock:
-    """Wraps a denoiser: a time stamp (after a device sync) before every call, so per-step times can be read."""
-
-    def __init__(self, model, device: Device):
-        self.__dict__.update(model=model, device=device, stamps=[])
-
-    def __call__(self, *args, **kwargs):
-        self.device.sync()
-        self.stamps.append(time.perf_counter())
-        return self.model(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.__dict__["model"], name)
-
-    def stop(self) -> list[float]:
-        self.device.sync()
-        self.stamps.append(time.perf_counter())
-        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
 
 
 class RandomCaptions:
@@ -162,70 +119,6 @@ def give_weight(model, generator_seed: int):
         params += [block.attn.proj.weight, block.cross_attn.proj.weight, block.mlp.fc2.weight]
     for p in params:
         p.normal_(0, 0.02, generator=gen)
-
-
-def denoiser_flops(dit: dict, batch: int, frames: int, tokens: int, text: int) -> float:
-    """Matmul FLOPs of one STDiT3 forward (all blocks; embedders and final layer left out)."""
-    c, depth = dit["hidden_size"], dit["depth"]
-    n = batch * frames * tokens
-    linear = 2 * n * c * c * (3 + 1 + 1 + 1 + 2 * 4)  # qkv, proj, cross q, cross proj, mlp (ratio 4)
-    kv = 2 * batch * text * c * 2 * c
-    cross = 4 * n * text * c
-    spatial = 4 * batch * frames * tokens * tokens * c
-    temporal = 4 * batch * tokens * frames * frames * c
-    return depth * (2 * (linear + kv + cross) + spatial + temporal)
-
-
-def latent_frames(frames: int, chunk: int = 17, per_chunk: int = 5) -> int:
-    """Open-Sora VAE v1.2: 5 latents per whole 17-frame chunk, ceil(rest / 4) for the rest."""
-    return per_chunk * (frames // chunk) + math.ceil((frames % chunk) / 4)
-
-
-def compare(a: torch.Tensor, ref: torch.Tensor) -> dict:
-    a, ref = a.float().cpu(), ref.float().cpu()
-    diff = (a - ref).abs()
-    scale = ref.abs().max().item()
-    return dict(max_abs=diff.max().item(), mean_abs=diff.mean().item(), ref_max_abs=scale,
-                rel_max=diff.max().item() / max(scale, 1e-12),
-                rel_rms=(diff.pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-12)).item())
-
-
-# -- one generation --------------------------------------------------------------------------------------------
-
-def timed_generation(sample, model, plan: dict, device: Device) -> tuple[torch.Tensor, dict]:
-    """``sample(model, steps)`` -> latents. Times it as ``plan`` says; returns the latents and the timings."""
-    steps, warmup, timed = plan["steps"], plan["warmup"], plan["timed"]
-    if timed:
-        device.reset_peak()
-        clock = StepClock(model, device)
-        z = sample(clock, warmup + timed)
-        durations = clock.stop()
-        per_step = sum(durations[warmup:]) / timed
-        info = dict(mode=f"{timed} steps timed after {warmup} warm-up of a {warmup + timed}-step schedule",
-                    schedule=warmup + timed, step_s=per_step, denoise_s=per_step * steps, estimated=True,
-                    first_steps_s=durations[:warmup], timed_steps_s=durations[warmup:])
-    else:
-        if warmup:
-            sample(model, warmup)
-        device.reset_peak()
-        clock = StepClock(model, device)
-        z = sample(clock, steps)
-        durations = clock.stop()
-        info = dict(mode=f"all {steps} steps timed after a {warmup}-step warm-up run", schedule=steps,
-                    step_s=sum(durations) / steps, denoise_s=sum(durations), estimated=False,
-                    timed_steps_s=durations)
-    info["peak_denoise_gb"] = device.peak_gb()
-    return z, info
-
-
-def timed_decode(decode, z: torch.Tensor, frames: int, device: Device) -> tuple[torch.Tensor, dict]:
-    decode(z[:, :, :5], min(frames, 17))  # warm-up on one chunk
-    device.sync()
-    device.reset_peak()
-    start = time.perf_counter()
-    video = decode(z, frames)
-    device.sync()
-    return video, dict(decode_s=time.perf_counter() - start, peak_decode_gb=device.peak_gb())
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------------
@@ -291,10 +184,12 @@ class Bench:
         self.caption = torch.randn(1, 1, d["model_max_length"], d["caption_channels"], generator=gen) * 0.1
         self.text_mask = torch.zeros(1, d["model_max_length"], dtype=torch.long)
         self.text_mask[:, :self.tokens] = 1
+        # upstream's get_latent_size assumes the published 8x spatial factor; the tiny VAE has 2x
         factor = 8 if self.vae_cfg is None else 2 ** (len(self.vae_cfg["spatial"]["block_out_channels"]) - 1)
+        frames = vae.get_latent_size([self.frames, None, None])[0]  # Open-Sora VAE v1.2's chunked temporal coding
         self.noise = {}
         for i, (h, w) in enumerate(self.sizes):
-            shape = (1, 4, latent_frames(self.frames), h // factor, w // factor)
+            shape = (1, 4, frames, h // factor, w // factor)
             z = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed + 10 + i), dtype=torch.float32)
             # bf16 runs: bf16 values (upstream's script draws its noise in the model dtype), given to both as float32
             self.noise[(h, w)] = z if self.dtype == torch.float32 else z.to(self.dtype).float()
@@ -533,27 +428,18 @@ def main(argv=None) -> int:
 
 
 def environment(device: Device, up) -> dict:
-    def version(name):
-        try:
-            module = __import__(name)
-            return getattr(module, "__version__", "?")
-        except Exception:
-            return None
-
     gpu = torch.cuda.get_device_name(device.torch) if device.cuda else None
     return dict(python=sys.version.split()[0], torch=torch.__version__, cuda=torch.version.cuda, gpu=gpu,
-                xformers=version("xformers"), diffusers=version("diffusers"), timm=up.timm,
+                xformers=_dist_version("xformers"), diffusers=_dist_version("diffusers"), timm=up.timm,
                 rotary_embedding_torch=_dist_version("rotary-embedding-torch"), upstream=up.source,
                 upstream_cross_attention=up.xformers, upstream_flash_attention=up.flash_attn,
                 host=platform.node())
 
 
-def _dist_version(name):
+def _dist_version(name: str) -> str | None:
     try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
