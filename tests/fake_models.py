@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from charmotion.dit_core.conditioning import OPENSORA_VAE_LAYOUT
+from charmotion.dit_core.conditioning import FRAME_BY_FRAME, OPENSORA_VAE_LAYOUT
 
 
 class PoolCodec:
@@ -54,3 +54,19 @@ class RecordingModel(torch.nn.Module):
     def forward(self, x, t, y, mask=None, x_mask=None, **kwargs):
         self.calls.append(dict(x=x.clone(), t=t.clone(), y=y.clone(), mask=mask, x_mask=None if x_mask is None else x_mask.clone(), **kwargs))
         return torch.full((x.shape[0], 2 * x.shape[1], *x.shape[2:]), self.velocity)
+
+
+class FrameCodec:
+    """A codec that keeps frames as they are (8x smaller in space), for a stand-in model."""
+
+    dtype = torch.float32
+    latent_channels = 4
+    spatial_factor = 8
+    layout = FRAME_BY_FRAME
+
+    def encode(self, x):
+        pooled = F.avg_pool3d(x, (1, 8, 8))
+        return torch.cat([pooled, pooled.mean(1, keepdim=True)], 1)
+
+    def decode(self, z, num_frames):
+        return F.interpolate(z[:, :3], scale_factor=(1, 8, 8))

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -36,7 +35,7 @@ from charmotion.dit_core.sampling import TextCondition
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
 from charmotion.nodes.handles import LATENT_KEY, MotionControl
-from fake_models import RecordingModel
+from fake_models import FrameCodec, RecordingModel
 from golden_data import golden_dir
 from node_fixtures import FakeT5Clip, one_thread, pool_vae  # noqa: F401 (fixture)
 
@@ -74,22 +73,6 @@ def assert_untouched(root: Path, before: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- command line
-
-
-class FrameCodec:
-    """A codec that keeps frames as they are (8x smaller in space), for a stand-in model."""
-
-    dtype = torch.float32
-    latent_channels = 4
-    spatial_factor = 8
-    layout = FRAME_BY_FRAME
-
-    def encode(self, x):
-        pooled = F.avg_pool3d(x, (1, 8, 8))
-        return torch.cat([pooled, pooled.mean(1, keepdim=True)], 1)
-
-    def decode(self, z, num_frames):
-        return F.interpolate(z[:, :3], scale_factor=(1, 8, 8))
 
 
 PROFILE = SamplingProfile(name="test model", layout=FRAME_BY_FRAME, spatial_factor=8, steps=2, cfg_scale=1.0,
@@ -576,42 +559,6 @@ def test_animated_files_keep_repeated_frames(tmp_path, fmt, options, alpha):
     assert np.array_equal(shown[1], shown[0]) or fmt == "webp"
 
 
-def test_memory_estimate_grows_with_the_clip_and_names_what_fits():
-    small = memory.estimate_bytes(latent_frames=16, latent_height=16, latent_width=16, hidden_size=160, batch=2)
-    large = memory.estimate_bytes(latent_frames=16, latent_height=64, latent_width=64, hidden_size=160, batch=2)
-    assert 12 * small.activations <= large.activations <= 20 * small.activations
-    model = RecordingModel(channels=4)
-    model.config.hidden_size, model.config.depth, model.config.num_heads = 160, 4, 4
-    args = dict(device="cpu", latent_frames=16, batch=2, spatial_factor=4, num_frames=16, codec=FrameCodec())
-    assert memory.check_generation(model, latent_height=16, latent_width=16, available=2**30, **args) is not None
-    with pytest.raises(InvalidInputError) as info:
-        memory.check_generation(model, latent_height=512, latent_width=512, available=2**30, **args)
-    message = str(info.value)
-    assert "2048x2048 pixels at 16 frames" in message and "1.0 GB free" in message
-    side = int(message.split("use at most ")[1].split("x")[0])
-    assert 64 <= side < 2048
-    fits = memory.check_generation(model, latent_height=side // 4, latent_width=side // 4, available=2**30, **args)
-    assert fits is not None
-    assert memory.check_generation(model, latent_height=512, latent_width=512, available=None, device="meta",
-                                   latent_frames=16, batch=2, spatial_factor=4, num_frames=16) is None
-
-
-def test_a_fixed_latent_grid_is_checked_by_the_image_it_draws():
-    """The built-in warp decoder draws any size from one latent grid: the size, not the grid, decides the memory."""
-    model = RecordingModel(channels=2)
-    model.config.hidden_size, model.config.depth, model.config.num_heads = 128, 4, 4
-    args = dict(device="cpu", latent_frames=16, latent_height=16, latent_width=16, batch=2, spatial_factor=1,
-                num_frames=16, codec=FrameCodec(), available=2**30, fixed_grid=True)
-    assert memory.check_generation(model, size=(256, 256), **args) is not None
-    with pytest.raises(InvalidInputError) as info:
-        memory.check_generation(model, size=(20000, 10000), **args)
-    message = str(info.value)
-    assert "20000x10000 pixels at 16 frames" in message
-    width, height = map(int, message.split("use at most ")[1].split(" ")[0].split("x"))
-    assert 256 <= width < 20000 and abs(width / height - 2.0) < 0.01  # the image's shape, scaled down
-    assert memory.check_generation(model, size=(width, height), **args) is not None
-
-
 @pytest.mark.parametrize("size,words", [
     ("30000", ["30000x30000 pixels at 16 frames needs about", "use at most"]),  # too large to draw
     ("7x64", ["size 7x64 is too small", "at least 8 pixels"]),  # too small to show a motion
@@ -641,15 +588,3 @@ def test_reading_model_file_names_the_file():
     with pytest.raises(CheckpointError, match="the built-in model file lacks 'dit.x' that a bundle needs"):
         with reading_model_file(None, "a bundle"):
             raise KeyError("dit.x")
-
-
-def test_decoding_counts_the_decoder_weights_that_are_not_on_the_device_yet():
-    class OffloadedDecoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.empty(2**29, device="meta"))  # 2 GiB, not on the GPU yet
-
-    args = dict(device="cuda", num_frames=16, size=(64, 64), available=int(1.5 * 2**30))
-    assert memory.check_decode(torch.nn.Module(), **args) is not None  # the frames alone fit
-    with pytest.raises(InvalidInputError, match=r"decoding 64x64 pixels at 16 frames needs about 2\.\d GB"):
-        memory.check_decode(OffloadedDecoder(), **args)
