@@ -8,12 +8,13 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageSequence
+from PIL import Image
 
 from charmotion.dit_core.errors import InvalidInputError
 from charmotion.dit_core.export import FFmpegNotFoundError, read_metadata
 from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes.handles import ClipInfo
+from media import ffmpeg_frames, pil_frames
 from node_fixtures import builtin_weights, env, one_thread  # noqa: F401 (fixtures)
 
 KEY = (255, 0, 255)
@@ -41,21 +42,9 @@ def only_file(ui, output):
     return output / entry["subfolder"] / entry["filename"]
 
 
-def pil_read(path):
-    with Image.open(path) as im:
-        frames, durations = [], []
-        for frame in ImageSequence.Iterator(im):
-            frame.load()
-            durations.append(frame.info.get("duration"))
-            frames.append(np.asarray(frame.convert("RGBA")))
-        return np.stack(frames), durations, im.info
-
-
-def ffmpeg_read(path):
-    gen = imageio_ffmpeg.read_frames(str(path))
-    meta = gen.__next__()
-    frames = [np.frombuffer(b, np.uint8) for b in gen]
-    return len(frames), meta
+def frames_in(path) -> np.ndarray:
+    """The RGBA frames of an animated image."""
+    return pil_frames(path)[0]
 
 
 INFO = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, metadata={"seed": 5})
@@ -68,7 +57,7 @@ def test_animated_images_are_transparent_when_the_reference_was(env, fmt):
     path = only_file(out["ui"], env["output"])
     assert out["ui"]["animated"] == [True] and out["ui"]["images"][0]["type"] == "output"
     assert path.name == f"test_00001_.{'apng' if fmt == 'apng' else fmt}" and path.parent.name == "CharMotion"
-    frames, durations, info = pil_read(path)
+    frames, durations, info, _ = pil_frames(path)
     assert frames.shape == (T, H, W, 4)
     assert frames[0, 0, 0, 3] == 0 and frames[0, 10, 5, 3] == 255  # key colour keyed out, the block kept
     assert sum(durations) == pytest.approx(T * 1000 / 8.0, abs=10)
@@ -78,30 +67,30 @@ def test_animated_images_are_transparent_when_the_reference_was(env, fmt):
 
 
 def test_opaque_when_the_reference_was_opaque_or_transparency_off(env):
-    frames, _, _ = pil_read(only_file(export(format="webp", clip_info=ClipInfo(fps=8.0, key_color=KEY))["ui"],
+    frames = frames_in(only_file(export(format="webp", clip_info=ClipInfo(fps=8.0, key_color=KEY))["ui"],
                                       env["output"]))
     assert (frames[..., 3] == 255).all()
-    frames, _, _ = pil_read(only_file(export(format="gif", clip_info=INFO, transparency="off")["ui"], env["output"]))
+    frames = frames_in(only_file(export(format="gif", clip_info=INFO, transparency="off")["ui"], env["output"]))
     assert (frames[..., 3] == 255).all()
     # "on" without clip info keys out the frames' own edge colour
-    frames, _, _ = pil_read(only_file(export(format="apng", transparency="on")["ui"], env["output"]))
+    frames = frames_in(only_file(export(format="apng", transparency="on")["ui"], env["output"]))
     assert frames[0, 0, 0, 3] == 0
     # a MASK gives the alpha directly (1 = transparent)
     mask = torch.zeros(T, H, W)
     mask[:, :, :4] = 1.0
-    frames, _, _ = pil_read(only_file(export(format="webp", mask=mask)["ui"], env["output"]))
+    frames = frames_in(only_file(export(format="webp", mask=mask)["ui"], env["output"]))
     assert (frames[:, :, :4, 3] == 0).all() and (frames[:, :, 4:, 3] == 255).all()
 
 
 def test_mp4_and_webm(env):
     out = export(format="mp4", clip_info=INFO, fps=12.0)
     path = only_file(out["ui"], env["output"])
-    count, meta = ffmpeg_read(path)
-    assert count == T and meta["size"] == (W + 1, H + 1) and meta["fps"] == pytest.approx(12.0)  # even size
+    clip, meta = ffmpeg_frames(path)
+    assert len(clip) == T and meta["size"] == (W + 1, H + 1) and meta["fps"] == pytest.approx(12.0)  # even size
     out = export(format="webm", clip_info=INFO, pingpong=True)
     path = only_file(out["ui"], env["output"])
-    count, meta = ffmpeg_read(path)
-    assert count == 2 * T - 2 and meta["fps"] == pytest.approx(8.0) and meta["size"] == (W + 1, H + 1)
+    clip, meta = ffmpeg_frames(path)
+    assert len(clip) == 2 * T - 2 and meta["fps"] == pytest.approx(8.0) and meta["size"] == (W + 1, H + 1)
     gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgba", bpp=4, input_params=["-c:v", "libvpx-vp9"])
     gen.__next__()
     first = np.frombuffer(next(gen), np.uint8).reshape(H + 1, W + 1, 4)
@@ -157,7 +146,7 @@ def test_export_errors(env, monkeypatch):
 
 
 def test_opaque_output_of_a_transparent_reference_is_over_the_background_colour(env):
-    frames, _, _ = pil_read(only_file(export(format="gif", clip_info=INFO, transparency="off",
+    frames = frames_in(only_file(export(format="gif", clip_info=INFO, transparency="off",
                                              background_color="#204060")["ui"], env["output"]))
     assert (frames[..., 3] == 255).all() and tuple(frames[0, 0, 0, :3]) == (32, 64, 96)  # not the magenta key
     assert tuple(frames[0, 10, 5, :3]) == (26, 51, 204)  # the character as it was
@@ -177,7 +166,7 @@ def test_soft_edges_keep_their_own_colours_and_opacity(env):
     frames[:, 5:15, 3:30] = torch.tensor([0.1, 0.2, 0.8])
     known = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, alpha=alpha)
     for given in (dict(clip_info=known), dict(clip_info=INFO, mask=1.0 - alpha)):
-        shown, _, _ = pil_read(only_file(export(images=frames, format="apng", **given)["ui"], env["output"]))
+        shown = frames_in(only_file(export(images=frames, format="apng", **given)["ui"], env["output"]))
         assert shown[:, 4, 3:30, 3].tolist() == [[128] * 27] * T  # the edge's own opacity
         assert np.abs(shown[:, 4, 3:30, :3].astype(int) - 26).max() <= 1  # and its own colour: no magenta
         assert shown[:, 0, 0, 3].max() == 0 and (shown[:, 10, 3:30, 3] == 255).all()
@@ -195,7 +184,7 @@ def test_a_built_in_clip_exports_the_reference_pixels_exactly(env):
     latent, = run("CharMotionSampler", model=model, positive=cond, references=refs, seed=3, steps=2, cfg=1.5,
                   frames=4, width=0, height=0, fps=8.0, denoise=1.0)
     frames, _, info = run("CharMotionVAEDecode", vae=vae, samples=latent)
-    shown, _, _ = pil_read(only_file(export(images=frames, clip_info=info, format="apng")["ui"], env["output"]))
+    shown = frames_in(only_file(export(images=frames, clip_info=info, format="apng")["ui"], env["output"]))
     reference = np.concatenate([image[0].numpy(), 1.0 - mask[0].numpy()[..., None]], axis=-1)
     assert np.abs(shown[0, ..., 3].astype(int) - np.rint(reference[..., 3] * 255)).max() <= 1  # frame 0's alpha
     visible = reference[..., 3] > 0
@@ -203,7 +192,7 @@ def test_a_built_in_clip_exports_the_reference_pixels_exactly(env):
 
 
 def test_core_load_image_zero_mask_of_an_opaque_image_keeps_the_clip_opaque(env):
-    shown, _, _ = pil_read(only_file(export(format="apng", mask=torch.zeros(1, 64, 64))["ui"], env["output"]))
+    shown = frames_in(only_file(export(format="apng", mask=torch.zeros(1, 64, 64))["ui"], env["output"]))
     assert shown.shape == (T, H, W, 4) and (shown[..., 3] == 255).all()  # 64x64 of zeros: nothing transparent
 
 
@@ -212,7 +201,7 @@ def test_frames_changed_after_decoding_are_keyed_not_given_the_old_opacity(env):
     alpha = (torch.abs(frames - torch.tensor(KEY) / 255.0).amax(-1) > 0.1).float()
     known = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, alpha=alpha)
     reversed_frames = frames.flip(0)  # same size, other order: the stored opacity no longer fits
-    shown, _, _ = pil_read(only_file(export(images=reversed_frames, clip_info=known, format="apng")["ui"],
+    shown = frames_in(only_file(export(images=reversed_frames, clip_info=known, format="apng")["ui"],
                                      env["output"]))
     assert (shown[0, 10, 3 + 2 * (T - 1), 3] == 255) and (shown[0, 10, 3, 3] == 0)  # the frames' own block
 
@@ -225,7 +214,7 @@ def test_a_mask_of_the_wrong_size_or_frame_count_is_named_and_nothing_is_written
     with pytest.raises(InvalidInputError, match=f"the mask is {W + 1}x{H} but the frames are {W}x{H}: connect a mask of the frames' size"):
         export(mask=torch.ones(1, H, W + 1))
     assert not any(env["output"].rglob("*.*"))
-    shown, _, _ = pil_read(only_file(export(format="apng", mask=partial[:1])["ui"], env["output"]))
+    shown = frames_in(only_file(export(format="apng", mask=partial[:1])["ui"], env["output"]))
     assert shown.shape == (T, H, W, 4) and (shown[:, 0, 0, 3] == 0).all() and (shown[:, 5, 5, 3] == 255).all()
 
 
