@@ -270,13 +270,17 @@ def test_tracker_accepts_true_clips_and_rejects_other_actions():
     assert max(res["static"].values()) == 0.0
 
 
-def _squeezed(frame: np.ndarray, key, scale: float) -> np.ndarray:
-    """The frame with its character scaled horizontally about its centre (nearest)."""
+def _squeezed(frame: np.ndarray, key, scale: float, vertical: bool = False) -> np.ndarray:
+    """The frame with its character scaled horizontally about its centre, or vertically about its feet
+    (nearest)."""
     fg = M.silhouette(frame[None], key)[0]
-    cx = np.where(fg)[1].mean()
-    xs = np.clip(np.round(cx + (np.arange(frame.shape[1]) - cx) / scale).astype(int), 0, frame.shape[1] - 1)
-    out = frame[:, xs].copy()
-    out[~fg[:, xs]] = key
+    axis = 0 if vertical else 1
+    ys, xs = np.where(fg)
+    centre = ys.max() if vertical else xs.mean()
+    n = frame.shape[axis]
+    src = np.clip(np.round(centre + (np.arange(n) - centre) / scale).astype(int), 0, n - 1)
+    out = np.take(frame, src, axis=axis).copy()
+    out[~np.take(fg, src, axis=axis)] = key
     return out
 
 
@@ -290,6 +294,19 @@ def test_a_walk_that_turns_edge_on_or_smears_is_no_walk():
         bad[t] = _squeezed(frames[t], key, scale)
         evidence = M.explain_action(bad, key, "walk_right")
         assert not M.recognise_action(bad, key, "walk_right") and not evidence["keeps_size"], (t, scale)
+
+
+def test_a_walk_cut_by_the_canvas_edge_in_every_frame_still_keeps_its_size():
+    """When every frame touches the canvas edge, area says nothing of size: the height still does."""
+    ex = D.make_example(1001, "train", 16, 64, action="walk_right", amplitude=0.8)
+    frames, key = ex["frames"].copy(), ex["key_color"]
+    for frame in frames:  # a pixel of the character at both edges, on the feet's row
+        fg = M.silhouette(frame[None], key)[0]
+        frame[np.where(fg.any(1))[0][-1], [0, -1]] = frame[fg][0]
+    assert M.explain_action(frames, key, "walk_right")["keeps_size"]
+    bad = frames.copy()
+    bad[5] = _squeezed(frames[5], key, 0.6, vertical=True)
+    assert not M.explain_action(bad, key, "walk_right")["keeps_size"]
 
 
 def test_motion_amplitude_tracks_requested_strength():

@@ -64,12 +64,16 @@ def _locomotion(c: Clip, direction: int, run: bool) -> dict:
     t = np.arange(c.T)
     progress = np.corrcoef(t, c.travel * direction)[0, 1] if np.ptp(c.travel) > 0 else 0.0
     inside = (c.s["x0"] > 0) & (c.s["x1"] < c.W - 1)  # frames cut by the canvas edge lose area
+    if inside.sum() >= 2:
+        keeps_size = np.all((c.ar[inside] > 0.8) & (c.ar[inside] < 1.2))  # no edge-on turn, no smear
+    else:  # every frame is cut by the edge: of the size, only the height survives the cut
+        keeps_size = np.all((c.hr > 0.8) & (c.hr < 1.2))
     return {
         "moves_that_way": d > (RUN_MIN if run else WALK_MIN),
         "at_that_speed": run or d < RUN_MIN,
         "steadily": progress > 0.9,
         "upright": c.hr[-1] > 0.8 and c.ar.max() < 1.4,
-        "keeps_size": bool(np.all((c.ar[inside] > 0.8) & (c.ar[inside] < 1.2))),  # no edge-on turn, no smear
+        "keeps_size": bool(keeps_size),
     }
 
 
