@@ -47,4 +47,4 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CharMotionExport": "CharMotion Export",
 }
 
-WEB_DIRECTORY = None
+WEB_DIRECTORY = "./web"  # notes.js shows the notes a node returns under it

@@ -163,10 +163,7 @@ class CharMotionExport:
         )
         for note in result.notes:
             log.info("CharMotion export: %s", note)
-        ui = ui_entries(result, folder, subfolder)
-        if result.notes:
-            ui["text"] = list(result.notes)
-        return {"ui": ui}
+        return {"ui": {**ui_entries(result, folder, subfolder), "text": list(result.notes)}}
 
 
 def ui_entries(result, folder, subfolder: str) -> dict:

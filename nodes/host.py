@@ -193,11 +193,11 @@ def metadata_enabled() -> bool:
     return not getattr(args, "disable_metadata", False)
 
 
-def with_notes(outputs: tuple, notes) -> tuple | dict:
-    """A node's ``outputs`` with its ``notes`` shown under the node in the editor (ComfyUI's ``ui`` text; kept in
-    the history too), or the bare outputs when there is nothing to say."""
-    notes = [str(n) for n in notes]
-    return {"ui": {"text": notes}, "result": outputs} if notes else outputs
+def with_notes(outputs: tuple, notes) -> dict:
+    """A node's ``outputs`` with its ``notes`` as ComfyUI's ``ui`` text (kept in the history too), which the
+    pack's ``web/notes.js`` shows under the node; an empty list when there is nothing to say, so that the notes
+    of an earlier run go away."""
+    return {"ui": {"text": [str(n) for n in notes]}, "result": outputs}
 
 
 # ---------------------------------------------------------------------------

@@ -32,12 +32,11 @@ from charmotion.dit_core.images import prepare_reference
 from charmotion.dit_core.families import ModelFamily, SamplingProfile
 from charmotion.dit_core.pipeline import Reference
 from charmotion.dit_core.sampling import TextCondition
-from charmotion.nodes import NODE_CLASS_MAPPINGS as N
 from charmotion.nodes import host
 from charmotion.nodes.handles import LATENT_KEY, MotionControl
 from fake_models import FrameCodec, RecordingModel
 from golden_data import golden_dir
-from node_fixtures import FakeT5Clip, one_thread, pool_vae  # noqa: F401 (fixture)
+from node_fixtures import FakeT5Clip, one_thread, pool_vae, run  # noqa: F401 (fixture)
 
 GOLDEN_STDIT3 = "stdit3_weights.safetensors"
 LOAD_MODELS = cli._load_models
@@ -360,11 +359,6 @@ def test_cli_reads_an_image_the_way_its_exif_orientation_shows_it():
 
 
 # ----------------------------------------------------------------------------- nodes
-
-
-def run(name, **kwargs):
-    cls = N[name]
-    return getattr(cls(), cls.FUNCTION)(**kwargs)
 
 
 @pytest.fixture

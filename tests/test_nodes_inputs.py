@@ -109,7 +109,7 @@ def test_text_encode_builtin_decorates_cleans_and_splits_loops(env, caplog):
     shown = node.encode(model=model, text="|0|the slime hops|2|the slime melts")
     assert shown["ui"] == {"text": [model.text_encoder.prompt_note("the slime melts")]}
     assert [c[1][PROMPT_KEY] for c in shown["result"][0]] == ["the slime hops", "the slime melts"]
-    assert isinstance(node.encode(model=model, text="the slime hops"), tuple)
+    assert node.encode(model=model, text="the slime hops")["ui"] == {"text": []}  # clears an earlier note
     with pytest.raises(InvalidInputError, match="0-10"):
         run("CharMotionTextEncode", model=model, text="walk", motion=MotionControl(motion=50.0))
     with pytest.raises(InvalidInputError, match="empty"):
