@@ -103,7 +103,7 @@ class CharMotionExport:
                             "0-100, higher is better; -1 = the format's default (MP4 CRF 19, WebM CRF 30, WebP 90, "
                             "GIF 256 colours)."}),
                 "lossless": ("BOOLEAN", {"default": False, "tooltip": "Lossless WebP / WebM / MP4 (lossless MP4 does not "
-                                         "play in browsers or QuickTime; quality 100 does)."}),
+                                         "play in Safari, QuickTime or on phones; quality 100 does)."}),
                 "transparency": (list(TRANSPARENCY), {"default": "auto", "tooltip":
                                  "auto: transparent when the reference was; on: key out the key colour; off: opaque."}),
                 "key_color": ("STRING", {"default": "auto", "tooltip":

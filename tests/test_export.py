@@ -366,7 +366,7 @@ def test_quality_maps_onto_encoder_settings(tmp_path):
     lossless = ex.export_frames(frames, tmp_path / "l.webm", lossless=True)
     assert lossless.settings["lossless"] == 1 and "crf" not in lossless.settings
     exact = ex.export_frames(frames, tmp_path / "l.mp4", lossless=True)
-    assert exact.settings["qp"] == 0 and any("browsers and QuickTime do not play" in n for n in exact.notes)
+    assert exact.settings["qp"] == 0 and any("Safari, QuickTime and most hardware decoders" in n for n in exact.notes)
     assert not any("QuickTime" in n for n in best.notes)
 
 

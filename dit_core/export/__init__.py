@@ -267,8 +267,9 @@ def export_frames(
         notes.append(f"{spec.name} cannot store metadata; it was not embedded.")
     settings = _quality_options(spec, quality, lossless)
     if lossless and spec.name == "mp4":
-        notes.append("lossless MP4 needs H.264's High 4:4:4 Predictive profile, which browsers and QuickTime do not "
-                     "play (ffmpeg-based players and editors do): for a clip that plays everywhere use quality 100.")
+        notes.append("lossless MP4 needs H.264's High 4:4:4 Predictive profile, which Safari, QuickTime and most "
+                     "hardware decoders (phones, TVs) do not play (Chromium-based browsers and ffmpeg-based players "
+                     "and editors do): for a clip that plays everywhere use quality 100.")
     if quality is not None and spec.quality is None:
         notes.append(f"{spec.name} is lossless; quality={quality} has no effect.")
 
