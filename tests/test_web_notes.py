@@ -1,5 +1,6 @@
 """web/notes.js, the editor extension that shows a node's notes under it, run by Node.js against stand-ins of the
-editor's ``app`` and ``ComfyWidgets`` (laid out as ComfyUI serves them: /scripts/*.js, /extensions/<pack>/*.js)."""
+editor's ``app``, its nodes' ``addDOMWidget`` and the page's ``document`` (laid out as ComfyUI serves them:
+/scripts/app.js, /extensions/<pack>/*.js)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,8 @@ APP = """
 export const app = { extensions: [], graph: { setDirtyCanvas() {} },
   registerExtension(ext) { this.extensions.push(ext); } };
 """
-WIDGETS = """
-export const ComfyWidgets = {
-  STRING(node, name, spec, app) {
-    const widget = { name, spec, value: "", options: {}, inputEl: { style: {} },
-                     onRemove() { node.removed = (node.removed ?? 0) + 1; } };
-    node.widgets.push(widget);
-    return { widget };
-  },
-};
-"""
 DRIVER = """
+globalThis.document = { createElement: (tag) => ({ tagName: tag.toUpperCase(), style: {}, value: "" }) };
 import { app } from "./scripts/app.js";
 await import("./extensions/CharMotion/notes.js");
 const [ext] = app.extensions;
@@ -46,10 +38,16 @@ const n = Object.assign(Object.create(sampler.proto), {
   widgets: [{ name: "seed", value: 1 }], size: [320, 90],
   computeSize() { return [200, 50 + 30 * this.widgets.length]; },
   setSize(size) { this.size = size; },
+  addDOMWidget(name, type, element, options) {  // as the editor's LGraphNode does
+    const widget = { name, type, element, options, onRemove: () => { this.removed = (this.removed ?? 0) + 1; },
+      get value() { return options.getValue(); }, set value(v) { options.setValue(v); } };
+    this.widgets.push(widget);
+    return widget;
+  },
 });
 const state = (label) => ({ label, size: n.size, removed: n.removed ?? 0,
   widgets: n.widgets.map((w) => ({ name: w.name, value: w.value, serialize: w.serialize,
-    options_serialize: w.options?.serialize, readOnly: w.inputEl?.readOnly })) });
+    options_serialize: w.options?.serialize, readOnly: w.element?.readOnly, tag: w.element?.tagName })) });
 const out = [];
 n.onExecuted({ text: ["a size was rounded", "a canvas grew"] }); out.push(state("two notes"));
 n.onExecuted({ text: ["a file name was taken"] }); out.push(state("one note"));
@@ -65,7 +63,6 @@ def test_notes_show_under_the_node_and_go_away_when_there_is_nothing_to_say(tmp_
     (tmp_path / "package.json").write_text('{"type": "module"}')
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "app.js").write_text(APP)
-    (tmp_path / "scripts" / "widgets.js").write_text(WIDGETS)
     (tmp_path / "extensions" / "CharMotion").mkdir(parents=True)
     shutil.copy(ROOT / "web" / "notes.js", tmp_path / "extensions" / "CharMotion" / "notes.js")
     (tmp_path / "run.js").write_text(DRIVER)
@@ -75,7 +72,7 @@ def test_notes_show_under_the_node_and_go_away_when_there_is_nothing_to_say(tmp_
     assert result["name"] == "CharMotion.Notes" and result["otherUntouched"] and result["seen"] == 4
     two, one, no_key, nothing = result["states"]
     notes = {"name": "charmotion_notes", "value": "a size was rounded\na canvas grew", "serialize": False,
-             "options_serialize": False, "readOnly": True}
+             "options_serialize": False, "readOnly": True, "tag": "TEXTAREA"}
     assert two["widgets"] == [{"name": "seed", "value": 1}, notes]  # saved with neither the workflow nor the prompt
     assert two["size"] == [320, 110]  # grown to show the box, never narrower
     assert [w["value"] for w in one["widgets"]] == [1, "a file name was taken"]  # the same box, new text

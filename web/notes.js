@@ -2,7 +2,6 @@
 // knows, a size rounded, a canvas grown, a file name taken...) in a read-only box under the node. ComfyUI's
 // editor keeps a node's ui text without showing it, except for its own preview nodes.
 import { app } from "../../scripts/app.js";
-import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const WIDGET = "charmotion_notes";
 
@@ -14,23 +13,32 @@ function removeNotes(node) {
   node.setSize([node.size[0], node.computeSize()[1]]);
 }
 
+function notesWidget(node) {
+  const shown = node.widgets?.find((w) => w.name === WIDGET);
+  if (shown) return shown;
+  const box = document.createElement("textarea");
+  box.readOnly = true;
+  box.className = "comfy-multiline-input";
+  box.style.opacity = "0.75";
+  const widget = node.addDOMWidget(WIDGET, "charmotion_notes", box, {
+    getValue: () => box.value,
+    setValue: (value) => {
+      box.value = value;
+    },
+    getMinHeight: () => 48,
+    serialize: false, // not sent as an input
+  });
+  widget.serialize = false; // not saved in the workflow's widget values
+  return widget;
+}
+
 export function showNotes(node, text) {
   const notes = Array.isArray(text) ? text.filter((t) => t != null && String(t) !== "").map(String) : [];
   if (!notes.length) {
     removeNotes(node);
     return;
   }
-  let widget = node.widgets?.find((w) => w.name === WIDGET);
-  if (!widget) {
-    widget = ComfyWidgets.STRING(node, WIDGET, ["STRING", { multiline: true }], app).widget;
-    widget.serialize = false; // not saved in the workflow's widget values
-    widget.options = { ...(widget.options ?? {}), serialize: false }; // nor sent as an input
-    if (widget.inputEl) {
-      widget.inputEl.readOnly = true;
-      widget.inputEl.style.opacity = 0.75;
-    }
-  }
-  widget.value = notes.join("\n");
+  notesWidget(node).value = notes.join("\n");
   const wanted = node.computeSize();
   node.setSize([Math.max(node.size[0], wanted[0]), Math.max(node.size[1], wanted[1])]);
   app.graph?.setDirtyCanvas?.(true, true);
