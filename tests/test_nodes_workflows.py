@@ -64,6 +64,26 @@ def test_workflow_loads_without_missing_nodes(path, info):
     assert all(n["class_type"] != "Note" for n in prompt.values())
 
 
+TITLE_HEIGHT = 30  # the editor draws a node's title above its pos
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
+def test_no_node_covers_another(path):
+    """Nodes keep clear of each other, the sampler with room for the preview it grows to while sampling
+    (to 562 pixels high in ComfyUI's editor)."""
+    boxes = {}
+    for node in json.loads(path.read_text())["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        if node["type"] == "CharMotionSampler":
+            assert h >= 560, f"the sampler's preview would cover the node below it (height {h})"
+        boxes[f"{node['id']} {node['type']}"] = (x, y - TITLE_HEIGHT, x + w, y + h)
+    names = sorted(boxes)
+    overlaps = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]
+                if boxes[a][0] < boxes[b][2] and boxes[b][0] < boxes[a][2]
+                and boxes[a][1] < boxes[b][3] and boxes[b][1] < boxes[a][3]]
+    assert overlaps == []
+
+
 def test_opensora_workflows_use_core_t5_as_pixart(info):
     for name in ("opensora12_image_to_video.json", "opensora12_loop_extension.json"):
         prompt = ui_to_api(load(name), info)
