@@ -65,18 +65,19 @@ def test_workflow_loads_without_missing_nodes(path, info):
 
 
 TITLE_HEIGHT = 30  # the editor draws a node's title above its pos
+GAP = 10  # pixels kept between nodes
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_no_node_covers_another(path):
-    """Nodes keep clear of each other, the sampler with room for the preview it grows to while sampling
-    (to 562 pixels high in ComfyUI's editor)."""
+    """Nodes keep clear of each other (10 pixels apart at least), the sampler with room for the preview it grows
+    to while sampling (to 562 pixels high in ComfyUI's editor)."""
     boxes = {}
     for node in json.loads(path.read_text())["nodes"]:
         (x, y), (w, h) = node["pos"], node["size"]
         if node["type"] == "CharMotionSampler":
             assert h >= 560, f"the sampler's preview would cover the node below it (height {h})"
-        boxes[f"{node['id']} {node['type']}"] = (x, y - TITLE_HEIGHT, x + w, y + h)
+        boxes[f"{node['id']} {node['type']}"] = (x - GAP, y - TITLE_HEIGHT - GAP, x + w, y + h)
     names = sorted(boxes)
     overlaps = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]
                 if boxes[a][0] < boxes[b][2] and boxes[b][0] < boxes[a][2]
