@@ -66,7 +66,7 @@ def _locomotion(c: Clip, direction: int, run: bool) -> dict:
     inside = (c.s["x0"] > 0) & (c.s["x1"] < c.W - 1)  # frames cut by the canvas edge lose area
     if inside.sum() >= 2:
         keeps_size = np.all((c.ar[inside] > 0.8) & (c.ar[inside] < 1.2))  # no edge-on turn, no smear
-    else:  # every frame is cut by the edge: of the size, only the height survives the cut
+    else:  # (nearly) every frame is cut by the edge: of the size, only the height survives the cut
         keeps_size = np.all((c.hr > 0.8) & (c.hr < 1.2))
     return {
         "moves_that_way": d > (RUN_MIN if run else WALK_MIN),
