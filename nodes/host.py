@@ -161,8 +161,11 @@ def save_location(filename_prefix: str, width: int = 0, height: int = 0, temp: b
             folder, name, _counter, subfolder, _prefix = folder_paths.get_save_image_path(
                 filename_prefix, str(base), width, height
             )
-        except Exception as exc:  # noqa: BLE001 - "Saving image outside the output folder is not allowed."
-            raise InvalidInputError(f"filename prefix {filename_prefix!r} cannot be used: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - "**** ERROR: Saving image outside the output folder is not allowed."
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # then paths, for the log
+            reason = first.lstrip("* ").removeprefix("ERROR:").strip()
+            raise InvalidInputError(f"filename prefix {filename_prefix!r} cannot be used: {reason} Use a name, "
+                                    "optionally inside sub-folders of the output folder (e.g. 'charmotion/walk').") from exc
         return Path(folder), name, subfolder
     text = str(filename_prefix).replace("\\", "/").replace("%width%", str(width)).replace("%height%", str(height))
     rel = Path(text)

@@ -133,7 +133,8 @@ def test_host_uses_comfyui_folders_and_save_paths(env, monkeypatch, tmp_path):
         def get_save_image_path(prefix, output_dir, width=0, height=0):
             calls.append((prefix, output_dir, width, height))
             if prefix.startswith(".."):
-                raise Exception("Saving image outside the output folder is not allowed.")
+                raise Exception("**** ERROR: Saving image outside the output folder is not allowed."
+                                f"\n full_output_folder: /elsewhere\n         output_dir: {output_dir}")  # ComfyUI's text
             return output_dir + "/sub", "name", 1, "sub", prefix
 
     monkeypatch.setattr(host, "folder_paths", FakeFolderPaths)
@@ -152,5 +153,8 @@ def test_host_uses_comfyui_folders_and_save_paths(env, monkeypatch, tmp_path):
     folder, name, subfolder = host.save_location("CharMotion/x", 64, 32)
     assert (str(folder), name, subfolder) == (str(tmp_path / "comfy_out") + "/sub", "name", "sub")
     assert calls == [("CharMotion/x", str(tmp_path / "comfy_out"), 64, 32)]
-    with pytest.raises(InvalidInputError, match="cannot be used: Saving image outside"):
+    with pytest.raises(InvalidInputError) as refused:
         host.save_location("../x")
+    assert str(refused.value) == ("filename prefix '../x' cannot be used: Saving image outside the output folder is "
+                                  "not allowed. Use a name, optionally inside sub-folders of the output folder "
+                                  "(e.g. 'charmotion/walk').")
