@@ -148,6 +148,18 @@ def temp_directory() -> Path:
     return Path(os.environ.get("CHARMOTION_TEMP_DIR") or "temp").resolve()
 
 
+def preview_of(path: Path, subfolder: str = "CharMotion/samples") -> dict:
+    """The ``ui`` image entry that shows the file ``path`` under a node: a copy in the temp folder, which the
+    editor can fetch (it serves only the input, output and temp folders)."""
+    folder = temp_directory() / subfolder
+    copy = folder / path.name
+    data = path.read_bytes()
+    if not copy.is_file() or copy.read_bytes() != data:
+        folder.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(data)
+    return {"filename": copy.name, "subfolder": subfolder, "type": "temp"}
+
+
 def save_location(filename_prefix: str, width: int = 0, height: int = 0, temp: bool = False) -> tuple[Path, str, str]:
     """``(folder, file name prefix, subfolder)`` for a ``filename_prefix`` such as ``"charmotion/walk"``.
 

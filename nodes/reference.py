@@ -26,7 +26,8 @@ def sample_names() -> list[str]:
 
 
 class CharMotionSampleSprite:
-    """One of the pack's sample characters (RGBA PNG), as IMAGE + MASK like core LoadImage gives."""
+    """One of the pack's sample characters (RGBA PNG), as IMAGE + MASK like core LoadImage gives, shown in the
+    node."""
 
     CATEGORY = "CharMotion/image"
     FUNCTION = "load"
@@ -49,7 +50,7 @@ class CharMotionSampleSprite:
         device = host.intermediate_device()
         image = torch.from_numpy(rgba[..., :3].copy())[None].to(device)
         mask = (1.0 - torch.from_numpy(rgba[..., 3].copy()))[None].to(device)
-        return (image, mask)
+        return {"ui": {"images": [host.preview_of(path)]}, "result": (image, mask)}  # the sprite shown in the node
 
     @classmethod
     def VALIDATE_INPUTS(cls, sample):

@@ -174,8 +174,13 @@ def test_core_clip_text_encode_conditioning_is_accepted(env, opensora_file):
 
 def test_sample_sprite_and_reference_encode(env):
     model, vae = builtin(env)
-    image, mask = run("CharMotionSampleSprite", sample="knight.png")
+    shown = N["CharMotionSampleSprite"]().load(sample="knight.png")
+    image, mask = shown["result"]
     assert image.shape == (1, 64, 64, 3) and mask.shape == (1, 64, 64)
+    (entry,) = shown["ui"]["images"]  # the sprite is shown in the node, from the temp folder the editor serves
+    assert entry == {"filename": "knight.png", "subfolder": "CharMotion/samples", "type": "temp"}
+    assert (env["root"] / "temp" / "CharMotion" / "samples" / "knight.png").read_bytes() == \
+        (env["samples"] / "knight.png").read_bytes()
     assert float(mask[0, 0, 0]) == 1.0 and float(mask[0, 32, 30]) == 0.0  # LoadImage's convention
     assert N["CharMotionSampleSprite"].VALIDATE_INPUTS(sample="nope.png").startswith("sample sprite")
     refs, shown = run("CharMotionReferenceEncode", vae=vae, image=image, resolution="image", width=8, height=8,

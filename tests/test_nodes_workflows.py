@@ -132,8 +132,10 @@ def test_builtin_workflow_runs_end_to_end(env, info):
     prompt[encode_id]["inputs"]["pixel_art"] = True  # nearest-neighbour moving: every pixel is one of the sprite's
     result = execute(prompt, NODE_CLASS_MAPPINGS, info, extra_pnginfo={"workflow": workflow})
     outputs = result["outputs"]
-    assert all(ui["text"] == [] for ui in outputs.values())  # the shipped workflow has nothing to warn of
-    exports = {node_id: ui for node_id, ui in outputs.items() if "images" in ui}
+    assert all(ui.get("text", []) == [] for ui in outputs.values())  # the shipped workflow has nothing to warn of
+    sprite_id = next(k for k, n in prompt.items() if n["class_type"] == "CharMotionSampleSprite")
+    assert outputs[sprite_id]["images"][0]["type"] == "temp"  # the sample sprite is shown in its node
+    exports = {node_id: ui for node_id, ui in outputs.items() if prompt[node_id]["class_type"] == "CharMotionExport"}
     assert len(exports) == 2
     files = {}
     for node_id, ui in exports.items():
