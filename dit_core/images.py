@@ -497,8 +497,8 @@ def _image_array(img) -> np.ndarray:
         if "transparency" in img.info and isinstance(img.info["transparency"], (int, float)):
             channels.append(np.where(raw == img.info["transparency"], 0, 255).astype(np.uint8))
         return np.ascontiguousarray(np.stack(channels, axis=-1))
-    if mode not in ("RGB", "RGBA"):
-        alpha = "A" in mode or mode == "RGBa" or "transparency" in img.info
+    if mode != "RGBA":
+        alpha = "A" in mode or mode == "RGBa" or "transparency" in img.info  # RGB too: a PNG's tRNS colour
         img = img.convert("RGBA" if alpha else "RGB")
     return np.asarray(img)
 

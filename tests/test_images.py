@@ -158,3 +158,23 @@ def test_unmix_key_gives_back_the_colours_that_were_composited_over_the_key():
     assert torch.equal(straight[0, 0, 0], mixed[0, 0, 0])
     assert images.shows_key_where_clear(mixed, alpha, key)
     assert not images.shows_key_where_clear(mixed.flip(1), alpha, key)  # other frames than the opacity's
+
+
+def test_read_image_keeps_the_transparency_of_every_png_kind(tmp_path):
+    """Alpha channels and tRNS transparent colours (palette, grey and RGB PNGs) all become the image's alpha."""
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[2:5, 3:6] = (200, 40, 40)
+    clear = np.ones((6, 8), bool)
+    clear[2:5, 3:6] = False
+    Image.fromarray(rgb).save(tmp_path / "rgb_trns.png", transparency=(0, 0, 0))
+    palette = Image.fromarray(np.where(clear, 0, 1).astype(np.uint8), "P")
+    palette.putpalette([0, 0, 0, 200, 40, 40])
+    palette.save(tmp_path / "p_trns.png", transparency=0)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "l_trns.png", transparency=0)
+    Image.fromarray(np.dstack([rgb[..., 0], np.where(clear, 0, 255).astype(np.uint8)]), "LA").save(tmp_path / "la.png")
+    for name in ("rgb_trns.png", "p_trns.png", "l_trns.png", "la.png"):
+        got = images.read_image(tmp_path / name)
+        assert got.shape == (6, 8, 4) and np.array_equal(got[..., 3] == 0, clear), name
+        assert tuple(got[3, 4, :3]) == ((200, 200, 200) if name in ("l_trns.png", "la.png") else (200, 40, 40)), name
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert images.read_image(tmp_path / "rgb.png").shape == (6, 8, 3)  # no transparency: no alpha
