@@ -12,9 +12,13 @@ change what is shown:
 * **APNG**: the repeated frame gets the other disposal (none / clear to
   background) than the frame before; Pillow then writes it whole, and the
   picture is the same either way.
-* **WebP**: one pixel's alpha drops from 255 to 254 (frames with alpha), or
+* **WebP**: one pixel's alpha drops from 255 to 254 (frames with alpha; in
+  a frame with nothing visible, one pixel's alpha rises from 0 to 1), or
   one pixel's blue channel moves by just more than libwebp's similarity
   threshold for the quality (1 level when lossless, 4 at quality 90).
+
+A GIF pixel is either shown or not, so a repeated frame with nothing visible
+cannot be told apart: it stays merged, and the writer says so.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ def repeated(frames: np.ndarray) -> list[int]:
 
 
 def gif_frames(palettize: Callable, rgb: np.ndarray, alpha: np.ndarray | None, colors: int,
-               notes: list[str]) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """``palettize(rgb, alpha, colors)`` -> (indices, palette, transparent index), no frame equal to the one before."""
+               notes: list[str]) -> tuple[np.ndarray, np.ndarray, int | None, list[int]]:
+    """``palettize(rgb, alpha, colors)`` -> (indices, palette, transparent index, frames merged into the one
+    before), no frame with anything visible equal to the one before."""
     budget = min(int(colors), 256)
     while True:
         indices, palette, transparent = palettize(rgb, alpha, budget)
@@ -47,7 +52,7 @@ def gif_frames(palettize: Callable, rgb: np.ndarray, alpha: np.ndarray | None, c
     if blank:
         notes.append(f"GIF frame(s) {', '.join(map(str, blank))} repeat an empty frame: players show them as "
                      "one longer frame.")
-    return indices, palette, transparent
+    return indices, palette, transparent, blank
 
 
 def _visible_pixel(frame: np.ndarray, transparent: int | None) -> int | None:
@@ -126,7 +131,8 @@ def webp_frames(frames: np.ndarray, quality: float, lossless: bool) -> np.ndarra
         frame = frames[i].reshape(-1, frames.shape[-1])
         if frames.shape[-1] == 4:
             visible = np.flatnonzero(frame[:, 3] > 0)
-            if visible.size == 0:
+            if visible.size == 0:  # nothing shown: a 1/255 opaque pixel, as good as clear
+                frame[0, 3] = 1
                 continue
             p = int(visible[np.argmax(frame[visible, 3])])
             frame[p, 3] -= 1

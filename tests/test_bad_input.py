@@ -24,7 +24,6 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from charmotion.dit_core import checks, cli, memory
-from charmotion.dit_core import export as export_module
 from charmotion.dit_core.checkpoint import CheckpointError, reading_model_file
 from charmotion.dit_core.conditioning import FRAME_BY_FRAME
 from charmotion.dit_core.errors import CharMotionError, InvalidInputError, NonFiniteError
@@ -528,29 +527,6 @@ def test_error_types_read_as_charmotion_in_comfyui():
                 ExportError, FFmpegNotFoundError, AttentionBackendError):
         assert f"{cls.__module__}.{cls.__qualname__}" == f"CharMotion.{cls.__name__}"
     assert issubclass(InvalidInputError, ValueError) and issubclass(CheckpointError, CharMotionError)
-
-
-@pytest.mark.parametrize("fmt,options", [("gif", {}), ("apng", {}), ("webp", {}), ("webp", {"lossless": True}),
-                                         ("webp", {"quality": 0})])
-@pytest.mark.parametrize("alpha", [False, True])
-def test_animated_files_keep_repeated_frames(tmp_path, fmt, options, alpha):
-    """A game engine reads as many frames as the clip has, also when frames repeat."""
-    rng = np.random.default_rng(0)
-    a, b = (np.kron(rng.integers(0, 4, (4, 4, 3)) * 80, np.ones((4, 4, 1))).astype(np.uint8) for _ in range(2))
-    clip = np.stack([a, a, a, b, b, a])
-    kwargs = {"alpha": np.where(np.arange(16) < 4, 0.0, 1.0)[None, :, None].repeat(6, 0).repeat(16, 2)} if alpha else {}
-    result = export_module.export_frames(clip, tmp_path / f"clip.{fmt}", fmt=fmt, fps=10, **options, **kwargs)
-    with Image.open(result.path) as im:
-        assert im.n_frames == 6
-        shown = []
-        for i in range(6):
-            im.seek(i)
-            shown.append(np.asarray(im.convert("RGBA")).astype(int))
-    if fmt != "webp" or options.get("lossless"):
-        for i, frame in enumerate(clip):  # what is shown is the clip, repeated frames included
-            visible = shown[i][..., 3] > 127
-            assert np.abs(shown[i][..., :3][visible] - frame[visible]).max() <= (48 if fmt == "gif" else 1)
-    assert np.array_equal(shown[1], shown[0]) or fmt == "webp"
 
 
 @pytest.mark.parametrize("size,words", [

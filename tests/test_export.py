@@ -252,6 +252,48 @@ def test_pingpong_frame_counts(tmp_path):
     assert ffmpeg_frames(r.path)[0].shape[0] == 8
 
 
+@pytest.mark.parametrize("fmt,options", [("gif", {}), ("apng", {}), ("webp", {}), ("webp", {"lossless": True}),
+                                         ("webp", {"quality": 0})])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_animated_files_keep_repeated_frames(tmp_path, fmt, options, alpha):
+    """A game engine reads as many frames as the clip has, also when frames repeat."""
+    rng = np.random.default_rng(0)
+    a, b = (np.kron(rng.integers(0, 4, (4, 4, 3)) * 80, np.ones((4, 4, 1))).astype(np.uint8) for _ in range(2))
+    clip = np.stack([a, a, a, b, b, a])
+    kwargs = {"alpha": np.where(np.arange(16) < 4, 0.0, 1.0)[None, :, None].repeat(6, 0).repeat(16, 2)} if alpha else {}
+    result = ex.export_frames(clip, tmp_path / f"clip.{fmt}", fmt=fmt, fps=10, **options, **kwargs)
+    with Image.open(result.path) as im:
+        assert im.n_frames == 6
+        shown = []
+        for i in range(6):
+            im.seek(i)
+            shown.append(np.asarray(im.convert("RGBA")).astype(int))
+    if fmt != "webp" or options.get("lossless"):
+        for i, frame in enumerate(clip):  # what is shown is the clip, repeated frames included
+            visible = shown[i][..., 3] > 127
+            assert np.abs(shown[i][..., :3][visible] - frame[visible]).max() <= (48 if fmt == "gif" else 1)
+    assert np.array_equal(shown[1], shown[0]) or fmt == "webp"
+
+
+@pytest.mark.parametrize("fmt", ["gif", "apng", "webp"])
+def test_frames_with_nothing_visible_are_kept_or_counted(tmp_path, fmt):
+    """A character off the canvas for a few frames: WebP and APNG keep every frame; a GIF, whose pixels are shown
+    or not, merges the empty repeats, and says so and counts what it holds."""
+    clip = np.zeros((6, 16, 16, 3), np.uint8)
+    clip[3:, 4:12, 4:12] = (200, 50, 50)
+    alpha = np.zeros((6, 16, 16))
+    alpha[3:, 4:12, 4:12] = 1.0
+    result = ex.export_frames(clip, tmp_path / f"clip.{fmt}", fmt=fmt, fps=10, alpha=alpha)
+    with Image.open(result.path) as im:
+        frames = im.n_frames
+        im.seek(0 if fmt == "gif" else 1)  # a kept repeat of the empty frame
+        assert np.asarray(im.convert("RGBA"))[..., 3].max() <= 1  # still nothing to see
+    assert frames == result.frame_count == (4 if fmt == "gif" else 6)
+    assert any("1, 2 repeat an empty frame" in n for n in result.notes) == (fmt == "gif")
+    ghost = ex.export_frames(clip, tmp_path / f"ghost.{fmt}", fmt=fmt, fps=10, alpha=alpha * 0.4)
+    assert any("nothing is at least 50 % opaque" in n for n in ghost.notes) == (fmt == "gif")
+
+
 def test_rgba_into_mp4_is_composited_over_background(tmp_path):
     frames = np.concatenate([sprite_frames(h=14, w=16), np.zeros((T, 14, 16, 1), np.uint8)], axis=-1)
     frames[..., 3][sprite_mask(h=14, w=16)] = 255

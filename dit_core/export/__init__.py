@@ -286,7 +286,7 @@ def export_frames(
         duration_s = sum(durations) / 1000.0 * (1 if not pingpong or t <= 2 else (2 * t - 2) / t)
     else:
         files = [_commit(lambda tmp: _WRITERS[spec.writer](job, tmp), final, overwrite, spec, notes)]
-        frame_count = t
+        frame_count = t - job.frames_merged
         duration_s = t / fps if spec.writer == "ffmpeg" else sum(durations) / 1000.0
     if files[0].is_dir():
         files = [files[0]] + sorted(files[0].iterdir())

@@ -231,7 +231,7 @@ class ExportResult:
     width: int  # frame size as written (after even-size padding)
     height: int
     fps: float
-    frame_count: int  # frames played (ping-pong included; sprite sheet: cells in the grid)
+    frame_count: int  # frames in the file (ping-pong included; sprite sheet: cells; GIF: empty repeats merged)
     duration_s: float  # one play-through
     loop_count: int  # plays: 0 = forever
     has_alpha: bool

@@ -37,6 +37,7 @@ class _Job:
     tag_name: str = "animation"
     image_name: str = ""
     has_alpha: bool = False
+    frames_merged: int = 0  # repeated frames with nothing visible that a GIF cannot keep apart
 
 
 # --------------------------------------------------------------------------------------
@@ -170,8 +171,12 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
     else:
         kwargs["loop"] = job.loop_count
     if fmt.name == "gif":
-        indices, palette, transparent = distinct_frames.gif_frames(
+        indices, palette, transparent, merged = distinct_frames.gif_frames(
             _palettize, job.rgb, job.alpha, int(job.settings.get("colors", 256)), job.notes)
+        job.frames_merged = len(merged)
+        if transparent is not None and bool((indices == transparent).all()):
+            job.notes.append("nothing is at least 50 % opaque in any frame, so the GIF is empty (a GIF pixel is "
+                             "shown or not): use WebP or APNG, which keep partial opacity, or opaque output.")
         flat = palette.reshape(-1).tolist()
         images = []
         for i in range(n):
