@@ -222,6 +222,13 @@ class Runtime:
         return image_size if self.family.keeps_image_size else (self.family.size[1], self.family.size[0])
 
 
+def _prepare(runtime: Runtime, image, args) -> Prepared:
+    prepared = runtime.prepare(image, args)
+    for note in prepared.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return prepared
+
+
 def animate(args) -> int:
     import numpy as np
 
@@ -230,7 +237,7 @@ def animate(args) -> int:
     from .cli_checks import check_for_model, check_options
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
-    from .pipeline import LoopControl, generate
+    from .pipeline import MIN_WARP_SIDE, LoopControl, generate
     from .prompts import prepare_prompt, split_loop_prompt
 
     path, fmt = output_target(args.out)
@@ -240,10 +247,16 @@ def animate(args) -> int:
     image = load_image(args.image)
     runtime = _load_models(args)
     profile = runtime.profile
-    frames = check_for_model(args, runtime, fmt, image_size=(image.shape[1], image.shape[0]))
-    prepared = runtime.prepare(image, args)
-    for note in prepared.notes:
-        print(f"note: {note}", file=sys.stderr)
+    image_size = (image.shape[1], image.shape[0])
+    grows = runtime.family.keeps_image_size and not args.size
+    if grows:  # the model animates the prepared canvas: grown around a tightly cropped sprite
+        if min(image_size) >= MIN_WARP_SIDE:
+            check_for_model(args, runtime, fmt, image_size=image_size)  # too large even before it grows
+        prepared = _prepare(runtime, image, args)
+        image_size = (prepared.width, prepared.height)
+    frames = check_for_model(args, runtime, fmt, image_size=image_size)
+    if not grows:
+        prepared = _prepare(runtime, image, args)
     text = prepare_prompt(args.prompt, aesthetic=args.aesthetic, motion=args.motion_strength, camera=args.camera,
                           clean=False)
     for segment in split_loop_prompt(args.prompt) if runtime.prompt_note else ():

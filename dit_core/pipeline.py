@@ -85,7 +85,8 @@ def plan_size(profile: SamplingProfile, height: int, width: int, notes: list[str
     if profile.latent_grid is not None:
         if height < MIN_WARP_SIDE or width < MIN_WARP_SIDE:
             raise InvalidInputError(f"size {width}x{height} is too small to show a motion: width and height must be "
-                                    f"at least {MIN_WARP_SIDE} pixels")
+                                    f"at least {MIN_WARP_SIDE} pixels; give a larger size (the motion is the same at "
+                                    "any size)")
         return profile.latent_grid
     factor = profile.spatial_factor
     if height < factor or width < factor:

@@ -542,6 +542,19 @@ def test_the_command_refuses_a_size_it_cannot_animate(tmp_path, capsys, size, wo
     assert "Traceback" not in err and not out.exists()
 
 
+def test_a_sprite_smaller_than_the_smallest_size_animates_on_its_grown_canvas(tmp_path, capsys):
+    """The size checks see the canvas the built-in model animates: a 5x9 sprite grows to 16x16 and is not refused."""
+    sprite = np.zeros((9, 5, 4), np.uint8)
+    sprite[1:8, 1:4] = (200, 40, 40, 255)
+    Image.fromarray(sprite, "RGBA").save(tmp_path / "tiny.png")
+    out = tmp_path / "tiny.gif"
+    status, err = run_cli(["animate", "--image", tmp_path / "tiny.png", "--prompt", "it jumps", "--frames", "4",
+                           "--steps", "2", "--out", out], capsys)
+    assert status == 0 and "the canvas grew from 5x9 to 14x14" in err, err
+    with Image.open(out) as im:
+        assert im.size == (14, 14)
+
+
 def test_model_names_stay_inside_the_model_folders(comfy):
     outside = comfy / "secret.safetensors"
     outside.write_bytes(b"x")
