@@ -197,6 +197,10 @@ def test_png_sequence(tmp_path):
     got = np.stack([np.asarray(Image.open(p)) for p in r.files[1:]])
     assert np.array_equal(got, frames)
     assert ex.read_metadata(r.path) == {"workflow": {"a": 1}}
+    dotted = ex.export_frames(frames, tmp_path / "walk.v2", fmt="png_sequence")  # a dot in a folder's name
+    assert dotted.path == tmp_path / "walk.v2" and len(dotted.files) == T + 1
+    with pytest.raises(InvalidInputError, match="looks like a file name"):
+        ex.export_frames(frames, tmp_path / "walk.gif", fmt="png_sequence")
     # an existing folder is an output folder: a new numbered sub-folder is made inside it
     r2 = ex.export_frames(frames, tmp_path / "seq")
     assert r2.path == tmp_path / "seq" / "CharMotion_00001_"

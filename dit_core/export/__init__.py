@@ -153,7 +153,7 @@ def _target(path_or_dir: str | os.PathLike, fmt: ExportFormat, prefix: str | Non
             f"'{p.name}' does not fit format '{fmt.name}' (extension {' or '.join(fmt.extensions)}); "
             "change the extension or the format."
         )
-    if not fmt.extension and p.suffix:
+    if not fmt.extension and p.suffix.lower() in _known_extensions():  # "frames.v2" is a folder name
         raise InvalidInputError(
             f"A PNG sequence is written to a folder; '{p.name}' looks like a file name: "
             "pass a folder path, or choose the format that fits the extension."
