@@ -341,6 +341,7 @@ BAD_SETTINGS = [
     ("x.gif", dict(loop_count=-1), "loop_count must be a whole number of 0 or more"),
     ("x.gif", dict(loop_count=1.5), "loop_count must be a whole number"),
     ("x.gif", dict(fps="fast"), "fps must be a number"),
+    ("x.gif", dict(fps=0.001), "fps 0.001 is too slow to store: use at least 0.01"),
     ("x.webp", dict(quality=101), "quality must be a finite number from 0 to 100"),
     ("x.webp", dict(quality="best"), "quality must be a finite number"),
     ("x.png", dict(columns=0), "columns must be a whole number of 1 or more"),

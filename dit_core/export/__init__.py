@@ -103,6 +103,8 @@ from .ffmpeg import _ffmpeg_exe
 from .writers import (_Job, _quality_options, _sprite_sheet, _write_ffmpeg, _write_pillow, _write_png,
                       _write_png_sequence)
 
+MIN_FPS = 0.01  # slowest frame rate every format stores (one frame every 100 s)
+
 __all__ = [
     "DARK_BACKGROUND",
     "LIGHT_BACKGROUND",
@@ -225,6 +227,9 @@ def export_frames(
         raise InvalidInputError(f"fps must be a number; got {fps!r}. Use e.g. 8 or 24.") from None
     if not math.isfinite(fps) or fps <= 0:
         raise InvalidInputError(f"fps must be a positive number; got {fps}. Use e.g. 8 or 24.")
+    if fps < MIN_FPS:  # a GIF frame lasts at most 655 s
+        raise InvalidInputError(f"fps {fps:g} is too slow to store: use at least {MIN_FPS:g} (a frame every "
+                                f"{1 / MIN_FPS:g} s), e.g. 8 or 24.")
     loop_count = checks.whole("loop_count", loop_count, 0, fix="0 plays forever, N plays N times")
     if quality is not None:
         q = checks.number("quality", quality, 0, 100, fix="higher is better; None uses the format's default")
