@@ -267,7 +267,8 @@ class _Sampling:
         loops = checks.whole("number of loops", loop.loops, 1, checks.MAX_LOOPS)
         check_frames(profile, num_frames)
         if num_frames == 1 and (loops > 1 or loop.seamless):
-            raise InvalidInputError("a single image cannot loop: use a video length for loops or a seamless loop")
+            raise InvalidInputError("a single frame cannot loop: give more frames (e.g. 16) for loops or a seamless "
+                                    "loop")
         if loops > 1 and codec is None and not profile.continue_from_latents:
             raise InvalidInputError("loops > 1 need the VAE: each loop re-encodes the end of the previous clip")
         latent_size = plan_size(profile, height, width, notes)
@@ -460,7 +461,8 @@ def _condition_frames_problem(profile: SamplingProfile, asked: int | None, carri
     return (f"loops > 1 carry the last {carried} latent frames of each clip into the next, and a clip of {num_frames} "
             f"frames has only {latents}: "
             + (f"use {longer} frames or more" if longer else "use more frames")
-            + (", or set fewer condition frames (CharMotion Loop Control)" if carried > per else ""))
+            + (", or set fewer condition frames (in ComfyUI: condition_frames of CharMotion Loop Control)"
+               if carried > per else ""))
 
 
 def default_condition_frames(profile: SamplingProfile, num_frames: int) -> int:

@@ -415,6 +415,8 @@ def test_quality_maps_onto_encoder_settings(tmp_path):
     exact = ex.export_frames(frames, tmp_path / "l.mp4", lossless=True)
     assert exact.settings["qp"] == 0 and any("Safari, QuickTime and most hardware decoders" in n for n in exact.notes)
     assert not any("QuickTime" in n for n in best.notes)
+    gif = ex.export_frames(frames, tmp_path / "l.gif", lossless=True)  # nothing to switch on: said, not ignored
+    assert "GIF has no lossless mode: it keeps at most 256 colours (exactly, when the clip has no more)." in gif.notes
 
 
 # ----------------------------------------------------------------------------- key_out

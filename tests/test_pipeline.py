@@ -182,7 +182,7 @@ def test_generate_cancels_within_one_step():
         (dict(loop=LoopControl(loops=0)), "loops must be a whole number from 1"),
         (dict(cfg_scale=-1), "CFG scale"),
         (dict(height=4), "too small"),
-        (dict(num_frames=1, loop=LoopControl(seamless=True)), "single image cannot loop"),
+        (dict(num_frames=1, loop=LoopControl(seamless=True)), "single frame cannot loop: give more frames"),
         (dict(num_frames=20, loop=LoopControl(seamless=True)), "whole number of 17-frame chunks"),
         (dict(denoise=0.0), "denoise must be above 0"),
         (dict(denoise=1.5), "at most 1"),

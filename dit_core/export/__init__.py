@@ -277,6 +277,8 @@ def export_frames(
                      "and editors do): for a clip that plays everywhere use quality 100.")
     if quality is not None and spec.quality is None:
         notes.append(f"{spec.name} is lossless; quality={quality} has no effect.")
+    if lossless and spec.name == "gif":
+        notes.append("GIF has no lossless mode: it keeps at most 256 colours (exactly, when the clip has no more).")
 
     final = _target(path_or_dir, spec, prefix, overwrite, notes)
     job = _Job(fmt=spec, rgb=rgb, alpha=a, fps=fps, loop_count=loop_count, pingpong=pingpong, durations=durations,
