@@ -238,7 +238,7 @@ def animate(args) -> int:
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
     from .pipeline import MIN_WARP_SIDE, LoopControl, generate
-    from .prompts import prepare_prompt, split_loop_prompt
+    from .prompts import prepare_prompt, split_loop_prompt, unused_loops_note
 
     path, fmt = output_target(args.out)
     check_options(args, path, fmt)
@@ -259,9 +259,12 @@ def animate(args) -> int:
         prepared = _prepare(runtime, image, args)
     text = prepare_prompt(args.prompt, aesthetic=args.aesthetic, motion=args.motion_strength, camera=args.camera,
                           clean=False)
-    for segment in split_loop_prompt(args.prompt) if runtime.prompt_note else ():
+    segments = split_loop_prompt(args.prompt)
+    for segment in segments if runtime.prompt_note else ():
         if note := runtime.prompt_note(segment.text):
             print(f"note: {note}", file=sys.stderr)
+    if note := unused_loops_note([s.start_loop for s in segments], args.loops):
+        print(f"note: {note}", file=sys.stderr)
     conditions = runtime.encode(text, args.loops)
     steps = args.steps or profile.steps
     cfg = profile.cfg_scale if args.cfg is None else args.cfg

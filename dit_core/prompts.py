@@ -62,6 +62,16 @@ def split_loop_prompt(prompt: str) -> list[LoopPrompt]:
     return segments
 
 
+def unused_loops_note(starts, loops: int) -> str | None:
+    """What to tell when per-loop prompt segments start at loops the clip does not have (``starts``: their first
+    loops); None when every segment is used."""
+    late = [int(s) for s in starts if int(s) >= loops]
+    if not late:
+        return None
+    return (f"the per-loop prompt's text for loop {', '.join(map(str, late))} is never used: the clip has {loops} "
+            f"loop(s), numbered 0 to {loops - 1}; set more loops or number the text lower")
+
+
 def join_loop_prompt(segments: list[LoopPrompt]) -> str:
     if len(segments) == 1 and segments[0].start_loop == 0:
         return segments[0].text

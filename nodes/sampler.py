@@ -10,6 +10,7 @@ import torch
 from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import default_condition_frames, generate
+from ..dit_core.prompts import unused_loops_note
 from . import host
 from .handles import (BUILTIN, LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, SPRITE_KEY, VAE_TYPE, LoopControl,
                       ModelHandle, ReferenceSet)
@@ -149,6 +150,9 @@ class CharMotionSampler:
             )
         finally:
             bar.close()
+        notes = list(result.notes) + ([] if references is None else list(references.notes))
+        if late := unused_loops_note([start for start, _ in segments], loop.loops):
+            notes.append(late)
         prompts: dict[str, str] = {}
         for entry in positive:
             extras = entry[1] or {}
@@ -172,7 +176,7 @@ class CharMotionSampler:
             "key_color": None if references is None or references.key_color is None else list(references.key_color),
             "had_alpha": bool(references is not None and references.had_alpha),
             "prompts": prompts,
-            "notes": list(result.notes) + ([] if references is None else list(references.notes)),
+            "notes": notes,
         }
         for note in info["notes"]:
             log.info("CharMotion sampler: %s", note)

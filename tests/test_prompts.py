@@ -13,6 +13,7 @@ from charmotion.dit_core.prompts import (
     preprocess_text,
     prompt_for_loop,
     split_loop_prompt,
+    unused_loops_note,
 )
 
 
@@ -79,6 +80,9 @@ def test_loop_prompts():
     assert [prompt_for_loop(prompt, k) for k in range(7)] == ["walk", "walk", "jump", "jump", "jump", "wave", "wave"]
     assert prompt_for_loop("plain prompt", 3) == "plain prompt"
     assert [s.start_loop for s in split_loop_prompt(prompt)] == [0, 2, 5]
+    assert unused_loops_note([0, 2, 5], 6) is None
+    assert unused_loops_note([0, 2, 5], 2) == ("the per-loop prompt's text for loop 2, 5 is never used: the clip has 2 "
+                                               "loop(s), numbered 0 to 1; set more loops or number the text lower")
 
 
 @pytest.mark.parametrize("bad,message", [("|0|a|x|b", "not a loop number"), ("|0|a|0|b", "must increase"), ("|0|a|2", "malformed"),
