@@ -257,8 +257,10 @@ def animate(args) -> int:
     frames = check_for_model(args, runtime, fmt, image_size=image_size)
     if not grows:
         prepared = _prepare(runtime, image, args)
-    text = prepare_prompt(args.prompt, aesthetic=args.aesthetic, motion=args.motion_strength, camera=args.camera,
-                          clean=False)
+    aesthetic, camera, notes = runtime.family.usable_scores(args.aesthetic, args.camera)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    text = prepare_prompt(args.prompt, aesthetic=aesthetic, motion=args.motion_strength, camera=camera, clean=False)
     segments = split_loop_prompt(args.prompt)
     for segment in segments if runtime.prompt_note else ():
         if note := runtime.prompt_note(segment.text):

@@ -61,6 +61,19 @@ class ModelFamily:
     size: tuple[int, int]  # (height, width) when neither the user nor a reference sets one
     motion_range: tuple[float, float]  # motion strength, low to high
     keeps_image_size: bool = False  # True: a reference image's own size is the clip's size by default
+    scores: tuple[str, ...] = ("aesthetic", "motion", "camera")  # the score phrases its prompts were trained with
+
+    def usable_scores(self, aesthetic: float | None, camera: str | None) -> tuple[float | None, str | None, list[str]]:
+        """``(aesthetic, camera, notes)``: what of an aesthetic score and a camera motion this family's prompts
+        take; what it was not trained with is left out, and noted."""
+        notes = []
+        if aesthetic is not None and "aesthetic" not in self.scores:
+            notes.append(f"{self.name} knows no aesthetic score: it is left out of the prompt")
+            aesthetic = None
+        if camera not in (None, "none") and "camera" not in self.scores:
+            notes.append(f"{self.name} knows no camera motion: '{camera}' is left out of the prompt")
+            camera = None
+        return aesthetic, camera, notes
 
 
 OPENSORA12_PROFILE = SamplingProfile(name="opensora12", layout=OPENSORA_VAE_LAYOUT, spatial_factor=8)

@@ -172,10 +172,13 @@ class CharMotionTextEncode:
                                    "CharMotion Motion Control's motion_strength")
         if not str(text).strip():
             raise InvalidInputError("the prompt is empty: describe what the character does")
-        conditioning, notes = [], []
+        aesthetic, camera, notes = model.loaded.family.usable_scores(motion.aesthetic, motion.camera)
+        for note in notes:
+            host.log.warning("CharMotion Text Encode: %s", note)
+        conditioning = []
         for segment in split_loop_prompt(str(text).strip()):
-            prepared = prepare_prompt(segment.text, aesthetic=motion.aesthetic, motion=motion.motion,
-                                      camera=motion.camera, clean=True)
+            prepared = prepare_prompt(segment.text, aesthetic=aesthetic, motion=motion.motion, camera=camera,
+                                      clean=True)
             if not prepared.strip():
                 raise InvalidInputError(f"the prompt {segment.text!r} is empty after cleaning: use plain words")
             if model.family == BUILTIN and (note := model.text_encoder.prompt_note(segment.text)):

@@ -88,17 +88,20 @@ def test_text_encode_builtin_decorates_cleans_and_splits_loops(env, caplog):
     model, _ = builtin(env)
     motion, = run("CharMotionMotionControl", use_motion=True, motion_strength=7.0, use_aesthetic=False,
                   aesthetic=6.5, camera_motion="pan left")
-    cond, = run("CharMotionTextEncode", model=model, text="The Knight WALKS!", motion=motion)
+    shown = N["CharMotionTextEncode"]().encode(model=model, text="The Knight WALKS!", motion=motion)
+    cond, = shown["result"]
     assert len(cond) == 1
     features, extras = cond[0]
     assert features.shape == (1, 32, 64) and features.device.type == "cpu"
-    assert extras[PROMPT_KEY] == "the knight walks! motion score: 7.0. camera motion: pan left."
+    assert extras[PROMPT_KEY] == "the knight walks! motion score: 7.0."  # no camera phrase: it never saw one
+    assert shown["ui"]["text"] == ["CharMotion built-in knows no camera motion: 'pan left' is left out of the prompt"]
     assert extras["pooled_output"] is None and extras[LOOP_KEY] == 0
     direct = model.text_encoder.encode_text(extras[PROMPT_KEY], clean=False)
     valid = int(direct.mask.sum())
     assert extras["attention_mask"].tolist() == [[1] * valid + [0] * (32 - valid)]
     torch.testing.assert_close(features[:, :valid], direct.y[0, :, :valid])
-    assert not caplog.records
+    assert [r.getMessage() for r in caplog.records] == [f"CharMotion Text Encode: {shown['ui']['text'][0]}"]
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="CharMotion"):
         cond, = run("CharMotionTextEncode", model=model, text="|0|the slime hops|2|the slime melts")
     assert [(c[1][LOOP_KEY], c[1][PROMPT_KEY]) for c in cond] == [(0, "the slime hops"), (2, "the slime melts")]

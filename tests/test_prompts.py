@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -91,3 +92,13 @@ def test_loop_prompts():
 def test_malformed_loop_prompts(bad, message):
     with pytest.raises(InvalidInputError, match=re.escape(message)):
         split_loop_prompt(bad)
+
+
+def test_each_family_keeps_the_score_phrases_it_was_trained_with():
+    from charmotion.dit_core.families import OPENSORA12
+
+    assert OPENSORA12.usable_scores(6.5, "pan left") == (6.5, "pan left", [])
+    builtin = replace(OPENSORA12, name="Small", scores=("aesthetic", "motion"))
+    assert builtin.usable_scores(6.5, "none") == (6.5, "none", [])
+    assert builtin.usable_scores(None, "zoom in") == (None, None, ["Small knows no camera motion: 'zoom in' is left "
+                                                                   "out of the prompt"])

@@ -80,7 +80,8 @@ def builtin_family(config: dict) -> ModelFamily:
     frame = int(config["field"]["frame_pixels"])
     return ModelFamily(key=BUILTIN, name=BUILTIN_NAME, profile=builtin_profile(config),
                        num_frames=int(config["sampling"]["num_frames"]), size=(frame, frame),
-                       motion_range=(0.0, float(config["sampling"]["motion_scale"])), keeps_image_size=True)
+                       motion_range=(0.0, float(config["sampling"]["motion_scale"])), keeps_image_size=True,
+                       scores=("aesthetic", "motion"))  # trained with these phrases (aesthetic at random), not camera
 
 
 @dataclass
