@@ -68,8 +68,9 @@ def unused_loops_note(starts, loops: int) -> str | None:
     late = [int(s) for s in starts if int(s) >= loops]
     if not late:
         return None
-    return (f"the per-loop prompt's text for loop {', '.join(map(str, late))} is never used: the clip has {loops} "
-            f"loop(s), numbered 0 to {loops - 1}; set more loops or number the text lower")
+    has = "1 loop (loop 0)" if loops == 1 else f"{loops} loops (0 to {loops - 1})"
+    return (f"the per-loop prompt's text for loop {', '.join(map(str, late))} is never used: the clip has {has}; "
+            "set more loops or number the text lower")
 
 
 def join_loop_prompt(segments: list[LoopPrompt]) -> str:

@@ -107,7 +107,7 @@ def test_opensora_image_to_video_through_the_nodes(env, opensora_file):
     late, = run("CharMotionTextEncode", model=model, text="|0|a knight walks|3|a knight jumps", clip=FakeT5Clip(dim=32))
     shown = N["CharMotionSampler"]().sample(model=model, positive=late, seed=1, steps=1, cfg=7.0, frames=17, width=64,
                                            height=48, fps=24.0)
-    assert any("text for loop 3 is never used: the clip has 1 loop(s)" in note for note in shown["ui"]["text"])
+    assert any("text for loop 3 is never used: the clip has 1 loop (loop 0)" in note for note in shown["ui"]["text"])
 
 
 @pytest.mark.parametrize("family", ["builtin", "opensora12"])

@@ -83,7 +83,7 @@ def test_loop_prompts():
     assert [s.start_loop for s in split_loop_prompt(prompt)] == [0, 2, 5]
     assert unused_loops_note([0, 2, 5], 6) is None
     assert unused_loops_note([0, 2, 5], 2) == ("the per-loop prompt's text for loop 2, 5 is never used: the clip has 2 "
-                                               "loop(s), numbered 0 to 1; set more loops or number the text lower")
+                                               "loops (0 to 1); set more loops or number the text lower")
 
 
 @pytest.mark.parametrize("bad,message", [("|0|a|x|b", "not a loop number"), ("|0|a|0|b", "must increase"), ("|0|a|2", "malformed"),
