@@ -184,6 +184,13 @@ def say(args, line: str) -> None:
         print(line, flush=True)
 
 
+def tell(notes) -> None:
+    """Notes the user should read (on stderr, also with ``--quiet``)."""
+    for note in notes:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+
+
 @dataclass
 class Prepared:
     """A reference made ready for one model family: what ``generate()`` takes, and what the export needs."""
@@ -224,8 +231,7 @@ class Runtime:
 
 def _prepare(runtime: Runtime, image, args) -> Prepared:
     prepared = runtime.prepare(image, args)
-    for note in prepared.notes:
-        print(f"note: {note}", file=sys.stderr)
+    tell(prepared.notes)
     return prepared
 
 
@@ -258,15 +264,11 @@ def animate(args) -> int:
     if not grows:
         prepared = _prepare(runtime, image, args)
     aesthetic, camera, notes = runtime.family.usable_scores(args.aesthetic, args.camera)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    tell(notes)
     text = prepare_prompt(args.prompt, aesthetic=aesthetic, motion=args.motion_strength, camera=camera, clean=False)
     segments = split_loop_prompt(args.prompt)
-    for segment in segments if runtime.prompt_note else ():
-        if note := runtime.prompt_note(segment.text):
-            print(f"note: {note}", file=sys.stderr)
-    if note := unused_loops_note([s.start_loop for s in segments], args.loops):
-        print(f"note: {note}", file=sys.stderr)
+    tell(runtime.prompt_note(segment.text) for segment in segments if runtime.prompt_note)
+    tell([unused_loops_note([s.start_loop for s in segments], args.loops)])
     conditions = runtime.encode(text, args.loops)
     steps = args.steps or profile.steps
     cfg = profile.cfg_scale if args.cfg is None else args.cfg
@@ -285,8 +287,7 @@ def animate(args) -> int:
         progress.close()
     seconds = time.perf_counter() - start
     say(args, f"sampled in {seconds:.1f} s ({seconds / (steps * args.loops):.2f} s per step)")
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
+    tell(result.notes)
     video = ((result.video[0].clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).numpy()  # [T, H, W, 3] in 0..1
     transparent = prepared.had_alpha if args.transparent == "auto" else args.transparent == "yes"
     key = prepared.key_color if prepared.had_alpha or transparent else None
@@ -306,8 +307,7 @@ def animate(args) -> int:
         opaque=not transparent, background=args.background_color,
         metadata={"prompt": args.prompt, "seed": args.seed, "model": runtime.name},
     )
-    for note in exported.notes:
-        print(f"note: {note}", file=sys.stderr)
+    tell(exported.notes)
     print(f"wrote {exported.path} ({exported.frame_count} frames, {exported.width}x{exported.height}, "
           f"{exported.fps:g} fps)")
     return 0
