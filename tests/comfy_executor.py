@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
+import torch
+
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 FRONTEND_ONLY = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
@@ -423,7 +425,8 @@ def execute(prompt: dict, mappings: Mapping[str, type], info: Mapping[str, dict]
         hidden = cls.INPUT_TYPES().get("hidden", {})
         for name, kind in hidden.items():
             kwargs[name] = {"PROMPT": prompt, "EXTRA_PNGINFO": extra_pnginfo, "UNIQUE_ID": node_id}.get(kind)
-        out = getattr(cls(), cls.FUNCTION)(**kwargs)
+        with torch.inference_mode():  # as ComfyUI runs every node
+            out = getattr(cls(), cls.FUNCTION)(**kwargs)
         if isinstance(out, dict):
             if "ui" in out:
                 uis[node_id] = out["ui"]

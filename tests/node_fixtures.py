@@ -150,7 +150,8 @@ def run(name, **kwargs):
     """Run the node registered as ``name`` with these inputs; its outputs, as ComfyUI takes them from a
     ``{"ui", "result"}`` return."""
     cls = N[name]
-    out = getattr(cls(), cls.FUNCTION)(**kwargs)
+    with torch.inference_mode():  # as ComfyUI runs every node
+        out = getattr(cls(), cls.FUNCTION)(**kwargs)
     return out["result"] if isinstance(out, dict) and "result" in out else out
 
 

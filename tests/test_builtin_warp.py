@@ -183,6 +183,11 @@ def test_a_pose_image_is_reached_by_a_fitted_field():
     assert (redrawn - target.rgba).abs().mean() < 0.15 * (source.rgba - target.rgba).abs().mean()
     with pytest.raises(InvalidInputError, match="reference's size"):
         codec.fit_pose(source, prepare_sprite(image[:32]))
+    with torch.inference_mode():  # as ComfyUI runs every node: the sprites and the codec's caches made in it too
+        fresh = MotionFieldCodec()
+        source, target = prepare_sprite(image), prepare_sprite(np.roll(image, (5, -4), axis=(0, 1)))
+        fresh.warp(fresh.identity(source)[None], source)
+        torch.testing.assert_close(fresh.fit_pose(source, target), z)
 
 
 def test_the_bound_decoder_is_a_video_codec_with_one_latent_frame_per_frame():

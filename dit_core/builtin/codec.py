@@ -146,25 +146,27 @@ class MotionFieldCodec:
         if (source.height, source.width) != (target.height, target.width):
             raise InvalidInputError(f"a pose image must have the reference's size ({source.width}x{source.height}); "
                                     f"got {target.width}x{target.height}")
-        occupancy = self.occupancy(target.rgba[None, 3:4], source.frame)[:, :, None]
-        goal = target.rgba[None]
-        displacement = torch.zeros(1, 2, 1, *self.grid)
-        # coarse to fine, so a far move is still found: a few cells over blurred images first, then finer cells
-        # over sharper images, each level adding to the ones before
-        for cells, radius in ((4, 4), (8, 2), (self.grid[0], 0)):
-            level = torch.zeros(1, 2, cells, cells, requires_grad=True)
-            optimizer = torch.optim.Adam([level], lr=0.01)
-            with torch.enable_grad():
+        # gradients also where the caller computes without them (ComfyUI runs nodes in inference mode); the
+        # images are copied out of it, as inference-mode tensors cannot take part in a backward pass
+        with torch.inference_mode(False), torch.enable_grad():
+            pixels, goal = source.rgba[None].clone(), target.rgba[None].clone()
+            occupancy = self.occupancy(goal[:, 3:4], source.frame)[:, :, None]
+            displacement = torch.zeros(1, 2, 1, *self.grid)
+            # coarse to fine, so a far move is still found: a few cells over blurred images first, then finer cells
+            # over sharper images, each level adding to the ones before
+            for cells, radius in ((4, 4), (8, 2), (self.grid[0], 0)):
+                level = torch.zeros(1, 2, cells, cells, requires_grad=True)
+                optimizer = torch.optim.Adam([level], lr=0.01)
                 for _ in range(steps // 3):
                     field = displacement + F.interpolate(level, size=self.grid, mode="bilinear")[:, :, None]
-                    moved = warp(source.rgba[None], self.smooth(field), occupancy, frame=source.frame,
+                    moved = warp(pixels, self.smooth(field), occupancy, frame=source.frame,
                                  mode="bilinear")  # as the decoder will draw it
                     loss = (_blur(moved[:, :, 0], radius) - _blur(goal, radius)).abs().mean()
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-            displacement = displacement + F.interpolate(level.detach(), size=self.grid, mode="bilinear")[:, :, None]
-        return self.to_latents(displacement, occupancy)[0].to(self.dtype)
+                displacement = displacement + F.interpolate(level.detach(), size=self.grid, mode="bilinear")[:, :, None]
+            return self.to_latents(displacement, occupancy)[0].to(self.dtype)
 
     # -- frames ---------------------------------------------------------------------
     def warp(self, z: torch.Tensor, sprite: Sprite, mode: str | None = None) -> torch.Tensor:
