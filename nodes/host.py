@@ -168,10 +168,13 @@ def save_location(filename_prefix: str, width: int = 0, height: int = 0, temp: b
     without it, the same rules for sub-folders.
     """
     base = temp_directory() if temp else output_directory()
+    if not str(filename_prefix).strip():
+        raise InvalidInputError("filename prefix is empty: give a name, optionally inside sub-folders of the output "
+                                "folder (e.g. 'charmotion/walk')")
     if folder_paths is not None:
-        try:
+        try:  # "a\b" is a sub-folder on every system, as the writers and the fallback below read it
             folder, name, _counter, subfolder, _prefix = folder_paths.get_save_image_path(
-                filename_prefix, str(base), width, height
+                str(filename_prefix).replace("\\", "/"), str(base), width, height
             )
         except Exception as exc:  # noqa: BLE001 - "**** ERROR: Saving image outside the output folder is not allowed."
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # then paths, for the log

@@ -153,6 +153,11 @@ def test_host_uses_comfyui_folders_and_save_paths(env, monkeypatch, tmp_path):
     folder, name, subfolder = host.save_location("CharMotion/x", 64, 32)
     assert (str(folder), name, subfolder) == (str(tmp_path / "comfy_out") + "/sub", "name", "sub")
     assert calls == [("CharMotion/x", str(tmp_path / "comfy_out"), 64, 32)]
+    host.save_location("CharMotion\\x")  # a backslash is a sub-folder, as the writers read it, on every system
+    assert calls[-1][0] == "CharMotion/x"
+    for empty in ("", "  "):
+        with pytest.raises(InvalidInputError, match="filename prefix is empty: give a name"):
+            host.save_location(empty)
     with pytest.raises(InvalidInputError) as refused:
         host.save_location("../x")
     assert str(refused.value) == ("filename prefix '../x' cannot be used: Saving image outside the output folder is "
