@@ -299,7 +299,8 @@ def animate(args) -> int:
         if video.shape[-1] == 4:  # straight colours: the palette of the sprite's visible pixels, not of the key
             straight = unpremultiply(prepared.codec.sprite.rgba).permute(1, 2, 0)
             reference = np.rint(straight[straight[..., 3] > 0][:, :3].numpy() * 255).astype(np.uint8)[None]
-        video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), reference, args.palette)
+        video[..., :3] = lock_palette(np.ascontiguousarray(video[..., :3]), reference, args.palette,
+                                      keep=() if key is None else [key])  # the key background stays the key
     lossless = args.lossless == "yes" or (args.lossless == "auto" and fmt == "webp" and runtime.family.key == BUILTIN
                                          and args.quality is None)
     exported = export_frames(

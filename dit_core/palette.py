@@ -25,25 +25,33 @@ def check_colors(colors: int) -> int:
     return colors
 
 
-def reference_palette(reference: np.ndarray, colors: int = MAX_COLORS) -> np.ndarray:
+def reference_palette(reference: np.ndarray, colors: int = MAX_COLORS, keep=()) -> np.ndarray:
     """The reference's colours as uint8 ``[N, 3]``: all of them when there are at most ``colors``, else
-    ``colors`` chosen by PIL's median cut."""
+    ``colors`` chosen by PIL's median cut. The ``keep`` colours (a key background) are entries of their own,
+    never merged into the others; they count toward ``colors``."""
     check_colors(colors)
     reference = _rgb_uint8(reference, "reference")
-    unique = np.unique(reference.reshape(-1, 3), axis=0)
-    if len(unique) <= colors:
-        return unique
-    quantized = Image.fromarray(reference).quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
-                                                    dither=Image.Dither.NONE)
+    kept = np.unique(np.asarray(keep, np.uint8).reshape(-1, 3), axis=0)
+    pixels = reference.reshape(-1, 3)
+    if len(kept):
+        pixels = pixels[~(pixels[:, None, :] == kept[None]).all(-1).any(-1)]
+    budget = max(colors - len(kept), 1)
+    unique = np.unique(pixels, axis=0)
+    if len(unique) <= budget:
+        return np.concatenate([unique, kept])
+    quantized = Image.fromarray(np.ascontiguousarray(pixels[None])).quantize(
+        colors=budget, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     used = sorted(index for _count, index in quantized.getcolors(MAX_COLORS))
-    return np.asarray(quantized.getpalette()[: 3 * (max(used) + 1)], np.uint8).reshape(-1, 3)[used]
+    chosen = np.asarray(quantized.getpalette()[: 3 * (max(used) + 1)], np.uint8).reshape(-1, 3)[used]
+    return np.concatenate([chosen, kept])
 
 
-def lock_palette(frames: np.ndarray, reference: np.ndarray, colors: int = MAX_COLORS) -> np.ndarray:
+def lock_palette(frames: np.ndarray, reference: np.ndarray, colors: int = MAX_COLORS, keep=()) -> np.ndarray:
     """uint8 frames ``[T, H, W, 3]`` redrawn with the nearest (Euclidean RGB) colours of the uint8
-    ``reference [H, W, 3]``'s palette."""
+    ``reference [H, W, 3]``'s palette (``keep``: colours that stay entries of their own, see
+    :func:`reference_palette`)."""
     frames = _rgb_uint8(frames, "frames", ndim=4)
-    palette = reference_palette(reference, colors)
+    palette = reference_palette(reference, colors, keep)
     # |p - c|^2 = |p|^2 - 2 p.c + |c|^2; |p|^2 is the same for every c. Integers below 2^24: exact in float32.
     centres = palette.astype(np.float32)
     norms = (centres**2).sum(axis=1)

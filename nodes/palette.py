@@ -22,8 +22,8 @@ def _uint8(images: torch.Tensor, what: str) -> np.ndarray:
     return frames_uint8(images[..., :3].detach().float().cpu().numpy())
 
 
-def palette_source(reference: torch.Tensor, mask: torch.Tensor | None, key_color) -> np.ndarray:
-    """The reference's opaque pixels (all images of the batch) plus the key colour, as one uint8 ``[1, N, 3]`` row."""
+def palette_source(reference: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+    """The reference's opaque pixels (all images of the batch), as one uint8 ``[1, N, 3]`` row."""
     pixels = _uint8(reference, "reference").reshape(reference.shape[0], -1, 3)
     mask = given_mask(mask)
     if mask is not None:
@@ -35,8 +35,6 @@ def palette_source(reference: torch.Tensor, mask: torch.Tensor | None, key_color
         opaque = np.broadcast_to(opaque, pixels.shape[:2])
         pixels = pixels[opaque]
     pixels = pixels.reshape(-1, 3)
-    if key_color is not None:
-        pixels = np.concatenate([pixels, np.asarray([key_color], np.uint8)])
     if len(pixels) == 0:
         raise InvalidInputError("the mask hides the whole reference: no colours left to lock the palette to")
     return pixels[None]
@@ -76,11 +74,11 @@ class CharMotionPaletteLock:
         if key is not None and alpha is not None and tuple(alpha.shape) == tuple(frames.shape[:3]):
             # the clip's own opacity is known: lock the sprite's own colours, then lay them over the key again
             straight = unmix_key(frames, alpha, key).cpu()
-            locked = lock_palette(_uint8(straight, "frames"), palette_source(reference, mask, None), int(colors))
+            locked = lock_palette(_uint8(straight, "frames"), palette_source(reference, mask), int(colors))
             a = alpha.cpu().float()[..., None]
             out = torch.from_numpy(locked.astype(np.float32) / 255.0) * a + torch.tensor(key) / 255.0 * (1.0 - a)
             return (out.to(host.intermediate_device()),)
-        source = palette_source(reference, mask, key)
-        locked = lock_palette(_uint8(frames, "frames"), source, int(colors))
+        locked = lock_palette(_uint8(frames, "frames"), palette_source(reference, mask), int(colors),
+                              keep=() if key is None else [key])  # the key background stays the key
         out = torch.from_numpy(locked.astype(np.float32) / 255.0)
         return (out.to(host.intermediate_device()),)

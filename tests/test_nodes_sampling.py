@@ -290,8 +290,6 @@ def test_progress_with_previews_counts_every_step(env, monkeypatch):
     assert decode_bar.total == frames.shape[0] == 4 + 3 and decode_bar.updates[-1] == 7
 
 
-
-
 def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
     image, mask = run("CharMotionSampleSprite", sample="knight.png")
     colours = {(40, 60, 200), (240, 200, 160), (30, 30, 30)}  # the sprite's opaque colours (node_fixtures)
@@ -303,6 +301,10 @@ def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
     found = {tuple(v) for v in (locked * 255).round().to(torch.uint8).reshape(-1, 3).tolist()}
     assert found <= colours | {(255, 0, 255)}
     assert torch.equal((locked[:, 32, 30] * 255).round(), torch.tensor([[40.0, 60, 200]] * 3))  # the body
+    keyed = image * (1 - mask)[..., None] + torch.tensor([1.0, 0.0, 1.0]) * mask[..., None]  # as a decoder draws it
+    (two,) = run("CharMotionPaletteLock", frames=keyed, reference=image, colors=2, mask=mask,
+                 clip_info=clip)  # fewer colours than the sprite has: the key still stays the key
+    assert torch.equal(two[mask > 0.5], keyed[mask > 0.5]) and len(two.reshape(-1, 3).unique(dim=0)) == 2
     # without the mask the colours under the transparent pixels (black here) join the palette
     (unmasked,) = run("CharMotionPaletteLock", frames=image, reference=image, colors=256)
     assert torch.equal(unmasked, image)

@@ -31,6 +31,21 @@ def test_palette_size_limits_the_colours():
     assert np.abs(locked.astype(int) - reference).mean() < 24
 
 
+def test_a_kept_key_colour_is_its_own_entry_however_few_colours():
+    """The key background stays the key when the palette has fewer colours than the reference: median cut would
+    average a lone key pixel away (and with it the clip's transparency)."""
+    rows, cols = np.meshgrid(np.arange(64) * 4, np.arange(64) * 4, indexing="ij")
+    reference = np.stack([rows, cols, np.full((64, 64), 128)], -1).astype(np.uint8)
+    key = (255, 0, 255)
+    frames = reference[None].copy()
+    frames[0, :8] = key  # the key background showing at the top
+    locked = lock_palette(frames, reference, colors=16, keep=[key])
+    assert (locked[0, :8] == key).all() and len(_colours(locked)) <= 16
+    with_key = reference.copy()
+    with_key[0, 0] = key  # the key as one more reference colour, quantised with the others: lost
+    assert key not in _colours(lock_palette(frames, with_key, colors=16))
+
+
 def test_bad_input_says_what_is_expected():
     reference = np.zeros((8, 8, 3), np.uint8)
     with pytest.raises(InvalidInputError, match=r"frames must be uint8 RGB \[T, H, W, 3\]"):
