@@ -6,6 +6,7 @@ import torch
 
 from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
+from ..dit_core.export import pad_even
 from ..dit_core.memory import check_decode
 from ..dit_core.pipeline import decode_latents, infer_num_frames
 from . import host
@@ -112,4 +113,7 @@ class CharMotionDecodeVideo:
         if not host.video_available():
             host.make_video(None, 1.0)  # raises the error that says what to do
         frames, clip = decode_samples(vae, samples)
-        return (host.make_video(frames.cpu(), clip.fps),)
+        frames, _, (right, bottom) = pad_even(frames.cpu().numpy(), None)  # core SaveVideo's H.264 needs even sizes
+        notes = [f"the video needs even sizes (H.264): padded {right} px right, {bottom} px bottom (edge pixels "
+                 "repeated)"] if right or bottom else []
+        return host.with_notes((host.make_video(torch.from_numpy(frames), clip.fps),), notes)

@@ -78,6 +78,15 @@ def test_decode_video_needs_a_host_with_video(env, monkeypatch):
     monkeypatch.setattr(host, "VideoComponents", Components)
     video, = run("CharMotionDecodeVideo", vae=vae, samples=latent)
     assert video.components.images.shape == (4, 32, 32, 3) and float(video.components.frame_rate) == 8.0
+    assert isinstance(N["CharMotionDecodeVideo"]().decode(vae=vae, samples=latent), dict)  # notes: none to show
+    odd = dict(SAMPLER, width=33, height=33)  # an odd-sized sprite: core SaveVideo's H.264 needs even sizes
+    refs = sprite_refs(vae, size=33)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=refs, **odd)
+    shown = N["CharMotionDecodeVideo"]().decode(vae=vae, samples=latent)
+    frames = shown["result"][0].components.images
+    assert frames.shape == (4, 34, 34, 3) and torch.equal(frames[:, 33], frames[:, 32])  # the edge repeated
+    assert shown["ui"]["text"] == ["the video needs even sizes (H.264): padded 1 px right, 1 px bottom (edge "
+                                   "pixels repeated)"]
 
 
 def test_decode_rejects_foreign_latents_and_infers_frames(env):

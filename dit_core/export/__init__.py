@@ -95,7 +95,7 @@ from .. import checks
 from ..errors import InvalidInputError
 from .errors import ExportError, FFmpegNotFoundError
 from .formats import FORMATS, ExportFormat, ExportResult, _known_extensions, format_for_path
-from .frames import (DARK_BACKGROUND, LIGHT_BACKGROUND, _frame_durations_ms, _pad_even, _resolve_alpha,
+from .frames import (DARK_BACKGROUND, LIGHT_BACKGROUND, _frame_durations_ms, _resolve_alpha, pad_even,
                      contrasting_background, frames_uint8, key_out)
 from .metadata import read_metadata
 from .naming import _place, _remove, _temp_sibling, unique_path
@@ -117,6 +117,7 @@ __all__ = [
     "contrasting_background",
     "export_frames",
     "frames_uint8",
+    "pad_even",
     "format_for_path",
     "key_out",
     "read_metadata",
@@ -252,7 +253,7 @@ def export_frames(
                             opaque)
     padded = (0, 0)
     if spec.even_size:
-        rgb, a, padded = _pad_even(rgb, a)
+        rgb, a, padded = pad_even(rgb, a)
         if any(padded):
             notes.append(f"{spec.name} needs even sizes: padded {padded[0]} px right, {padded[1]} px bottom "
                          "(edge pixels repeated).")

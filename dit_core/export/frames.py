@@ -231,7 +231,9 @@ def _resolve_alpha(
     return np.ascontiguousarray(rgb), (None if opaque or a is None else np.ascontiguousarray(a))
 
 
-def _pad_even(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+def pad_even(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+    """Frames ``[T, H, W, C]`` (and opacity ``[T, H, W]``) grown to even sizes by repeating the right and bottom
+    edge, as H.264 and VP9 in 4:2:0 need; -> (frames, opacity, (pixels right, pixels bottom))."""
     h, w = rgb.shape[1:3]
     pr, pb = w % 2, h % 2
     if not (pr or pb):
