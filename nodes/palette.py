@@ -77,8 +77,12 @@ class CharMotionPaletteLock:
             locked = lock_palette(_uint8(straight, "frames"), palette_source(reference, mask), int(colors))
             a = alpha.cpu().float()[..., None]
             out = torch.from_numpy(locked.astype(np.float32) / 255.0) * a + torch.tensor(key) / 255.0 * (1.0 - a)
-            return (out.to(host.intermediate_device()),)
+            return host.with_notes((out.to(host.intermediate_device()),), [])
         locked = lock_palette(_uint8(frames, "frames"), palette_source(reference, mask), int(colors),
                               keep=() if key is None else [key])  # the key background stays the key
         out = torch.from_numpy(locked.astype(np.float32) / 255.0)
-        return (out.to(host.intermediate_device()),)
+        notes = []
+        if key is None and given_mask(mask) is not None:
+            notes.append("the key background is not known, so it is redrawn in the sprite's colours and the export "
+                         "cannot make it transparent: connect clip_info from CharMotion VAE Decode")
+        return host.with_notes((out.to(host.intermediate_device()),), notes)

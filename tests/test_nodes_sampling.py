@@ -305,6 +305,12 @@ def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
     (two,) = run("CharMotionPaletteLock", frames=keyed, reference=image, colors=2, mask=mask,
                  clip_info=clip)  # fewer colours than the sprite has: the key still stays the key
     assert torch.equal(two[mask > 0.5], keyed[mask > 0.5]) and len(two.reshape(-1, 3).unique(dim=0)) == 2
+    shown = N["CharMotionPaletteLock"]().lock(frames=image, reference=image, colors=256, mask=mask)  # no clip_info
+    assert shown["ui"]["text"] == ["the key background is not known, so it is redrawn in the sprite's colours and "
+                                   "the export cannot make it transparent: connect clip_info from CharMotion VAE "
+                                   "Decode"]
+    assert N["CharMotionPaletteLock"]().lock(frames=image, reference=image, colors=256, mask=mask,
+                                             clip_info=clip)["ui"]["text"] == []
     # without the mask the colours under the transparent pixels (black here) join the palette
     (unmasked,) = run("CharMotionPaletteLock", frames=image, reference=image, colors=256)
     assert torch.equal(unmasked, image)
