@@ -279,15 +279,16 @@ def test_animated_files_keep_repeated_frames(tmp_path, fmt, options, alpha):
     assert np.array_equal(shown[1], shown[0]) or fmt == "webp"
 
 
-@pytest.mark.parametrize("fmt", ["gif", "apng", "webp"])
-def test_frames_with_nothing_visible_are_kept_or_counted(tmp_path, fmt):
+@pytest.mark.parametrize("fmt,options", [("gif", {}), ("apng", {}), ("webp", {}), ("webp", {"lossless": True}),
+                                         ("webp", {"quality": 0})])
+def test_frames_with_nothing_visible_are_kept_or_counted(tmp_path, fmt, options):
     """A character off the canvas for a few frames: WebP and APNG keep every frame; a GIF, whose pixels are shown
     or not, merges the empty repeats, and says so and counts what it holds."""
     clip = np.zeros((6, 16, 16, 3), np.uint8)
     clip[3:, 4:12, 4:12] = (200, 50, 50)
     alpha = np.zeros((6, 16, 16))
     alpha[3:, 4:12, 4:12] = 1.0
-    result = ex.export_frames(clip, tmp_path / f"clip.{fmt}", fmt=fmt, fps=10, alpha=alpha)
+    result = ex.export_frames(clip, tmp_path / f"clip.{fmt}", fmt=fmt, fps=10, alpha=alpha, **options)
     with Image.open(result.path) as im:
         frames = im.n_frames
         im.seek(0 if fmt == "gif" else 1)  # a kept repeat of the empty frame
