@@ -254,14 +254,19 @@ def animate(args) -> int:
     runtime = _load_models(args)
     profile = runtime.profile
     image_size = (image.shape[1], image.shape[0])
-    grows = runtime.family.keeps_image_size and not args.size
-    if grows:  # the model animates the prepared canvas: grown around a tightly cropped sprite
+    if runtime.family.keeps_image_size and not args.size:  # it animates the canvas grown around a tight sprite
         if min(image_size) >= MIN_WARP_SIDE:
             check_for_model(args, runtime, fmt, image_size=image_size)  # too large even before it grows
         prepared = _prepare(runtime, image, args)
-        image_size = (prepared.width, prepared.height)
-    frames = check_for_model(args, runtime, fmt, image_size=image_size)
-    if not grows:
+        try:
+            frames = check_for_model(args, runtime, fmt, image_size=(prepared.width, prepared.height))
+        except InvalidInputError as exc:
+            if (prepared.width, prepared.height) == image_size:
+                raise
+            raise type(exc)(f"{exc}; or keep the image's own {image_size[0]}x{image_size[1]} canvas: "
+                            "--canvas keep") from None
+    else:
+        frames = check_for_model(args, runtime, fmt, image_size=image_size)
         prepared = _prepare(runtime, image, args)
     aesthetic, camera, notes = runtime.family.usable_scores(args.aesthetic, args.camera)
     tell(notes)

@@ -555,6 +555,18 @@ def test_a_sprite_smaller_than_the_smallest_size_animates_on_its_grown_canvas(tm
         assert im.size == (14, 14)
 
 
+def test_a_canvas_grown_too_large_names_the_way_to_keep_the_image_size(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(memory, "cpu_available_bytes", lambda: 512 * 2**20)
+    sprite = np.zeros((12, 400, 4), np.uint8)
+    sprite[2:10, 4:396] = (200, 40, 40, 255)  # a long, flat figure: its square working frame is 400 wide
+    Image.fromarray(sprite, "RGBA").save(tmp_path / "wide.png")
+    out = tmp_path / "wide.gif"
+    status, err = run_cli(["animate", "--image", tmp_path / "wide.png", "--prompt", "it jumps", "--frames", "64",
+                           "--out", out], capsys)
+    assert status == 2 and "the canvas grew from 400x12" in err, err
+    assert err.rstrip().endswith("or keep the image's own 400x12 canvas: --canvas keep") and not out.exists()
+
+
 def test_model_names_stay_inside_the_model_folders(comfy):
     outside = comfy / "secret.safetensors"
     outside.write_bytes(b"x")
