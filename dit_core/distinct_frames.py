@@ -17,8 +17,9 @@ change what is shown:
   one pixel's blue channel moves by just more than libwebp's similarity
   threshold for the quality (1 level when lossless, 4 at quality 90).
 
-A GIF pixel is either shown or not, so a repeated frame with nothing visible
-cannot be told apart: it stays merged, and the writer says so.
+A GIF repeated frame with nothing visible is drawn in a second transparent
+index (each GIF frame names its own). When the palette has no room left for
+the copies, repeats stay merged, and the writer says so.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def repeated(frames: np.ndarray) -> list[int]:
 
 
 def gif_frames(palettize: Callable, rgb: np.ndarray, alpha: np.ndarray | None, colors: int,
-               notes: list[str]) -> tuple[np.ndarray, np.ndarray, int | None, list[int]]:
-    """``palettize(rgb, alpha, colors)`` -> (indices, palette, transparent index, frames merged into the one
-    before), no frame with anything visible equal to the one before."""
+               notes: list[str]) -> tuple[np.ndarray, np.ndarray, list[int | None], list[int]]:
+    """``palettize(rgb, alpha, colors)`` -> (indices, palette, each frame's transparent index, frames merged into
+    the one before), no frame equal to the one before while the palette has room."""
     budget = min(int(colors), 256)
     while True:
         indices, palette, transparent = palettize(rgb, alpha, budget)
@@ -45,14 +46,17 @@ def gif_frames(palettize: Callable, rgb: np.ndarray, alpha: np.ndarray | None, c
         if marked is not None or budget <= 2:
             break
         budget = max(2, budget - _gif_duplicates_needed(indices, transparent))  # room for the copies
+    alternate = None
     if marked is None:
         blank = repeated(indices)
     else:
-        indices, palette, blank = marked
+        indices, palette, alternate = marked
+        blank = []
     if blank:
-        notes.append(f"GIF frame(s) {', '.join(map(str, blank))} repeat an empty frame: players show them as "
-                     "one longer frame.")
-    return indices, palette, transparent, blank
+        notes.append(f"GIF frame(s) {', '.join(map(str, blank))} repeat the frame before; the palette has no room "
+                     "to tell them apart, so players show them as one longer frame.")
+    clear = [alternate if alternate is not None and frame.flat[0] == alternate else transparent for frame in indices]
+    return indices, palette, clear, blank
 
 
 def _visible_pixel(frame: np.ndarray, transparent: int | None) -> int | None:
@@ -67,36 +71,37 @@ def _gif_duplicates_needed(indices: np.ndarray, transparent: int | None) -> int:
     values = set()
     for i in repeated(indices):
         p = _visible_pixel(indices[i], transparent)
-        if p is not None:
-            values.add(int(indices[i].reshape(-1)[p]))
+        values.add(None if p is None else int(indices[i].reshape(-1)[p]))  # None: a second transparent index
     return len(values)
 
 
 def _mark_gif_repeats(indices: np.ndarray, palette: np.ndarray, transparent: int | None):
-    """-> (indices, palette, frames left equal) or None when the palette has no room for the copies."""
+    """-> (indices, palette, the second transparent index or None) or None when the palette has no room for the
+    copies. A repeated frame with something visible gets a twin palette entry at one pixel; one with nothing
+    visible is drawn in a second transparent index (a GIF frame names its own)."""
     if not repeated(indices):
-        return indices, palette, []
+        return indices, palette, None
     indices = indices.copy()
     entries = [tuple(c) for c in palette]
     twin: dict[int, int] = {}
-    blank = []
+    alternate = None
     for i in range(1, len(indices)):
         if not np.array_equal(indices[i], indices[i - 1]):
             continue
         p = _visible_pixel(indices[i], transparent)
-        if p is None:
-            blank.append(i)
-            continue
-        flat = indices[i].reshape(-1)
-        value = int(flat[p])
+        value = transparent if p is None else int(indices[i].reshape(-1)[p])
         if value not in twin:
             if len(entries) >= 256:
                 return None
             twin[value] = len(entries)
             twin[len(entries)] = value
             entries.append(entries[value])
-        flat[p] = twin[value]
-    return indices, np.asarray(entries, np.uint8).reshape(-1, 3), blank
+        if p is None:
+            alternate = twin[transparent]
+            indices[i][...] = alternate
+        else:
+            indices[i].reshape(-1)[p] = twin[value]
+    return indices, np.asarray(entries, np.uint8).reshape(-1, 3), alternate
 
 
 def apng_disposals(frames: np.ndarray, base: int = 0) -> list[int] | None:

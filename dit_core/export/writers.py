@@ -171,10 +171,10 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
     else:
         kwargs["loop"] = job.loop_count
     if fmt.name == "gif":
-        indices, palette, transparent, merged = distinct_frames.gif_frames(
+        indices, palette, clear, merged = distinct_frames.gif_frames(
             _palettize, job.rgb, job.alpha, int(job.settings.get("colors", 256)), job.notes)
         job.frames_merged = len(merged)
-        if transparent is not None and bool((indices == transparent).all()):
+        if clear[0] is not None and all((frame == c).all() for frame, c in zip(indices, clear)):
             job.notes.append("nothing is at least 50 % opaque in any frame, so the GIF is empty (a GIF pixel is "
                              "shown or not): use WebP or APNG, which keep partial opacity, or opaque output.")
         flat = palette.reshape(-1).tolist()
@@ -182,10 +182,12 @@ def _write_pillow(job: "_Job", tmp: Path) -> None:
         for i in range(n):
             im = Image.fromarray(indices[i], "P")
             im.putpalette(flat)
+            if clear[i] is not None:
+                im.info["transparency"] = clear[i]  # each frame names its own transparent index
             images.append(im)
         kwargs["optimize"] = False
-        if transparent is not None:
-            kwargs.update(transparency=transparent, disposal=2)
+        if clear[0] is not None:
+            kwargs["disposal"] = 2
         else:
             job.has_alpha = False  # nothing below the GIF's 50 % threshold
         if job.metadata:
