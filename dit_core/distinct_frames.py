@@ -17,9 +17,10 @@ change what is shown:
   one pixel's blue channel moves by just more than libwebp's similarity
   threshold for the quality (1 level when lossless, 4 at quality 90).
 
-A GIF repeated frame with nothing visible is drawn in a second transparent
-index (each GIF frame names its own). When the palette has no room left for
-the copies, repeats stay merged, and the writer says so.
+A GIF frame with nothing visible (after the first) is drawn in one of two
+more transparent indices, alternately (each GIF frame names its own). When
+the palette has no room left for the copies, repeats stay merged, and the
+writer says so.
 """
 
 from __future__ import annotations
@@ -42,21 +43,20 @@ def gif_frames(palettize: Callable, rgb: np.ndarray, alpha: np.ndarray | None, c
     budget = min(int(colors), 256)
     while True:
         indices, palette, transparent = palettize(rgb, alpha, budget)
-        marked = _mark_gif_repeats(indices, palette, transparent)
+        marked = _mark_gif_frames(indices, palette, transparent)
         if marked is not None or budget <= 2:
             break
-        budget = max(2, budget - _gif_duplicates_needed(indices, transparent))  # room for the copies
-    alternate = None
+        budget = max(2, budget - _gif_entries_needed(indices, transparent))  # room for the copies
+    clears: list[int] = []
     if marked is None:
         blank = repeated(indices)
     else:
-        indices, palette, alternate = marked
+        indices, palette, clears = marked
         blank = []
     if blank:
         notes.append(f"GIF frame(s) {', '.join(map(str, blank))} repeat the frame before; the palette has no room "
                      "to tell them apart, so players show them as one longer frame.")
-    clear = [alternate if alternate is not None and frame.flat[0] == alternate else transparent for frame in indices]
-    return indices, palette, clear, blank
+    return indices, palette, [int(f.flat[0]) if int(f.flat[0]) in clears else transparent for f in indices], blank
 
 
 def _visible_pixel(frame: np.ndarray, transparent: int | None) -> int | None:
@@ -67,41 +67,55 @@ def _visible_pixel(frame: np.ndarray, transparent: int | None) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def _gif_duplicates_needed(indices: np.ndarray, transparent: int | None) -> int:
+def _empty_later(indices: np.ndarray, transparent: int | None) -> bool:
+    """Whether a frame after the first has nothing visible."""
+    return transparent is not None and any(_visible_pixel(f, transparent) is None for f in indices[1:])
+
+
+def _gif_entries_needed(indices: np.ndarray, transparent: int | None) -> int:
     values = set()
     for i in repeated(indices):
         p = _visible_pixel(indices[i], transparent)
-        values.add(None if p is None else int(indices[i].reshape(-1)[p]))  # None: a second transparent index
-    return len(values)
+        if p is not None:
+            values.add(int(indices[i].reshape(-1)[p]))
+    return len(values) + (2 if _empty_later(indices, transparent) else 0)
 
 
-def _mark_gif_repeats(indices: np.ndarray, palette: np.ndarray, transparent: int | None):
-    """-> (indices, palette, the second transparent index or None) or None when the palette has no room for the
-    copies. A repeated frame with something visible gets a twin palette entry at one pixel; one with nothing
-    visible is drawn in a second transparent index (a GIF frame names its own)."""
-    if not repeated(indices):
-        return indices, palette, None
+def _mark_gif_frames(indices: np.ndarray, palette: np.ndarray, transparent: int | None):
+    """-> (indices, palette, the extra transparent indices) or None when the palette has no room for them.
+
+    A repeated frame with something visible gets a twin palette entry at one pixel. A frame after the first
+    with nothing visible is drawn in one of two more transparent indices (each GIF frame names its own),
+    alternately: Pillow merges it into the frame before when they are equal, and writes a second file header
+    (which browsers stop at) when it equals the cleared background."""
+    if not repeated(indices) and not _empty_later(indices, transparent):
+        return indices, palette, []
     indices = indices.copy()
     entries = [tuple(c) for c in palette]
+    clears: list[int] = []
+    if _empty_later(indices, transparent):
+        if len(entries) + 2 > 256:
+            return None
+        clears = [len(entries), len(entries) + 1]
+        entries += [entries[transparent]] * 2
     twin: dict[int, int] = {}
-    alternate = None
     for i in range(1, len(indices)):
+        p = _visible_pixel(indices[i], transparent)
+        if p is None:
+            indices[i][...] = clears[1] if int(indices[i - 1].flat[0]) == clears[0] else clears[0]
+            continue
         if not np.array_equal(indices[i], indices[i - 1]):
             continue
-        p = _visible_pixel(indices[i], transparent)
-        value = transparent if p is None else int(indices[i].reshape(-1)[p])
+        flat = indices[i].reshape(-1)
+        value = int(flat[p])
         if value not in twin:
             if len(entries) >= 256:
                 return None
             twin[value] = len(entries)
             twin[len(entries)] = value
             entries.append(entries[value])
-        if p is None:
-            alternate = twin[transparent]
-            indices[i][...] = alternate
-        else:
-            indices[i].reshape(-1)[p] = twin[value]
-    return indices, np.asarray(entries, np.uint8).reshape(-1, 3), alternate
+        flat[p] = twin[value]
+    return indices, np.asarray(entries, np.uint8).reshape(-1, 3), clears
 
 
 def apng_disposals(frames: np.ndarray, base: int = 0) -> list[int] | None:
