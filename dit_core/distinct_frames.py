@@ -88,12 +88,13 @@ def _mark_gif_frames(indices: np.ndarray, palette: np.ndarray, transparent: int 
     with nothing visible is drawn in one of two more transparent indices (each GIF frame names its own),
     alternately: Pillow merges it into the frame before when they are equal, and writes a second file header
     (which browsers stop at) when it equals the cleared background."""
-    if not repeated(indices) and not _empty_later(indices, transparent):
+    empty_later = _empty_later(indices, transparent)
+    if not empty_later and not repeated(indices):
         return indices, palette, []
     indices = indices.copy()
     entries = [tuple(c) for c in palette]
     clears: list[int] = []
-    if _empty_later(indices, transparent):
+    if empty_later:
         if len(entries) + 2 > 256:
             return None
         clears = [len(entries), len(entries) + 1]

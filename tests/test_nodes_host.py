@@ -78,7 +78,7 @@ def test_decode_video_needs_a_host_with_video(env, monkeypatch):
     monkeypatch.setattr(host, "VideoComponents", Components)
     video, = run("CharMotionDecodeVideo", vae=vae, samples=latent)
     assert video.components.images.shape == (4, 32, 32, 3) and float(video.components.frame_rate) == 8.0
-    assert isinstance(N["CharMotionDecodeVideo"]().decode(vae=vae, samples=latent), dict)  # notes: none to show
+    assert N["CharMotionDecodeVideo"]().decode(vae=vae, samples=latent)["ui"]["text"] == []  # even: nothing to say
     odd = dict(SAMPLER, width=33, height=33)  # an odd-sized sprite: core SaveVideo's H.264 needs even sizes
     refs = sprite_refs(vae, size=33)
     latent, = run("CharMotionSampler", model=model, positive=cond, references=refs, **odd)

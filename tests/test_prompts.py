@@ -102,3 +102,6 @@ def test_each_family_keeps_the_score_phrases_it_was_trained_with():
     assert builtin.usable_scores(6.5, "none") == (6.5, "none", [])
     assert builtin.usable_scores(None, "zoom in") == (None, None, ["Small knows no camera motion: 'zoom in' is left "
                                                                    "out of the prompt"])
+    plain = replace(OPENSORA12, name="Plain", scores=("motion",))
+    assert plain.usable_scores(6.5, None) == (None, None, ["Plain knows no aesthetic score: it is left out of the "
+                                                           "prompt"])

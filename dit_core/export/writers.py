@@ -37,7 +37,7 @@ class _Job:
     tag_name: str = "animation"
     image_name: str = ""
     has_alpha: bool = False
-    frames_merged: int = 0  # repeated frames with nothing visible that a GIF cannot keep apart
+    frames_merged: int = 0  # repeated GIF frames merged into the one before (a palette with no room left)
 
 
 # --------------------------------------------------------------------------------------
