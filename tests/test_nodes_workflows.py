@@ -71,7 +71,8 @@ GAP = 10  # pixels kept between nodes
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_no_node_covers_another(path):
     """Nodes keep clear of each other (10 pixels apart at least), the sampler with room for the preview it grows
-    to while sampling (to 562 pixels high in ComfyUI's editor)."""
+    to while sampling (to 562 pixels high in ComfyUI's editor). The saved sizes are those the editor's Vue
+    ("Nodes 2.0") mode draws, which are taller than the classic canvas's smallest sizes."""
     boxes = {}
     for node in json.loads(path.read_text())["nodes"]:
         (x, y), (w, h) = node["pos"], node["size"]
