@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..dit_core.builtin.codec import MotionFieldCodec
+from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
 from ..dit_core.builtin.sprite import Sprite
 from ..dit_core.codecs import VideoCodec
 from ..dit_core.conditioning import TemporalLayout
@@ -101,6 +101,19 @@ class ModelHandle:
         return f"<CharMotion model {self.name!r} ({self.family}, {self.dtype}, attention {self.attention})>"
 
 
+def check_field(model: ModelHandle, field: FieldConfig | None, what: str) -> None:
+    """A built-in model file draws its motion on its own field (grid and smoothing): the warp decoder that
+    encodes its references and decodes its clips must be the one of the same file."""
+    own = model.text_encoder.codec.config if model.family == BUILTIN and model.text_encoder is not None else None
+    if own is None or field is None or field == own:
+        return
+    raise InvalidInputError(
+        f"{what} draws motion on a {field.grid}x{field.grid} field (smoothing {field.smoothing:g}), but the model "
+        f"{model.name!r} makes a {own.grid}x{own.grid} one (smoothing {own.smoothing:g}): pick the model's own "
+        f"file, {model.name!r}, in CharMotion VAE Loader too (it lists models/charmotion as well as models/vae)"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class VAEHandle:
     """A video VAE (Open-Sora VAE v1.2) or the built-in model's warp decoder (its motion-field codec)."""
@@ -127,6 +140,11 @@ class VAEHandle:
         z = codec.encode(x.to(device=getattr(codec, "device", x.device), dtype=getattr(codec, "dtype", x.dtype)))
         return z.float().cpu()
 
+    @property
+    def field(self) -> FieldConfig | None:
+        """The motion field a built-in warp decoder draws with (None for Open-Sora's VAE)."""
+        return self.codec.config if self.family == BUILTIN else None
+
     def check_model(self, model: ModelHandle) -> None:
         """Raise a clear error when this VAE does not fit ``model``."""
         if self.family != model.family or self.latent_channels != model.latent_channels:
@@ -135,6 +153,7 @@ class VAEHandle:
                 f"{model.name!r} ({model.latent_channels} latent channels): use the built-in warp decoder with the "
                 "built-in model and the Open-Sora VAE v1.2 with Open-Sora 1.2"
             )
+        check_field(model, self.field, f"the VAE {self.name!r}")
 
     def __repr__(self) -> str:
         return f"<CharMotion VAE {self.name!r} ({self.family})>"
@@ -157,6 +176,7 @@ class ReferenceSet:
     notes: tuple[str, ...] = ()
     sprite: Sprite | None = None  # the built-in model's sprite, whose pixels the clip moves
     context: torch.Tensor | None = None
+    field: FieldConfig | None = None  # the built-in warp decoder's motion field the references were encoded in
 
     def check_model(self, model: ModelHandle) -> None:
         if self.family != model.family or self.latent_channels != model.latent_channels:
@@ -164,6 +184,7 @@ class ReferenceSet:
                 f"the references were encoded with a VAE of {self.latent_channels} latent channels, but the model "
                 f"{model.name!r} takes {model.latent_channels}: encode them with the VAE that belongs to the model"
             )
+        check_field(model, self.field, "the references' VAE")
 
 
 @dataclass(frozen=True)

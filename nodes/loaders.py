@@ -29,6 +29,7 @@ LEGACY_BUILTIN_CODEC = ("CharMotion tiny codec (built-in)",)
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ATTENTION = ("auto", "sdpa", "xformers")
 MODEL_FOLDERS = ("diffusion_models", host.PACK_FOLDER)
+VAE_FOLDERS = ("vae", host.PACK_FOLDER)  # a built-in model file is its own warp decoder too
 
 
 def _choices(*folders: str) -> list[str]:
@@ -131,8 +132,9 @@ class CharMotionVAELoader:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "vae_name": ([BUILTIN_CODEC] + _choices("vae"), {
-                    "tooltip": "The built-in warp decoder, or OpenSora-VAE-v1.2 (model.safetensors) from models/vae."}),
+                "vae_name": ([BUILTIN_CODEC] + _choices(*VAE_FOLDERS), {
+                    "tooltip": "The built-in warp decoder, or OpenSora-VAE-v1.2 (model.safetensors) from models/vae. "
+                               "With another built-in model file (models/charmotion), pick that same file here."}),
                 "dtype": (list(DTYPES), {"default": "auto"}),
                 "tile_size": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 32, "tooltip":
                               "Decode frames in spatial tiles of this many pixels to save memory (0 = off, exact)."}),
@@ -141,13 +143,13 @@ class CharMotionVAELoader:
 
     @classmethod
     def VALIDATE_INPUTS(cls, vae_name):
-        return _check_choice("vae_name", vae_name, [BUILTIN_CODEC, *LEGACY_BUILTIN_CODEC], "vae")
+        return _check_choice("vae_name", vae_name, [BUILTIN_CODEC, *LEGACY_BUILTIN_CODEC], VAE_FOLDERS)
 
     def load(self, vae_name, dtype="auto", tile_size=0):
         if vae_name in (BUILTIN_CODEC, *LEGACY_BUILTIN_CODEC):
             codec = builtin_codec()
             return (VAEHandle(name=BUILTIN_CODEC, family=BUILTIN, codec=codec, layout=codec.layout),)
-        path = host.model_path("vae", vae_name)
+        path = host.model_path(VAE_FOLDERS, vae_name)
         family = detect_family(WeightSource.open(path).keys())
         if family == builtin_model.FAMILY:
             codec = builtin_codec(path)

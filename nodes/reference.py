@@ -158,7 +158,7 @@ class CharMotionReferenceEncode:
                 f"{count} reference images but {len(positions)} frame position(s) ({frames!r}): give one position "
                 "per image, e.g. '0, 8, -1' for three"
             )
-        if references is not None and (references.family != vae.family
+        if references is not None and (references.family != vae.family or references.field != vae.field
                                        or references.latent_channels != vae.latent_channels):
             raise InvalidInputError("the earlier references were encoded with another VAE: use the same VAE for all")
         if vae.family == BUILTIN:
@@ -221,7 +221,7 @@ class CharMotionReferenceEncode:
             references=(references.references if references is not None else ()) + new, height=source.height,
             width=source.width, family=BUILTIN, latent_channels=vae.latent_channels, key_color=source.key_color,
             had_alpha=source.had_alpha, notes=(references.notes if references is not None else ()) + notes,
-            sprite=source, context=codec.appearance(source),
+            sprite=source, context=codec.appearance(source), field=vae.field,
         )
         shown = torch.from_numpy(np.stack([s.composited() for s in sprites]).astype(np.float32) / 255.0)
         return (result, shown.to(host.intermediate_device()))

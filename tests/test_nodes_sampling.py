@@ -335,3 +335,33 @@ def test_palette_lock_keeps_the_reference_colours_and_the_key(env):
     (locked,) = run("CharMotionPaletteLock", frames=frames, reference=image, colors=256, mask=mask, clip_info=known)
     torch.testing.assert_close(locked[:, 32, 24:40], (0.5 * body + 0.5 * key).expand(3, 16, 3))  # body, not key
     torch.testing.assert_close(locked[:, 0, 0], key.expand(3, 3))  # the background stays the key
+
+
+def test_another_built_in_model_file_needs_its_own_warp_decoder(env):
+    """A built-in model file with another motion field (the README's grid-32 fine-tune) is refused with the shipped
+    warp decoder, naming the file to pick in the VAE Loader, and runs end to end once it is picked there."""
+    from charmotion.dit_core.builtin import model as builtin_model
+    from charmotion.training.phrases import action_words
+
+    name = "grid32.safetensors"
+    bundle = builtin_model.build_builtin({"actions": action_words(), "field": {"grid": 32, "frame_pixels": 128}})
+    builtin_model.save_builtin(bundle, env["models"] / "charmotion" / name)
+    assert name in N["CharMotionVAELoader"].INPUT_TYPES()["required"]["vae_name"][0]
+    model, = run("CharMotionModelLoader", model_name=name, dtype="auto", attention="auto")
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    shipped, = run("CharMotionVAELoader", vae_name=CODEC, dtype="auto", tile_size=0)
+    fix = f"pick the model's own file, '{name}', in CharMotion VAE Loader too"
+    with pytest.raises(InvalidInputError, match="16x16 field .* makes a 32x32 one .*" + fix):
+        run("CharMotionSampler", model=model, positive=cond, references=sprite_refs(shipped), **SAMPLER)
+    with pytest.raises(InvalidInputError, match=fix):
+        run("CharMotionSampler", model=model, positive=cond, vae=shipped, **SAMPLER)
+    own, = run("CharMotionVAELoader", vae_name=name, dtype="auto", tile_size=0)
+    latent, = run("CharMotionSampler", model=model, positive=cond, references=sprite_refs(own), vae=own, **SAMPLER)
+    assert latent["samples"].shape[-2:] == (32, 32)
+    frames, _, _ = run("CharMotionVAEDecode", vae=own, samples=latent)
+    assert frames.shape == (4, 32, 32, 3)
+    with pytest.raises(InvalidInputError, match="another VAE"):  # chaining references of the two fields
+        refs = sprite_refs(own)
+        image, mask = sprite_image(32)
+        run("CharMotionReferenceEncode", vae=shipped, image=image, resolution="image", width=8, height=8, fit="crop",
+            pixel_art=False, background="auto", frames="-1", strength=1.0, mask=mask, references=refs)
