@@ -368,10 +368,11 @@ def _opensora_runtime(loaded, args) -> Runtime:
     from .images import prepare_reference
     from .pipeline import Reference
     from .prompts import preprocess_text, prompt_for_loop
+    from .models import resolve_dtype
     from .text_t5 import T5TextEncoder
     from .vae import load_opensora_vae
 
-    vae = load_opensora_vae(args.vae, dtype=args.dtype, device=args.device)
+    vae = load_opensora_vae(args.vae, dtype=resolve_dtype(args.dtype), device=args.device)
     t5 = T5TextEncoder.from_pretrained(args.t5, device=args.device)
 
     def encode(text, loops):

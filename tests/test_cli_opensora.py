@@ -1,0 +1,79 @@
+"""The command line with Open-Sora 1.2 files: small models in the published layouts, run end to end.
+
+The T5 encoder needs the transformers package, which the tests do without: a stand-in gives features of the
+caption width the denoiser reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from charmotion.dit_core import cli, text_t5
+from charmotion.dit_core.models import build_stdit3
+from charmotion.dit_core.sampling import TextCondition
+from charmotion.dit_core.vae.pipeline import OpenSoraVAE, VideoVAEConfig
+from charmotion.dit_core.vae.spatial import SpatialVAEConfig
+from charmotion.dit_core.vae.temporal import TemporalVAEConfig
+from media import pil_frames
+from node_fixtures import sprite_rgba
+
+CAPTION_CHANNELS = 32
+
+
+class StandInT5:
+    """Stands in for T5 v1.1 XXL: 300 tokens of features, the prompt's words marked valid."""
+
+    def __init__(self, width: int = CAPTION_CHANNELS):
+        self.width = width
+        self.prompts: list[str] = []
+
+    def __call__(self, prompts: list[str]) -> TextCondition:
+        self.prompts += prompts
+        mask = torch.zeros(len(prompts), text_t5.MAX_LENGTH, dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            mask[row, : len(prompt.split()) + 1] = 1
+        features = torch.randn(len(prompts), 1, text_t5.MAX_LENGTH, self.width, generator=torch.Generator().manual_seed(0))
+        return TextCondition(features, mask)
+
+
+@pytest.fixture(scope="module")
+def opensora_files(tmp_path_factory):
+    """An STDiT3 and a VAE v1.2 of the published layouts, narrow and shallow (the VAE still codes 8x in space and
+    17 frames into 5 latents), each in a Hugging Face style folder with its config."""
+    root = tmp_path_factory.mktemp("opensora")
+    torch.manual_seed(0)
+    dit = build_stdit3(dict(depth=1, hidden_size=64, num_heads=4, caption_channels=CAPTION_CHANNELS), device="cpu")
+    (root / "dit").mkdir()
+    save_file({k: v.contiguous() for k, v in dit.state_dict().items()}, str(root / "dit" / "model.safetensors"))
+    vae = OpenSoraVAE(VideoVAEConfig(
+        spatial=SpatialVAEConfig(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4),
+        temporal=TemporalVAEConfig(filters=8, num_res_blocks=1, channel_multipliers=(1, 2, 2, 2), num_groups=4)))
+    (root / "vae").mkdir()
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(root / "vae" / "model.safetensors"))
+    (root / "vae" / "config.json").write_text(json.dumps({
+        "model_type": "VideoAutoencoderPipeline", "vae_2d": {"norm_num_groups": 4}, "vae_temporal": {"num_groups": 4},
+        "micro_frame_size": 17}))
+    (root / "t5").mkdir()
+    Image.fromarray(sprite_rgba(64), "RGBA").save(root / "knight.png")
+    return root
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_opensora_clip_from_the_command_line(opensora_files, tmp_path, monkeypatch, capsys, dtype):
+    """``--model opensora`` loads the three files and writes a clip of the asked frames (the default dtype fp32
+    and bf16 both given as the option's words)."""
+    t5 = StandInT5()
+    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu": t5))
+    root, out = opensora_files, tmp_path / "knight.gif"
+    status = cli.main(["animate", "--image", str(root / "knight.png"), "--prompt", "the knight jumps",
+                       "--model", "opensora", "--dit", str(root / "dit" / "model.safetensors"),
+                       "--vae", str(root / "vae" / "model.safetensors"), "--t5", str(root / "t5"),
+                       "--frames", "17", "--size", "64", "--steps", "2", "--dtype", dtype, "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    frames, durations, *_ = pil_frames(out)
+    assert frames.shape[:3] == (17, 64, 64) and len(durations) == 17
+    assert t5.prompts and "knight jumps" in t5.prompts[0]
