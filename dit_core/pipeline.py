@@ -289,11 +289,12 @@ class _Sampling:
         if fps is None:
             fps = profile.image_fps if num_frames == 1 else profile.fps
         fps = checks.number("fps", fps, 0, low_open=True)
+        told_fps = profile.image_fps if num_frames == 1 else fps  # upstream tells a still image IMG_FPS, always
         grid = profile.latent_grid is not None
         told = (profile.model_frame, profile.model_frame) if grid else (height, width)
         output = (height, width) if grid else tuple(n * profile.spatial_factor for n in latent_size)
         dtype, device = getattr(model, "dtype", torch.float32), getattr(model, "device", torch.device("cpu"))
-        kwargs = dict(fps=_conditioning_value(fps, dtype, device), height=_conditioning_value(told[0], dtype, device),
+        kwargs = dict(fps=_conditioning_value(told_fps, dtype, device), height=_conditioning_value(told[0], dtype, device),
                       width=_conditioning_value(told[1], dtype, device))
         if context is not None:
             kwargs["context"] = context.to(device=device, dtype=dtype)

@@ -247,3 +247,16 @@ def test_denoise_without_a_reference_starts_from_noise_with_a_note():
                       cfg_scale=1.0, denoise=0.5, profile=_frame_profile())
     assert float(model.calls[0]["t"][0]) == 1000.0
     assert any("needs a reference frame" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("fps", [None, 8.0, 24.0])
+def test_a_still_image_is_told_the_image_fps_whatever_the_clip_fps(fps):
+    """Open-Sora tells the model fps 120 for a one-frame clip, whatever frame rate was asked (it is the output's)."""
+    model = RecordingModel()
+    result = generate(model, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=1, height=16, width=16, steps=1,
+                      fps=fps)
+    assert {float(call["fps"].reshape(-1)[0]) for call in model.calls} == {120.0}
+    assert result.fps == (120.0 if fps is None else fps)
+    video = RecordingModel()
+    generate(video, TextCondition(torch.ones(1, 1, 2, 8)), num_frames=17, height=16, width=16, steps=1, fps=fps)
+    assert {float(call["fps"].reshape(-1)[0]) for call in video.calls} == {24.0 if fps is None else fps}
