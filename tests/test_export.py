@@ -201,10 +201,15 @@ def test_png_sequence(tmp_path):
     assert dotted.path == tmp_path / "walk.v2" and len(dotted.files) == T + 1
     with pytest.raises(InvalidInputError, match="looks like a file name"):
         ex.export_frames(frames, tmp_path / "walk.gif", fmt="png_sequence")
-    # an existing folder is an output folder: a new numbered sub-folder is made inside it
+    # an existing folder with files keeps them: a new numbered sub-folder is made inside it, and a note says so
     r2 = ex.export_frames(frames, tmp_path / "seq")
     assert r2.path == tmp_path / "seq" / "CharMotion_00001_"
     assert len(list(r2.path.iterdir())) == T
+    assert r2.notes == ["'seq' already holds files, which are kept; wrote the frames to a new folder in it, "
+                        "'CharMotion_00001_'."]
+    (tmp_path / "empty").mkdir()  # an existing empty folder is filled
+    r3 = ex.export_frames(frames, tmp_path / "empty")
+    assert r3.path == tmp_path / "empty" and len(list(r3.path.iterdir())) == T and r3.notes == []
 
 
 def test_sprite_sheet_grid_atlas_padding_pingpong(tmp_path):

@@ -149,6 +149,13 @@ def _target(path_or_dir: str | os.PathLike, fmt: ExportFormat, prefix: str | Non
             f"With a prefix, path_or_dir is the output folder, but '{p}' is a file name. "
             "Pass the folder and the prefix, or the file path without a prefix."
         )
+    if prefix is None and fmt.writer == "png_sequence" and p.is_dir():
+        if not any(p.iterdir()):
+            return p  # an empty folder is filled
+        free = unique_path(p, "CharMotion", fmt.extension, companions=companions)
+        notes.append(f"'{p.name}' already holds files, which are kept; wrote the frames to a new folder in it, "
+                     f"'{free.name}'.")
+        return free
     if prefix is not None or p.is_dir():
         return unique_path(p, prefix or "CharMotion", fmt.extension, companions=companions)
     if fmt.extension and p.suffix.lower() not in fmt.extensions:

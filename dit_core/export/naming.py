@@ -90,10 +90,10 @@ def _remove(path: Path) -> None:
 def _place(tmp: Path, final: Path, overwrite: bool) -> bool:
     """Move a finished temporary file/folder to ``final``; False if ``final`` is taken."""
     if tmp.is_dir():
-        if final.exists():
+        if final.exists() and not (final.is_dir() and not any(final.iterdir())):
             return False
         try:
-            os.rename(tmp, final)  # fails if a non-empty folder appeared meanwhile
+            os.rename(tmp, final)  # replaces an empty folder; fails if files appeared in it meanwhile
         except OSError:
             if final.exists():
                 return False
