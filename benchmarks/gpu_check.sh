@@ -4,12 +4,12 @@
 # (480p and 720p x 51 frames, bf16: upstream, ours sdpa / xformers / torch.compile; a few timed steps each,
 # extrapolated to 30), checks float32 agreement at 240p and, time left, the VAE decode's peak memory at
 # 720p x 102 frames with tiling off and on. Logs and JSON go to $OUT as they are written, so a
-# run stopped at its time limit still returns what it finished. Takes about 8 minutes on one H100.
+# run stopped at its time limit still returns what it finished. Planned to take about 8 minutes on one H100.
 #
 # Run it from the repository root, with OUT naming the results folder (default out/gpu_check):
 #   bash benchmarks/gpu_check.sh
 #
-# It needs, untracked (both ignored by .git/info/exclude, copied to the machine with the repository):
+# It needs, beside the repository's files (they are not part of it):
 #   .whl/       wheels missing on the machine: xformers 0.0.35, diffusers + importlib_metadata + lazy-importer,
 #               rotary-embedding-torch 0.5.3 + beartype, ftfy + wcwidth, beautifulsoup4 + soupsieve
 #   .upstream/Open-Sora/   Open-Sora v1.2.0's opensora/ tree (git archive v1.2.0 opensora)

@@ -44,9 +44,9 @@ def _size(text: str) -> tuple[int, int]:
 
 EXAMPLES = """examples:
   python -m dit_core animate --image assets/samples/slime.png --prompt "the slime bounces" --out out/slime.gif
-  python -m dit_core animate --image hero.png --prompt "the hero walks to the right" --seamless --out out/walk.png
-  python -m dit_core animate --image cat.png --prompt "the cat waves" --size 256 --background-color white --out out/cat.mp4
-  python -m dit_core animate --image knight.png --prompt "the knight jumps" --motion-strength 8 --seed 3 --out out/
+  python -m dit_core animate --image assets/samples/knight.png --prompt "the knight walks to the right" --seamless --out out/walk.png
+  python -m dit_core animate --image assets/samples/cat.png --prompt "the cat waves" --size 256 --background-color white --out out/cat.mp4
+  python -m dit_core animate --image assets/samples/knight.png --prompt "the knight jumps" --motion-strength 8 --seed 3 --out out/jump/
 """
 
 

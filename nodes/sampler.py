@@ -77,7 +77,7 @@ class CharMotionSampler:
                                   "tooltip": "Guidance scale. Open-Sora: 7; built-in: 1.5."}),
                 "frames": ("INT", {"default": 51, "min": 1, "max": 1024, "tooltip":
                            "Frames per loop. Open-Sora: 1 (image) or 17 and more, best 51, 102, 204 (17 x k); "
-                           "built-in: 2-64 (trained on 16)."}),
+                           "built-in: 1-64 (trained on 16)."}),
                 "width": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 1, "tooltip": "0 = automatic."}),
                 "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 1, "tooltip": "0 = automatic."}),
                 "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 1.0, "tooltip":

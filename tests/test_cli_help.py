@@ -41,3 +41,17 @@ def test_seamless_keeps_its_earlier_name_loop():
     assert parser.parse_args(base + ["--seamless"]).seamless is True
     assert parser.parse_args(base + ["--loop"]).seamless is True
     assert parser.parse_args(base + ["--loops", "3"]).loops == 3
+
+
+def test_every_example_parses_and_names_an_image_of_the_pack():
+    """The examples run as printed from the pack's folder: their images ship with it, their options parse."""
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line.strip() for line in animate_help().split("examples:")[1].splitlines() if line.strip()]
+    assert len(lines) >= 4
+    for line in lines:
+        argv = shlex.split(line)[3:]  # after "python -m dit_core"
+        args = build_parser().parse_args(argv)
+        assert (root / args.image).is_file(), line
