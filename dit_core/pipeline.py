@@ -102,18 +102,26 @@ def plan_size(profile: SamplingProfile, height: int, width: int, notes: list[str
 
 def check_memory(model, profile: SamplingProfile | None = None, *, num_frames: int, height: int, width: int,
                  cfg_scale: float | None = None, codec: VideoCodec | None = None, seamless: bool = False,
-                 decode: bool = True, loops: int = 1):
-    """Refuse a clip that does not fit in the memory of the model's device (see :mod:`memory`)."""
+                 decode: bool = True, loops: int = 1, device=None, available: int | None = None):
+    """Refuse a clip that does not fit in the memory of ``device`` (default: the model's; see :mod:`memory`)."""
     profile = profile or profile_of(model)
     lat_h, lat_w = plan_size(profile, height, width, [])
     cfg = profile.cfg_scale if cfg_scale is None else float(cfg_scale)
     return check_generation(
-        model, device=getattr(model, "device", torch.device("cpu")),
+        model, device=device if device is not None else getattr(model, "device", torch.device("cpu")),
+        available=available,
         latent_frames=profile.layout.latent_frames(num_frames + int(seamless)), latent_height=lat_h, latent_width=lat_w,
         batch=2 if cfg != 1.0 else 1, spatial_factor=profile.spatial_factor,
         num_frames=num_frames, codec=codec, decode=decode, size=(int(width), int(height)), loops=loops,
         fixed_grid=profile.latent_grid is not None,
     )
+
+
+def memory_needed(model, profile: SamplingProfile | None = None, *, device, **request) -> int:
+    """Bytes a clip needs on ``device`` beyond the model's weights (:func:`check_memory`'s request): what a host
+    that manages several models makes room for before it loads this one."""
+    estimate = check_memory(model, profile, device=device, available=1 << 62, **request)
+    return estimate.total - estimate.weights
 
 
 @dataclass(frozen=True)

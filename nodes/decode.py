@@ -53,8 +53,10 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
     else:
         size = (int(info.get("width") or latents.shape[-1] * 8), int(info.get("height") or latents.shape[-2] * 8))
     device = vae.managed.load_device if vae.managed is not None else getattr(codec, "device", "cpu")
-    check_decode(codec, device=device, num_frames=total, size=size, batch=len(latents))
-    vae.load()
+    request = dict(device=device, num_frames=total, size=size, batch=len(latents))
+    need = check_decode(codec, available=1 << 62, **request)  # room the host frees (other models) before loading
+    vae.load(need.total - need.weights)
+    check_decode(codec, **request)
     try:
         video = decode_latents(codec, latents, num_frames, loops=loops,
                                condition_frames=int(info.get("condition_frames", 0)), layout=vae.layout,

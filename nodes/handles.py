@@ -128,9 +128,9 @@ class VAEHandle:
     def latent_channels(self) -> int:
         return int(self.codec.latent_channels)
 
-    def load(self) -> None:
+    def load(self, memory_required: int = 0) -> None:
         if self.managed is not None:
-            self.managed.load()
+            self.managed.load(memory_required)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 
 from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
-from ..dit_core.pipeline import default_condition_frames, generate
+from ..dit_core.pipeline import default_condition_frames, generate, memory_needed
 from ..dit_core.prompts import unused_loops_note
 from . import host
 from .handles import (BUILTIN, LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, SPRITE_KEY, VAE_TYPE, LoopControl,
@@ -135,7 +135,10 @@ class CharMotionSampler:
             host.throw_if_interrupted()  # raises ComfyUI's interrupt; never without a host
             return False
 
-        model.managed.load()
+        # room for the sampling too, so the host unloads other models (the T5 that just encoded) to make it
+        model.managed.load(memory_required=memory_needed(
+            model.model, model.profile, device=model.managed.load_device, num_frames=int(frames), height=h, width=w,
+            cfg_scale=cfg, seamless=loop.seamless, decode=False, loops=loop.loops))
         if vae is not None and loop.loops > 1:
             vae.load()
         try:

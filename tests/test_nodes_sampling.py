@@ -365,3 +365,28 @@ def test_another_built_in_model_file_needs_its_own_warp_decoder(env):
         image, mask = sprite_image(32)
         run("CharMotionReferenceEncode", vae=shipped, image=image, resolution="image", width=8, height=8, fit="crop",
             pixel_art=False, background="auto", frames="-1", strength=1.0, mask=mask, references=refs)
+
+
+def test_sampler_and_decode_ask_the_host_for_room_before_loading(env, opensora_file, monkeypatch):
+    """The host is told what sampling and decoding need beyond the weights, so it can unload other models (the
+    T5 that just encoded the prompt) first, instead of the memory check refusing a clip that would fit."""
+    from dataclasses import replace as replaced
+
+    asked = []
+    monkeypatch.setattr(host.ManagedModule, "load", lambda self, memory_required=0: asked.append(memory_required))
+    model, = run("CharMotionModelLoader", model_name=opensora_file, dtype="fp32", attention="auto")
+    cond, = run("CharMotionTextEncode", model=model, text="a knight jumps", clip=FakeT5Clip(dim=32))
+    latents = [run("CharMotionSampler", model=model, positive=cond, seed=1, steps=1, cfg=7.0, frames=frames, width=64,
+                   height=48, fps=24.0)[0] for frames in (17, 51)]
+    assert len(asked) == 2 and 0 < asked[0] < asked[1]
+
+    class Recorded:
+        load_device = torch.device("cpu")
+
+        def load(self, memory_required=0):
+            asked.append(memory_required)
+
+    vae = replaced(pool_vae(), managed=Recorded())
+    run("CharMotionVAEDecode", vae=vae, samples=latents[0])
+    run("CharMotionVAEDecode", vae=vae, samples=latents[1])
+    assert len(asked) == 4 and 0 < asked[2] < asked[3]
