@@ -49,6 +49,19 @@ DEFAULT_SCALE = (3.85, 2.32, 2.33, 3.06)
 DEFAULT_MICRO_FRAME_SIZE = 17
 DEFAULT_MICRO_BATCH_SIZE = 4
 
+#: Decode working memory, in copies of the widest activation a stage holds (measured, see
+#: :meth:`OpenSoraVAE.decode_working_bytes`): a float32 2-D decoder keeps about three such tensors alive
+#: (input, normalised and activated, convolved: 3.0 measured, counted 3.5), a float16/bfloat16 one about two in
+#: its own dtype plus the float32 input and output of its group normalisation (10 bytes per element measured,
+#: counted 12). The temporal decoder's padded causal convolutions keep more (5.2 copies in float32, counted 6).
+SPATIAL_DECODE_COPIES = 3.5
+TEMPORAL_DECODE_COPIES = 6
+LOW_PRECISION_NORM_BYTES = 8
+#: Convolution library workspace and first-use buffers of a decode, besides the activations.
+DECODE_WORKSPACE_BYTES = 128 * 2**20
+#: Tile edge (pixels) that memory checks suggest when a decode without tiling does not fit.
+SUGGESTED_TILE = 512
+
 
 @dataclass(frozen=True)
 class VideoVAEConfig:
@@ -70,6 +83,32 @@ class VideoVAEConfig:
             raise ValueError(f"shift/scale need {self.temporal.embed_dim} values (one per latent channel)")
         if self.micro_frame_size < 1:
             raise ValueError("micro_frame_size must be >= 1")
+
+
+def _spatial_decode_width(cfg: SpatialVAEConfig) -> float:
+    """Channels of the 2-D decoder's largest activation per output pixel (256 for the published layout: the
+    upsampler into full resolution and the first block after it)."""
+    chans = tuple(reversed(cfg.block_out_channels))
+    last = len(chans) - 1
+    widest = float(chans[0]) / 4**last  # conv_in and the mid block, at the latent resolution
+    for i, c in enumerate(chans):
+        area = 4.0 ** (i - last)  # of this level, relative to the output
+        widest = max(widest, chans[max(i - 1, 0)] * area, c * area, c * area * 4 if i < last else 0.0)
+    return widest
+
+
+def _temporal_decode_elements(cfg: TemporalVAEConfig, latent_frames: int) -> int:
+    """Channels x frames of the temporal decoder's largest activation per latent pixel, for one chunk of
+    ``latent_frames`` (5120 for 5 with the published layout: 256 channels at 20 frames)."""
+    widths = [cfg.filters * m for m in cfg.channel_multipliers]
+    t = int(latent_frames)
+    widest = max(cfg.latent_embed_dim, widths[-1]) * t
+    for i in reversed(range(len(widths))):
+        widest = max(widest, widths[i] * t)
+        if i > 0 and cfg.temporal_downsample[i - 1]:
+            widest = max(widest, widths[i] * 2 * t)  # the channel-doubling conv before the depth-to-time shuffle
+            t *= 2
+    return widest
 
 
 def _float_dtype(t: torch.Tensor) -> torch.dtype:
@@ -147,6 +186,47 @@ class OpenSoraVAE(nn.Module):
             chunks.append((f0, f1, latent, latent + n))
             latent += n
         return chunks
+
+    # -- memory ----------------------------------------------------------------
+    tile_setting = "tile_size on the CharMotion VAE Loader"  #: where a user turns spatial tiling on (error messages)
+    suggested_tile = SUGGESTED_TILE
+
+    def decode_working_bytes(self, height: int, width: int, *, frames: int, batch: int = 1,
+                             tile: SpatialTiling | int | None | bool = True, dtype: torch.dtype | None = None) -> int:
+        """Peak working memory (bytes) of decoding ``batch`` clips of ``frames`` frames at ``height`` x ``width``
+        pixels, besides the weights and the finished video (which grows with the frame count; this does not).
+
+        The decode runs one chunk of ``micro_frame_size`` frames at a time in two stages that are never alive
+        together: the temporal decoder on the whole chunk at the latent resolution, then the 2-D decoder on
+        ``micro_batch_size`` frames at a time, whose full-resolution feature maps (256 channels for the
+        published layout) make it the larger one. Spatial tiling bounds the 2-D stage by the tile's area, not
+        the temporal stage. ``tile``: True for this VAE's own tiling, else a tiling to estimate with; ``dtype``:
+        the dtype it computes in (its own by default). The constants were measured (peak resident memory of a
+        CPU decode, random weights, published layout) and rounded up; see ``benchmarks/bench_vae.py``.
+        """
+        tiling = self.tiling if tile is True else SpatialTiling.coerce(tile or None)
+        itemsize = (dtype or self.dtype).itemsize
+        low = itemsize < 4
+        spatial_element = LOW_PRECISION_NORM_BYTES + 2 * itemsize if low else SPATIAL_DECODE_COPIES * itemsize
+        temporal_element = LOW_PRECISION_NORM_BYTES + 3 * itemsize if low else TEMPORAL_DECODE_COPIES * itemsize
+        f = self.spatial_factor
+        lat_h, lat_w = max(1, int(height) // f), max(1, int(width) // f)
+        pixels = lat_h * lat_w * f * f
+        batch, chunk = max(1, int(batch)), min(int(frames), self.micro_frame_size)
+        in_flight = min(self.micro_batch_size, batch * chunk)
+        temporal = (batch * lat_h * lat_w * temporal_element
+                    * _temporal_decode_elements(self.config.temporal, self.temporal_vae.latent_frames(chunk)))
+        tile_pixels, blend = pixels, 0
+        if tiling is not None:
+            side, _overlap = tiling.in_latents(f)
+            if side < lat_h or side < lat_w:
+                tile_pixels = min(side, lat_h) * min(side, lat_w) * f * f
+                # float32 sum and weights of the whole frames, their quotient and the tile's weighted copy
+                blend = pixels * (in_flight * 3 * 4 * 3 + 4)
+        spatial = in_flight * tile_pixels * _spatial_decode_width(self.config.spatial) * spatial_element + blend
+        # the chunk's frames: the 2-D decoder's pieces, joined, then converted for the output
+        frames_out = batch * chunk * pixels * 3 * (2 * itemsize + 4)
+        return int(DECODE_WORKSPACE_BYTES + max(spatial, temporal) + frames_out)
 
     # -- float16 guard ---------------------------------------------------------
     def _guarded(self, stage: str, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
