@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import InvalidInputError
 
@@ -22,8 +22,10 @@ from .errors import InvalidInputError
 #: residual stream, norms, q/k/v, the attention output and the MLP's
 #: ``mlp_ratio``-wide hidden layer (twice: before and after the activation).
 BASE_ACTIVATION_COPIES = 8
-#: Working memory of a codec's decoder per output pixel and frame in flight
-#: (codecs may say better with a ``decode_bytes_per_pixel`` attribute).
+#: Working memory of a codec's decoder per output pixel and frame in flight, for a codec that says nothing
+#: better: a codec may give a ``decode_bytes_per_pixel`` attribute or, better, a
+#: ``decode_working_bytes(height, width, *, frames, batch)`` method (the peak of its decode besides its
+#: weights and the finished video; the Open-Sora VAE's depends on its dtype and spatial tiling).
 DEFAULT_DECODE_BYTES_PER_PIXEL = 48
 #: Process memory besides tensors that the check keeps free (allocator slack, libraries).
 HEADROOM_BYTES = 256 * 2**20
@@ -62,6 +64,7 @@ def estimate_bytes(
     output_frames: int = 0,
     decode_bytes_per_pixel: float = DEFAULT_DECODE_BYTES_PER_PIXEL,
     decode_frames_at_once: int | None = None,
+    decode_working_bytes: int | None = None,
 ) -> Estimate:
     """Peak memory (bytes) of sampling and decoding one request.
 
@@ -71,7 +74,9 @@ def estimate_bytes(
     estimates them from ``depth`` and ``hidden_size``). ``attention_scores``:
     the attention backend materialises the score matrices (plain "math"
     attention; SDPA and xformers kernels do not). ``output_pixels`` per frame
-    times ``output_frames`` are decoded, ``decode_frames_at_once`` at a time.
+    times ``output_frames`` are decoded, ``decode_frames_at_once`` at a time, with
+    ``decode_bytes_per_pixel`` of working memory per pixel in flight, or ``decode_working_bytes`` in all
+    when the codec tells it (the finished frames are counted on top either way).
     """
     pt, ph, pw = (int(p) for p in patch_size)
     frames = -(-int(latent_frames) // pt)
@@ -86,8 +91,12 @@ def estimate_bytes(
     if attention_scores:  # ... and the largest self-attention score matrix, softmax in float32
         attention += batch * num_heads * max(frames * per_frame**2, per_frame * frames**2) * 4
     latents = 6 * batch * int(latent_channels) * int(latent_frames) * int(latent_height) * int(latent_width) * 4
-    at_once = int(output_frames) if decode_frames_at_once is None else min(int(output_frames), int(decode_frames_at_once))
-    decode = int(output_pixels * (at_once * decode_bytes_per_pixel + output_frames * 3 * 4 * 2))
+    video = output_pixels * output_frames * 3 * 4 * 2  # the decoded frames in float32, and their conversion
+    if decode_working_bytes is not None:
+        decode = int(decode_working_bytes + video) if output_pixels and output_frames else 0
+    else:
+        at_once = int(output_frames) if decode_frames_at_once is None else min(int(output_frames), int(decode_frames_at_once))
+        decode = int(output_pixels * at_once * decode_bytes_per_pixel + video)
     return Estimate(int(weights_bytes), activations, int(attention), latents, decode)
 
 
@@ -181,8 +190,13 @@ def _on_device(module, device) -> bool:
 
 
 def request_estimate(model, *, latent_frames: int, latent_height: int, latent_width: int, batch: int,
-                     device, codec=None, output_pixels: int = 0, output_frames: int = 0) -> Estimate:
-    """:func:`estimate_bytes` with the numbers read off ``model`` (its ``config``) and ``codec``."""
+                     device, codec=None, output_pixels: int = 0, output_frames: int = 0,
+                     output_size: tuple[int, int] | None = None) -> Estimate:
+    """:func:`estimate_bytes` with the numbers read off ``model`` (its ``config``) and ``codec``.
+
+    ``output_size`` ``(width, height)`` of one decoded frame, for a codec that estimates its decode from the
+    frame's shape; a codec's weights that are not on ``device`` yet count in the decode.
+    """
     config = getattr(model, "config", None)
 
     def number(name, default):
@@ -195,20 +209,56 @@ def request_estimate(model, *, latent_frames: int, latent_height: int, latent_wi
     dtype_bytes = getattr(dtype, "itemsize", 4) or 4
     backend = getattr(model, "attention_backend", None)
     weights = 0 if _on_device(model, device) else _module_bytes(model)
-    return estimate_bytes(
+    settings = _decode_settings(codec, output_size, frames=output_frames) if output_pixels else {}
+    estimate = estimate_bytes(
         latent_frames=latent_frames, latent_height=latent_height, latent_width=latent_width,
         latent_channels=int(number("in_channels", 4)), patch_size=tuple(number("patch_size", (1, 2, 2))),
         hidden_size=hidden or 1152, depth=depth or 28, num_heads=int(number("num_heads", 16)),
         mlp_ratio=float(number("mlp_ratio", 4.0)), batch=batch, dtype_bytes=int(dtype_bytes),
         text_tokens=int(number("model_max_length", 300)), weights_bytes=weights,
         attention_scores=backend == "math", output_pixels=output_pixels, output_frames=output_frames,
-        **_decode_settings(codec),
+        **settings,
     )
+    if estimate.decode and codec is not None and not _on_device(codec, device):
+        estimate = replace(estimate, decode=estimate.decode + _module_bytes(codec))
+    return estimate
 
 
-def _decode_settings(codec) -> dict:
+def _decode_settings(codec, size: tuple[int, int] | None, *, frames: int, batch: int = 1) -> dict:
+    """How ``codec`` counts its decode of ``batch`` clips of ``frames`` frames at ``size`` ``(width, height)``."""
+    working = getattr(codec, "decode_working_bytes", None)
+    if callable(working) and size is not None and frames:
+        width, height = size
+        return dict(decode_working_bytes=int(working(int(height), int(width), frames=int(frames), batch=int(batch))))
     return dict(decode_bytes_per_pixel=float(getattr(codec, "decode_bytes_per_pixel", DEFAULT_DECODE_BYTES_PER_PIXEL)),
                 decode_frames_at_once=getattr(codec, "micro_batch_size", None))
+
+
+def decode_bytes(codec, *, size: tuple[int, int], frames: int, batch: int = 1) -> int:
+    """What the checks count for decoding ``batch`` clips of ``frames`` frames at ``size`` ``(width, height)``
+    with ``codec`` (its working memory and the finished frames; not its weights)."""
+    width, height = (int(v) for v in size)
+    return estimate_bytes(latent_frames=0, latent_height=0, latent_width=0, batch=0, weights_bytes=0,
+                          output_pixels=batch * width * height, output_frames=frames,
+                          **_decode_settings(codec, (width, height), frames=frames, batch=batch)).decode
+
+
+def _tiling_advice(codec, size: tuple[int, int], *, frames: int, batch: int, need: int, room: int) -> str:
+    """", or decode in spatial tiles ..." when ``codec`` can tile its decode smaller and that saves memory."""
+    tile = getattr(codec, "suggested_tile", None)
+    working = getattr(codec, "decode_working_bytes", None)
+    if not tile or not callable(working):
+        return ""
+    current = getattr(codec, "tiling", None)
+    if current is not None and getattr(current, "tile", 0) <= tile:
+        return ""
+    width, height = (int(v) for v in size)
+    now, tiled = (working(height, width, frames=frames, batch=batch, tile=t) for t in (True, tile))
+    if tiled >= now:
+        return ""
+    where = getattr(codec, "tile_setting", "")
+    result = "which would fit" if need - (now - tiled) <= room else f"which saves {format_bytes(now - tiled)}"
+    return f", or decode in spatial tiles of {tile} pixels{f' ({where})' if where else ''}, {result}"
 
 
 def check_generation(model, *, device, latent_frames: int, latent_height: int, latent_width: int, batch: int,
@@ -244,12 +294,20 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
         pixels = out_h * out_w if decode and codec is not None else 0
         return request_estimate(model, latent_frames=latent_frames, latent_height=lat_h, latent_width=lat_w,
                                 batch=batch, device=device, codec=codec, output_pixels=pixels,
-                                output_frames=num_frames * max(1, int(loops)) if pixels else 0)
+                                output_frames=num_frames * max(1, int(loops)) if pixels else 0,
+                                output_size=(out_w, out_h))
+
+    def tiling(need: Estimate, room: int) -> str:
+        if not (decode and codec is not None):
+            return ""
+        _, _, out_h, out_w = sizes(1.0)
+        return _tiling_advice(codec, (out_w, out_h), frames=num_frames * max(1, int(loops)), batch=1,
+                              need=need.total, room=room)
 
     smallest = 1.0 / (max(height, width) if fixed_grid else max(latent_height, latent_width))
     return _check(estimate, smallest, lambda scale: (sizes(scale)[3], sizes(scale)[2]), available=available, device=device,
                   what=f"{width}x{height} pixels at {num_frames} frames", num_frames=num_frames,
-                  fewer=f"fewer frames{' or loops' if loops > 1 else ''}")
+                  fewer=f"fewer frames{' or loops' if loops > 1 else ''}", more_advice=tiling)
 
 
 def check_decode(codec, *, device, num_frames: int, size: tuple[int, int], batch: int = 1,
@@ -270,17 +328,21 @@ def check_decode(codec, *, device, num_frames: int, size: tuple[int, int], batch
     def estimate(scale: float) -> Estimate:
         w, h = scaled(scale)
         return estimate_bytes(latent_frames=0, latent_height=0, latent_width=0, batch=0, weights_bytes=weights,
-                              output_pixels=batch * w * h, output_frames=num_frames, **_decode_settings(codec))
+                              output_pixels=batch * w * h, output_frames=num_frames,
+                              **_decode_settings(codec, (w, h), frames=num_frames, batch=batch))
+
+    def tiling(need: Estimate, room: int) -> str:
+        return _tiling_advice(codec, (width, height), frames=num_frames, batch=batch, need=need.total, room=room)
 
     return _check(estimate, 1.0 / max(width, height), scaled, available=available, device=device,
                   what=f"decoding {width}x{height} pixels at {num_frames} frames", num_frames=num_frames,
-                  fewer="fewer frames")
+                  fewer="fewer frames", more_advice=tiling)
 
 
 def _check(estimate, smallest: float, size_at, *, available: int, device, what: str, num_frames: int,
-           fewer: str) -> Estimate:
+           fewer: str, more_advice=None) -> Estimate:
     """The estimate at the request's size, or an error naming the largest ``size_at(scale)`` (width, height)
-    that fits."""
+    that fits (and ``more_advice(need, room)``, text added to the advice)."""
     need = estimate(1.0)
     room = available - HEADROOM_BYTES
     if need.total <= room:
@@ -292,6 +354,8 @@ def _check(estimate, smallest: float, size_at, *, available: int, device, what: 
     else:
         fit_w, fit_h = size_at(fits)
         advice = f"use at most {fit_w}x{fit_h} pixels at {num_frames} frames, or {fewer}"
+    if more_advice is not None:
+        advice += more_advice(need, room)
     raise InvalidInputError(
         f"{what} needs about {format_bytes(need.total)} of memory but {where} has "
         f"{format_bytes(max(available, 0))} free: {advice}"
