@@ -20,6 +20,7 @@ from charmotion.dit_core.vae import (
     infer_config,
     load_opensora_vae,
 )
+from charmotion.dit_core.vae.pipeline import DECODE_WORKSPACE_BYTES
 from charmotion.dit_core.vae.tiling import blend_ramp, tile_starts, tiled_apply
 
 VAE_CASES = golden_cases("vae_pipeline")
@@ -440,3 +441,92 @@ def test_tiled_decode_and_encode_close_to_untiled():
     zt = tiled.encode(x)
     err = (zt - zref).abs()
     assert err.mean() <= 0.03 and err.max() <= 0.45, f"encode: mean {err.mean():.3g}, max {err.max():.3g}"
+
+
+# ---------------------------------------------------------------------------
+# decode memory (what dit_core.memory counts for the decode)
+
+
+class LiveTensorBytes(torch.utils._python_dispatch.TorchDispatchMode):
+    """The largest number of tensor bytes alive at once while the mode is on (each storage counted once, until
+    it is freed). On the meta device it measures a full-size decode without computing anything."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._storages: dict = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
+
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key = id(storage)
+            known = self._storages.get(key)
+            if known is not None and known() is storage:
+                continue
+            size = storage.nbytes()
+            self._storages[key] = weakref.ref(storage, lambda _ref, size=size, key=key: self._free(size, key))
+            self.live += size
+            self.peak = max(self.peak, self.live)
+        return out
+
+    def _free(self, size: int, key: int) -> None:
+        self.live -= size
+        self._storages.pop(key, None)
+
+
+def decode_peak(vae: OpenSoraVAE, height: int, width: int, frames: int) -> int:
+    z = torch.zeros(1, vae.latent_channels, vae.latent_frames(frames), height // 8, width // 8, device="meta")
+    with LiveTensorBytes() as live:
+        vae.decode(z, frames)
+    return live.peak
+
+
+def published_vae(dtype=torch.float32, **kwargs) -> OpenSoraVAE:
+    with torch.device("meta"):
+        return OpenSoraVAE(**kwargs).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decode_estimate_covers_the_tensors_a_decode_holds(dtype):
+    """The published layout at full size, on the meta device: the estimate covers the tensors alive at the
+    decode's peak (the 2-D decoder's 256-channel feature maps at full resolution, four frames at a time), with
+    room for allocator overhead (peak resident memory of CPU decodes grew about 1.03x as fast as these tensors,
+    after a fixed ~130 MB counted as workspace), and is not wildly above them. The old flat 48 bytes per pixel and frame in flight counted about 1/60 of this."""
+    vae = published_vae(dtype)
+    height, width, frames = 256, 256, 17
+    measured = decode_peak(vae, height, width, frames)
+    estimate = vae.decode_working_bytes(height, width, frames=frames) - DECODE_WORKSPACE_BYTES
+    assert 1.1 * measured <= estimate <= 1.5 * measured
+    widest = 4 * height * width * 256 * dtype.itemsize  # one full-resolution feature map of 4 frames
+    assert measured >= 2.5 * widest
+    assert estimate > 50 * 48 * 4 * height * width
+
+
+def test_decode_estimate_with_tiling_follows_the_tile():
+    vae = published_vae(tiling=128)
+    height, width, frames = 256, 512, 17
+    measured = decode_peak(vae, height, width, frames)
+    estimate = vae.decode_working_bytes(height, width, frames=frames)
+    assert 1.1 * measured <= estimate - DECODE_WORKSPACE_BYTES <= 1.5 * measured
+    untiled = vae.decode_working_bytes(height, width, frames=frames, tile=None)
+    assert estimate < vae.decode_working_bytes(height, width, frames=frames, tile=256) < untiled
+    assert estimate < untiled / 3
+    # a frame that fits in one tile decodes as without tiling
+    assert vae.decode_working_bytes(128, 128, frames=frames) == vae.decode_working_bytes(128, 128, frames=frames,
+                                                                                           tile=None)
+    # the 2-D stage stops growing with the frame; the temporal decoder (whole frames) still does, more slowly
+    small, large = (vae.decode_working_bytes(s, s, frames=frames) for s in (512, 1024))
+    full_small, full_large = (vae.decode_working_bytes(s, s, frames=frames, tile=None) for s in (512, 1024))
+    assert large - small < (full_large - full_small) / 4
+
+
+def test_decode_estimate_is_bounded_by_the_chunk():
+    vae = published_vae()
+    one, three = (vae.decode_working_bytes(256, 256, frames=f) for f in (17, 51))
+    assert one == three
+    assert vae.decode_working_bytes(256, 256, frames=1) < one
