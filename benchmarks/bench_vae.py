@@ -10,7 +10,10 @@ Memory on CPU is the peak resident set of a fresh subprocess per row
 (``resource.getrusage``; it includes a warm-up call on one chunk), shown in
 total and as the growth above the resident set just before the timed call
 (model and input already allocated); on CUDA, ``torch.cuda.max_memory_allocated``
-after the warm-up. The model is randomly initialised (no weights needed).
+after the warm-up. The model is randomly initialised (no weights needed). "counted" is what the memory
+check (``dit_core.memory``) counts for that decode: working memory and the finished frames, not the
+weights; it should stay above the growth (it also counts ~128 MB of first-use workspace that the warm-up
+already paid) and not far above it.
 
 On CPU the measuring processes run with glibc's mmap threshold pinned
 (``MALLOC_MMAP_THRESHOLD_=131072``): with the default dynamic threshold, freed
@@ -122,7 +125,10 @@ def measure(row: dict) -> dict:
     sync()
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
-    return dict(row, seconds=seconds, peak_mb=peak, base_mb=base, growth_mb=peak - base)
+    from charmotion.dit_core.memory import decode_bytes
+
+    counted = 0.0 if row["mode"] == "encode" else decode_bytes(vae, size=(width, height), frames=frames) / 2**20
+    return dict(row, seconds=seconds, peak_mb=peak, base_mb=base, growth_mb=peak - base, counted_mb=counted)
 
 
 def main() -> None:
@@ -162,7 +168,8 @@ def main() -> None:
         f"malloc mmap threshold {args.malloc_mmap_threshold or 'glibc default (dynamic)'}"
     )
     unit = "CUDA max allocated" if args.device.startswith("cuda") else "peak RSS"
-    print(f"{'mode':<8}{'frames':>7}{'seconds':>10}{'peak MB':>10}{'growth MB':>11}   ({unit}; growth = peak - before call)")
+    print(f"{'mode':<8}{'frames':>7}{'seconds':>10}{'peak MB':>10}{'growth MB':>11}{'counted MB':>12}   "
+          f"({unit}; growth = peak - before call; counted = the memory check's decode estimate)")
     for mode in args.modes:
         first = None
         for m in args.multipliers:
@@ -179,13 +186,14 @@ def main() -> None:
                 if proc.returncode:
                     sys.exit(proc.stderr)
                 runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            result = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb", "growth_mb")}
+            result = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb", "growth_mb", "counted_mb")}
             result["frames"] = row["frames"]
             first = first or result
             note = f"  peak {100 * (result['peak_mb'] / first['peak_mb'] - 1):+.1f}% vs {first['frames']} frames"
             print(
                 f"{mode:<8}{result['frames']:>7}{result['seconds']:>10.2f}{result['peak_mb']:>10.0f}"
-                f"{result['growth_mb']:>11.0f}{note if m != args.multipliers[0] else ''}"
+                f"{result['growth_mb']:>11.0f}{result['counted_mb'] or float('nan'):>12.0f}"
+                f"{note if m != args.multipliers[0] else ''}"
             )
 
 
