@@ -41,7 +41,8 @@ class Estimate:
 
     @property
     def total(self) -> int:
-        return self.weights + self.activations + self.attention + self.latents + self.decode
+        """Weights and latents stay; the denoiser's activations are gone by the time the frames are decoded."""
+        return self.weights + self.latents + max(self.activations + self.attention, self.decode)
 
 
 def estimate_bytes(
@@ -243,22 +244,23 @@ def decode_bytes(codec, *, size: tuple[int, int], frames: int, batch: int = 1) -
                           **_decode_settings(codec, (width, height), frames=frames, batch=batch)).decode
 
 
-def _tiling_advice(codec, size: tuple[int, int], *, frames: int, batch: int, need: int, room: int) -> str:
-    """", or decode in spatial tiles ..." when ``codec`` can tile its decode smaller and that saves memory."""
-    tile = getattr(codec, "suggested_tile", None)
+def _tiling_advice(codec, size: tuple[int, int], *, frames: int, batch: int, fits) -> str:
+    """", or decode in spatial tiles ..." when ``codec`` can tile its decode smaller than it does and that saves
+    memory: the largest of its ``suggested_tiles`` with which ``fits(bytes saved)``, else the smallest."""
     working = getattr(codec, "decode_working_bytes", None)
-    if not tile or not callable(working):
+    if not callable(working):
         return ""
-    current = getattr(codec, "tiling", None)
-    if current is not None and getattr(current, "tile", 0) <= tile:
-        return ""
+    current = getattr(getattr(codec, "tiling", None), "tile", None)
+    tiles = sorted((t for t in getattr(codec, "suggested_tiles", ()) if current is None or t < current), reverse=True)
     width, height = (int(v) for v in size)
-    now, tiled = (working(height, width, frames=frames, batch=batch, tile=t) for t in (True, tile))
-    if tiled >= now:
-        return ""
-    where = getattr(codec, "tile_setting", "")
-    result = "which would fit" if need - (now - tiled) <= room else f"which saves {format_bytes(now - tiled)}"
-    return f", or decode in spatial tiles of {tile} pixels{f' ({where})' if where else ''}, {result}"
+    now = working(height, width, frames=frames, batch=batch)
+    for tile in tiles:
+        saved = now - working(height, width, frames=frames, batch=batch, tile=tile)
+        if saved > 0 and (fits(saved) or tile == tiles[-1]):
+            where = getattr(codec, "tile_setting", "")
+            result = "which would fit" if fits(saved) else f"which saves {format_bytes(saved)}"
+            return f", or decode in spatial tiles of {tile} pixels{f' ({where})' if where else ''}, {result}"
+    return ""
 
 
 def check_generation(model, *, device, latent_frames: int, latent_height: int, latent_width: int, batch: int,
@@ -302,7 +304,7 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
             return ""
         _, _, out_h, out_w = sizes(1.0)
         return _tiling_advice(codec, (out_w, out_h), frames=num_frames * max(1, int(loops)), batch=1,
-                              need=need.total, room=room)
+                              fits=lambda saved: replace(need, decode=need.decode - saved).total <= room)
 
     smallest = 1.0 / (max(height, width) if fixed_grid else max(latent_height, latent_width))
     return _check(estimate, smallest, lambda scale: (sizes(scale)[3], sizes(scale)[2]), available=available, device=device,
@@ -332,7 +334,8 @@ def check_decode(codec, *, device, num_frames: int, size: tuple[int, int], batch
                               **_decode_settings(codec, (w, h), frames=num_frames, batch=batch))
 
     def tiling(need: Estimate, room: int) -> str:
-        return _tiling_advice(codec, (width, height), frames=num_frames, batch=batch, need=need.total, room=room)
+        return _tiling_advice(codec, (width, height), frames=num_frames, batch=batch,
+                              fits=lambda saved: replace(need, decode=need.decode - saved).total <= room)
 
     return _check(estimate, 1.0 / max(width, height), scaled, available=available, device=device,
                   what=f"decoding {width}x{height} pixels at {num_frames} frames", num_frames=num_frames,

@@ -92,12 +92,20 @@ def test_the_open_sora_vae_decode_is_counted_by_its_feature_maps():
 
 
 def test_a_tiled_open_sora_vae_decode_is_counted_by_its_tiles():
-    untiled, tiled = open_sora_vae(), open_sora_vae(tile=512)
+    untiled, tiled, small = open_sora_vae(), open_sora_vae(tile=512), open_sora_vae(tile=256)
     args = dict(device="meta", num_frames=51, size=(1280, 720), available=2**40)
     assert memory.check_decode(tiled, **args).decode < memory.check_decode(untiled, **args).decode / 2
-    # too large even in tiles: the advice is a smaller size, not tiling again
+    assert memory.check_decode(small, **args).decode < memory.check_decode(tiled, **args).decode
+    # a smaller tile is named when the tiles are still too large, the largest that fits
+    args["available"] = 4 * 2**30
+    with pytest.raises(InvalidInputError, match=r"spatial tiles of 384 pixels \(tile_size on the CharMotion VAE "
+                                                r"Loader\), which would fit"):
+        memory.check_decode(tiled, **args)
+    assert memory.check_decode(small, **args) is not None
+    # too large even in the smallest tiles: the advice is a smaller size, not tiling again
+    args["available"] = 2 * 2**30
     with pytest.raises(InvalidInputError) as info:
-        memory.check_decode(tiled, device="meta", num_frames=51, size=(1280, 720), available=2 * 2**30)
+        memory.check_decode(small, **args)
     assert "use at most " in str(info.value) and "tile" not in str(info.value)
 
 

@@ -59,8 +59,8 @@ TEMPORAL_DECODE_COPIES = 6
 LOW_PRECISION_NORM_BYTES = 8
 #: Convolution library workspace and first-use buffers of a decode, besides the activations.
 DECODE_WORKSPACE_BYTES = 128 * 2**20
-#: Tile edge (pixels) that memory checks suggest when a decode without tiling does not fit.
-SUGGESTED_TILE = 512
+#: Tile edges (pixels) that memory checks suggest when a decode does not fit (the largest that would).
+SUGGESTED_TILES = (512, 384, 256)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class OpenSoraVAE(nn.Module):
 
     # -- memory ----------------------------------------------------------------
     tile_setting = "tile_size on the CharMotion VAE Loader"  #: where a user turns spatial tiling on (error messages)
-    suggested_tile = SUGGESTED_TILE
+    suggested_tiles = SUGGESTED_TILES
 
     def decode_working_bytes(self, height: int, width: int, *, frames: int, batch: int = 1,
                              tile: SpatialTiling | int | None | bool = True, dtype: torch.dtype | None = None) -> int:
