@@ -29,7 +29,7 @@ OPENSORA = "opensora12"
 class SamplingProfile:
     """What a model family expects from the sampler (defaults, timestep rules, frame geometry)."""
 
-    name: str
+    name: str  # the model as users know it, for messages: "Open-Sora 1.2", "CharMotion built-in"
     layout: TemporalLayout
     spatial_factor: int
     steps: int = 30
@@ -76,8 +76,9 @@ class ModelFamily:
         return aesthetic, camera, notes
 
 
-OPENSORA12_PROFILE = SamplingProfile(name="opensora12", layout=OPENSORA_VAE_LAYOUT, spatial_factor=8)
-OPENSORA12 = ModelFamily(key=OPENSORA, name="Open-Sora 1.2", profile=OPENSORA12_PROFILE, num_frames=51,
+OPENSORA12_NAME = "Open-Sora 1.2"
+OPENSORA12_PROFILE = SamplingProfile(name=OPENSORA12_NAME, layout=OPENSORA_VAE_LAYOUT, spatial_factor=8)
+OPENSORA12 = ModelFamily(key=OPENSORA, name=OPENSORA12_NAME, profile=OPENSORA12_PROFILE, num_frames=51,
                          size=(240, 426), motion_range=(0.0, 100.0))  # 240p landscape, upstream's default
 
 

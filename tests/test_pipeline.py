@@ -176,7 +176,7 @@ def test_generate_cancels_within_one_step():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(num_frames=8), "cannot make a clip of 8 frames"),
+        (dict(num_frames=8), "^Open-Sora 1.2 cannot make a clip of 8 frames"),
         (dict(steps=0), "steps must be a whole number from 1"),
         (dict(loop=LoopControl(loops=2)), "loops > 1 need the VAE"),
         (dict(loop=LoopControl(loops=0)), "loops must be a whole number from 1"),

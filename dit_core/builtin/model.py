@@ -54,7 +54,7 @@ DEFAULT_CONFIG = {
 def builtin_profile(config: dict) -> SamplingProfile:
     sampling, grid = config["sampling"], int(config["field"]["grid"])
     return SamplingProfile(
-        name="CharMotion built-in",
+        name=BUILTIN_NAME,
         layout=FRAME_BY_FRAME,
         spatial_factor=1,
         steps=int(sampling["steps"]),
