@@ -201,6 +201,7 @@ def _common_wrapper_prefix(keys: Iterable[str]) -> str:
 
 FAMILIES: dict[str, str] = {
     "stdit3": "an Open-Sora 1.2 STDiT3 denoiser",
+    "stdit3_part": "one shard of a split Open-Sora 1.2 STDiT3 file (it holds only some of the model's parts)",
     "opensora_vae_v1_2": "an Open-Sora VAE v1.2 video VAE",
     "image_vae": "a plain image VAE (SD/SDXL style, no temporal part)",
     "t5": "a T5 text encoder",
@@ -214,18 +215,23 @@ FAMILIES: dict[str, str] = {
 }
 
 
+#: The top-level parts every STDiT3 file holds, besides its spatial and temporal blocks.
+STDIT3_PARTS = ("x_embedder.", "t_embedder.", "t_block.", "y_embedder.", "final_layer.")
+
+
 def detect_family(keys: Iterable[str]) -> str:
     keys = set(keys)
 
     def has(fragment: str) -> bool:
-        return any(fragment in k for k in keys)
+        """A key holds ``fragment`` from its start or from the start of one of its dotted parts."""
+        return any(k.startswith(fragment) or "." + fragment in k for k in keys)
 
     if any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("dit.") for k in keys):
         return "charmotion_builtin"
     if any(k.startswith("tiny_text.") for k in keys):
         return "charmotion_tiny"
-    if has("spatial_blocks.0.attn.qkv.weight") and has("temporal_blocks.0.attn.qkv.weight"):
-        return "stdit3"
+    if has("spatial_blocks.") or has("temporal_blocks."):
+        return "stdit3" if _whole_stdit3(keys) else "stdit3_part"
     if has("temporal_vae.") and has("spatial_vae."):
         return "opensora_vae_v1_2"
     if has("encoder.block.0.layer.0.SelfAttention") or has("shared.weight") and has("encoder.final_layer_norm"):
@@ -239,6 +245,15 @@ def detect_family(keys: Iterable[str]) -> str:
     if has("blocks.0.attn.qkv.weight") and has("y_embedder."):
         return "pixart"
     return "unknown"
+
+
+def _whole_stdit3(keys: set[str]) -> bool:
+    """Every part of an STDiT3: the top-level parts, and spatial and temporal blocks numbered alike from 0 up."""
+    blocks = {kind: {int(k.split(".")[1]) for k in keys if k.startswith(kind) and k.split(".")[1].isdigit()}
+              for kind in ("spatial_blocks.", "temporal_blocks.")}
+    spatial, temporal = blocks.values()
+    return (all(any(k.startswith(part) for k in keys) for part in STDIT3_PARTS) and spatial == temporal
+            and spatial == set(range(len(spatial))) and len(spatial) > 0)
 
 
 def describe_family(family: str) -> str:

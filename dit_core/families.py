@@ -134,6 +134,11 @@ def load_denoiser(
 
         model = load_stdit3(source, dtype=dtype, device=device, attention=attention)
         return LoadedModel(name=shown or OPENSORA12.name, family=OPENSORA12, model=model)
+    if family == "stdit3_part":
+        raise CheckpointError(
+            f"{shown} holds only part of an Open-Sora 1.2 STDiT3 (some of its blocks or parts are missing): it looks "
+            "like one shard of a split file; give the whole model file (hpcai-tech/OpenSora-STDiT-v3 model.safetensors)"
+        )
     raise CheckpointError(
         f"{shown} is {describe_family(family)}, not a denoiser: choose hpcai-tech/OpenSora-STDiT-v3 "
         "(model.safetensors) or a CharMotion built-in model file"

@@ -116,6 +116,25 @@ def test_wrong_family_file_is_named():
         load_stdit3(golden_dir() / vae_case["weights"])
 
 
+def test_a_shard_of_a_split_stdit3_is_named_as_one(tmp_path):
+    from charmotion.dit_core.checkpoint import detect_family
+    from charmotion.dit_core.families import load_denoiser
+
+    state = load_file(str(case_weights_path(FORWARD_CASES[0].values[0])))
+    keys = sorted(state)  # spatial_blocks.* sort before temporal_blocks.*: no shard holds both of the first blocks
+    assert detect_family(keys) == "stdit3"
+    assert detect_family(["blocks.0.attn.qkv.weight", "y_embedder.y_proj.fc1.weight"]) == "pixart"
+    for number, shard in enumerate((keys[: len(keys) // 2], keys[len(keys) // 2:]), 1):
+        assert detect_family(shard) == "stdit3_part"  # not PixArt, whose blocks.0.attn.qkv ends temporal_blocks.0's
+        path = tmp_path / f"model-0000{number}-of-00002.safetensors"
+        save_file({k: state[k] for k in shard}, str(path))
+        with pytest.raises(CheckpointError, match="part of an Open-Sora 1.2 STDiT3.*one shard of a split file; give "
+                                                  "the whole model file"):
+            load_denoiser(path)
+    depth = 1 + max(int(k.split(".")[1]) for k in keys if k.startswith("temporal_blocks."))
+    assert detect_family([k for k in keys if not k.startswith(f"temporal_blocks.{depth - 1}.")]) == "stdit3_part"
+
+
 def test_truncated_file_says_download_again(tmp_path):
     case = FORWARD_CASES[0].values[0]
     data = case_weights_path(case).read_bytes()
