@@ -275,22 +275,20 @@ class _Sampling:
         loops = checks.whole("number of loops", loop.loops, 1, checks.MAX_LOOPS)
         check_frames(profile, num_frames)
         if num_frames == 1 and (loops > 1 or loop.seamless):
-            raise InvalidInputError("a single frame cannot loop: give more frames (e.g. 16) for loops or a seamless "
-                                    "loop")
+            raise InvalidInputError(f"a single frame cannot loop: {_frames_that_work(profile, loop, num_frames)}")
         if loops > 1 and codec is None and not profile.continue_from_latents:
             raise InvalidInputError("loops > 1 need the VAE: each loop re-encodes the end of the previous clip")
         latent_size = plan_size(profile, height, width, notes)
         layout = profile.layout
         if loop.seamless and num_frames % layout.frames_per_chunk:
             per = layout.frames_per_chunk
-            raise InvalidInputError(
-                f"a seamless loop needs a whole number of {per}-frame chunks; "
-                f"use {num_frames // per * per or per} or {(num_frames // per + 1) * per} frames"
-            )
+            raise InvalidInputError(f"a seamless loop needs a whole number of {per}-frame chunks; "
+                                    + (f"with {loops} loops, " if loops > 1 else "")
+                                    + _frames_that_work(profile, loop, num_frames, nearest=True))
         carried = default_condition_frames(profile, num_frames) if loop.condition_frames is None \
             else int(loop.condition_frames)
         if loops > 1 and not _carries(layout, carried, num_frames):
-            raise InvalidInputError(_condition_frames_problem(profile, loop.condition_frames, carried, num_frames))
+            raise InvalidInputError(_condition_frames_problem(profile, loop, carried, num_frames))
         conditions = [conditions] if isinstance(conditions, TextCondition) else list(conditions)
         if not conditions:
             raise InvalidInputError("no text conditioning given: connect or encode a prompt")
@@ -458,20 +456,51 @@ def _carries(layout: TemporalLayout, carried: int, num_frames: int) -> bool:
     return 1 <= carried < layout.latent_frames(num_frames) and carried % layout.latents_per_chunk == 0
 
 
-def _condition_frames_problem(profile: SamplingProfile, asked: int | None, carried: int, num_frames: int) -> str:
+def _condition_frames_problem(profile: SamplingProfile, loop: LoopControl, carried: int, num_frames: int) -> str:
     layout = profile.layout
     latents, per = layout.latent_frames(num_frames), layout.latents_per_chunk
-    if asked is not None:
+    if loop.condition_frames is not None:
         unit = f"a multiple of {per} latent frames" if per > 1 else "a whole number of latent frames"
-        return (f"condition frames must be {unit} from {per} up to less than the clip's {latents} latent frames; "
-                f"got {asked}")
-    longer = next((n for n in range(num_frames + 1, profile.max_frames + 1)
-                   if _carries(layout, default_condition_frames(profile, n), n)), None)
+        problem = (f"condition frames must be {unit} from {per} up to less than the clip's {latents} latent frames; "
+                   f"got {loop.condition_frames}")
+        if latents <= per:  # no count of condition frames fits a clip this short
+            problem += f"; a clip of {num_frames} frames is too short to carry any: " \
+                       + _frames_that_work(profile, loop, num_frames)
+        return problem
     return (f"loops > 1 carry the last {carried} latent frames of each clip into the next, and a clip of {num_frames} "
-            f"frames has only {latents}: "
-            + (f"use {longer} frames or more" if longer else "use more frames")
+            f"frames has only {latents}: {_frames_that_work(profile, loop, num_frames)}"
             + (", or set fewer condition frames (in ComfyUI: condition_frames of CharMotion Loop Control)"
                if carried > per else ""))
+
+
+def _frames_work(profile: SamplingProfile, loop: LoopControl, num_frames: int) -> bool:
+    """Whether a clip of ``num_frames`` frames keeps every frame rule of ``profile`` with these loop settings."""
+    layout = profile.layout
+    if num_frames > profile.max_frames or 1 < num_frames < profile.min_video_frames:
+        return False
+    if num_frames == 1:
+        return loop.loops <= 1 and not loop.seamless
+    if loop.seamless and num_frames % layout.frames_per_chunk:
+        return False
+    carried = default_condition_frames(profile, num_frames) if loop.condition_frames is None \
+        else int(loop.condition_frames)
+    return loop.loops <= 1 or _carries(layout, carried, num_frames)
+
+
+def _frames_that_work(profile: SamplingProfile, loop: LoopControl, num_frames: int, nearest: bool = False) -> str:
+    """Advice naming frame counts that keep every frame rule with these loop settings: the first above
+    ``num_frames`` and how the longer ones go on ("use 18 frames or more"), or with ``nearest`` the nearest count
+    below and above ("use 17 or 34 frames")."""
+    works = [n for n in range(1, profile.max_frames + 1) if _frames_work(profile, loop, n)]
+    lower = [n for n in works if n < num_frames][-1:] if nearest else []
+    higher = [n for n in works if n > num_frames]
+    if not higher and not lower:
+        return "no clip length works with these settings: use fewer loops or no seamless loop"
+    step = profile.layout.frames_per_chunk if loop.seamless else 1
+    advice = "use " + " or ".join(str(n) for n in lower + higher[:1]) + " frames"
+    if not nearest and len(higher) > 1 and higher == list(range(higher[0], profile.max_frames + 1, step)):
+        advice += " or more" + (f", in whole {step}-frame chunks" if step > 1 else "")
+    return advice
 
 
 def default_condition_frames(profile: SamplingProfile, num_frames: int) -> int:

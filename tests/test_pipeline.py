@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -182,7 +183,7 @@ def test_generate_cancels_within_one_step():
         (dict(loop=LoopControl(loops=0)), "loops must be a whole number from 1"),
         (dict(cfg_scale=-1), "CFG scale"),
         (dict(height=4), "too small"),
-        (dict(num_frames=1, loop=LoopControl(seamless=True)), "single frame cannot loop: give more frames"),
+        (dict(num_frames=1, loop=LoopControl(seamless=True)), "single frame cannot loop: use 17 frames or more"),
         (dict(num_frames=20, loop=LoopControl(seamless=True)), "whole number of 17-frame chunks"),
         (dict(denoise=0.0), "denoise must be above 0"),
         (dict(denoise=1.5), "at most 1"),
@@ -209,6 +210,28 @@ def test_a_clip_too_short_for_its_loops_says_how_long_it_must_be():
     said = refused(num_frames=34, loop=LoopControl(loops=2, condition_frames=3))  # a count the user set
     assert said == "condition frames must be a multiple of 5 latent frames from 5 up to less than the clip's 10 " \
                    "latent frames; got 3"
+
+
+def test_loop_advice_names_frame_counts_that_pass_every_rule():
+    def refusal(num_frames, **loop) -> str | None:
+        try:
+            generate(RecordingModel(), [TextCondition(torch.ones(1, 1, 2, 8))] * 3, codec=PoolCodec(),
+                     num_frames=num_frames, height=16, width=16, steps=1, loop=LoopControl(**loop))
+        except InvalidInputError as exc:
+            return str(exc)
+        return None
+
+    seamless = dict(loops=2, seamless=True)
+    assert refusal(17, **seamless).endswith("has only 5: use 34 frames or more, in whole 17-frame chunks")
+    assert refusal(18, **seamless) == "a seamless loop needs a whole number of 17-frame chunks; with 2 loops, use 34 " \
+                                      "frames"  # not 17, which then is refused as too short to carry
+    for frames, loop in [(17, seamless), (18, seamless), (20, dict(seamless=True)), (1, seamless), (1, dict(loops=2)),
+                         (17, dict(loops=2, condition_frames=5))]:
+        advice = refusal(frames, **loop).rsplit("use ", 1)[1]
+        counts = [int(n) for n in re.findall(r"\d+", advice.split(" frames")[0])]
+        step = 17 if loop.get("seamless") else 1
+        tried = counts + [counts[-1] + step] * ("or more" in advice)
+        assert counts and all(refusal(n, **loop) is None for n in tried), (frames, loop, advice)
 
 
 def test_sizes_that_do_not_divide_are_rounded_down_with_a_note():
