@@ -244,7 +244,7 @@ def animate(args) -> int:
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
     from .pipeline import MIN_WARP_SIDE, LoopControl, generate
-    from .prompts import prepare_prompt, split_loop_prompt, unused_loops_note
+    from .prompts import prepare_prompt, prepare_segment, split_loop_prompt, unused_loops_note
 
     path, fmt = output_target(args.out)
     check_options(args, path, fmt)
@@ -270,8 +270,10 @@ def animate(args) -> int:
         prepared = _prepare(runtime, image, args)
     aesthetic, camera, notes = runtime.family.usable_scores(args.aesthetic, args.camera)
     tell(notes)
-    text = prepare_prompt(args.prompt, aesthetic=aesthetic, motion=args.motion_strength, camera=camera, clean=False)
     segments = split_loop_prompt(args.prompt)
+    for segment in segments:  # refused as CharMotion Text Encode refuses it
+        prepare_segment(segment.text, aesthetic=aesthetic, motion=args.motion_strength, camera=camera)
+    text = prepare_prompt(args.prompt, aesthetic=aesthetic, motion=args.motion_strength, camera=camera, clean=False)
     tell(runtime.prompt_note(segment.text) for segment in segments if runtime.prompt_note)
     tell([unused_loops_note([s.start_loop for s in segments], args.loops)])
     conditions = runtime.encode(text, args.loops)

@@ -235,3 +235,13 @@ def prepare_prompt(
         text = decorate_prompt(segment.text, aesthetic, motion, camera)
         prepared.append(LoopPrompt(segment.start_loop, preprocess_text(text) if clean else text))
     return join_loop_prompt(prepared)
+
+
+def prepare_segment(text: str, *, aesthetic: float | None = None, motion: float | None = None,
+                    camera: str | None = None) -> str:
+    """One loop segment's text decorated and cleaned as the model was trained; refused when cleaning leaves
+    nothing (a prompt in a script the cleaner removes, such as Chinese, or only punctuation)."""
+    prepared = prepare_prompt(text, aesthetic=aesthetic, motion=motion, camera=camera, clean=True)
+    if not prepared.strip():
+        raise InvalidInputError(f"the prompt {text!r} is empty after cleaning: use plain words")
+    return prepared

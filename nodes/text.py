@@ -25,7 +25,7 @@ import torch
 
 from ..dit_core import checks
 from ..dit_core.errors import InvalidInputError
-from ..dit_core.prompts import LoopPrompt, prepare_prompt, split_loop_prompt
+from ..dit_core.prompts import LoopPrompt, prepare_segment, split_loop_prompt
 from ..dit_core.sampling import TextCondition
 from . import host
 from .handles import BUILTIN, MODEL_TYPE, MOTION_TYPE, ModelHandle, MotionControl
@@ -177,10 +177,7 @@ class CharMotionTextEncode:
             host.log.warning("CharMotion Text Encode: %s", note)
         conditioning = []
         for segment in split_loop_prompt(str(text).strip()):
-            prepared = prepare_prompt(segment.text, aesthetic=aesthetic, motion=motion.motion, camera=camera,
-                                      clean=True)
-            if not prepared.strip():
-                raise InvalidInputError(f"the prompt {segment.text!r} is empty after cleaning: use plain words")
+            prepared = prepare_segment(segment.text, aesthetic=aesthetic, motion=motion.motion, camera=camera)
             if model.family == BUILTIN and (note := model.text_encoder.prompt_note(segment.text)):
                 host.log.warning("CharMotion Text Encode: %s", note)
                 notes.append(note)

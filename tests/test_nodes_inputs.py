@@ -117,6 +117,8 @@ def test_text_encode_builtin_decorates_cleans_and_splits_loops(env, caplog):
         run("CharMotionTextEncode", model=model, text="walk", motion=MotionControl(motion=50.0))
     with pytest.raises(InvalidInputError, match="empty"):
         run("CharMotionTextEncode", model=model, text="   ")
+    with pytest.raises(InvalidInputError, match="^the prompt '骑士跳跃' is empty after cleaning: use plain words$"):
+        run("CharMotionTextEncode", model=model, text="|0|walk|1|骑士跳跃")  # the command line says the same
 
 
 def test_text_encode_t5_truncates_like_upstream_and_pads_with_a_mask(env, opensora_file):
