@@ -388,6 +388,7 @@ def _opensora_runtime(loaded, args) -> Runtime:
         return Prepared(references=[Reference(latents[0])], codec=vae, height=height, width=width,
                         key_color=ref.key_color, had_alpha=ref.had_alpha, reference_rgb=ref.rgb, notes=ref.notes)
 
+    t5.check_width(loaded.model.config.caption_channels)  # another T5 size would fail only once sampling
     runtime = Runtime(name=loaded.family.name, family=loaded.family, model=loaded.model, codec=vae, encode=encode,
                       prepare=prepare)
     return runtime
