@@ -40,6 +40,9 @@ def check_options(args, path: Path, fmt: str) -> None:
         checks.number("--fps", args.fps, 0, low_open=True, fix="leave --fps out for the model's rate")
     if args.quality is not None:
         checks.whole("--quality", args.quality, 0, 100)
+    if args.vae_tile and args.vae_tile < 32:
+        raise InvalidInputError(f"--vae-tile {args.vae_tile} is too small: give 0 (whole frames) or a tile of "
+                                "32 pixels or more, e.g. 512")
     for flag, color in (("--background", args.background), ("--background-color", args.background_color)):
         if str(color).strip().lower() != "auto":
             from .images import parse_color

@@ -24,19 +24,23 @@ from node_fixtures import sprite_rgba
 CAPTION_CHANNELS = 32
 
 
-class StandInT5:
+class StandInT5(text_t5.T5TextEncoder):
     """Stands in for T5 v1.1 XXL: 300 tokens of features, the prompt's words marked valid."""
 
     def __init__(self, width: int = CAPTION_CHANNELS):
-        self.width = width
+        self.folder, self.features = "t5", width
         self.prompts: list[str] = []
+
+    @property
+    def width(self) -> int:
+        return self.features
 
     def __call__(self, prompts: list[str]) -> TextCondition:
         self.prompts += prompts
         mask = torch.zeros(len(prompts), text_t5.MAX_LENGTH, dtype=torch.long)
         for row, prompt in enumerate(prompts):
             mask[row, : len(prompt.split()) + 1] = 1
-        features = torch.randn(len(prompts), 1, text_t5.MAX_LENGTH, self.width, generator=torch.Generator().manual_seed(0))
+        features = torch.randn(len(prompts), 1, text_t5.MAX_LENGTH, self.features, generator=torch.Generator().manual_seed(0))
         return TextCondition(features, mask)
 
 
@@ -77,3 +81,28 @@ def test_opensora_clip_from_the_command_line(opensora_files, tmp_path, monkeypat
     frames, durations, *_ = pil_frames(out)
     assert frames.shape[:3] == (17, 64, 64) and len(durations) == 17
     assert t5.prompts and "knight jumps" in t5.prompts[0]
+
+
+def opensora_argv(root, out, *extra) -> list[str]:
+    return ["animate", "--image", str(root / "knight.png"), "--prompt", "the knight jumps", "--model", "opensora",
+            "--dit", str(root / "dit" / "model.safetensors"), "--vae", str(root / "vae" / "model.safetensors"),
+            "--t5", str(root / "t5"), "--frames", "17", "--steps", "1", "--out", str(out), *map(str, extra)]
+
+
+def test_vae_tiles_from_the_command_line(opensora_files, tmp_path, monkeypatch, capsys):
+    """``--vae-tile`` decodes in spatial tiles; the memory check's advice names it; a tile too small is refused."""
+    from charmotion.dit_core import memory
+
+    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu": StandInT5()))
+    root = opensora_files
+    assert cli.main(opensora_argv(root, tmp_path / "tiled.gif", "--size", "96x64", "--vae-tile", "32")) == 0
+    frames, *_ = pil_frames(tmp_path / "tiled.gif")
+    assert frames.shape[:3] == (17, 64, 96)
+    capsys.readouterr()
+    assert cli.main(opensora_argv(root, tmp_path / "small.gif", "--vae-tile", "16")) == 2
+    assert "--vae-tile 16 is too small: give 0 (whole frames) or a tile of 32 pixels or more" in capsys.readouterr().err
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2**20)
+    assert cli.main(opensora_argv(root, tmp_path / "big.gif", "--size", "1024")) == 2
+    said = capsys.readouterr().err
+    assert "1024x1024 pixels at 17 frames needs about" in said and "or decode in spatial tiles of 256 pixels (--vae-tile)" in said
+    assert not list(tmp_path.glob("big*"))
