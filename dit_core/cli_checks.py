@@ -111,11 +111,11 @@ def check_for_model(args, runtime, fmt: str, image_size: tuple[int, int]) -> int
     ``runtime`` is the command's loaded model (``cli.Runtime``); ``image_size`` (width, height) is the output
     size of a model that keeps the image's size (no ``--size``)."""
     from .export import check_frame_size
-    from .pipeline import check_frames, check_memory
+    from .pipeline import LoopControl, check_frames, check_memory
 
     family = runtime.family
     frames = family.num_frames if args.frames is None else int(args.frames)
-    check_frames(family.profile, frames)
+    check_frames(family.profile, frames, LoopControl(loops=int(args.loops), seamless=bool(args.seamless)))
     if args.motion_strength is not None:
         checks.motion_strength(args.motion_strength, family.motion_range, runtime.name, "--motion-strength")
     width, height = runtime.clip_size(args, image_size)

@@ -68,12 +68,14 @@ class GenerationResult:
 ProgressFn = Callable[[int, int, torch.Tensor], None]
 
 
-def check_frames(profile: SamplingProfile, num_frames: int) -> None:
+def check_frames(profile: SamplingProfile, num_frames: int, loop: "LoopControl | None" = None) -> None:
+    """Refuse a frame count the model cannot make; with ``loop`` settings (loops, a seamless loop) the advice
+    names counts that keep their rules too."""
     if num_frames < 1 or num_frames > profile.max_frames or 1 < num_frames < profile.min_video_frames:
-        raise InvalidInputError(
-            f"{profile.name} cannot make a clip of {num_frames} frames: use {profile.frame_hint}; at most "
-            f"{profile.max_frames}"
-        )
+        plain = loop is None or (loop.loops <= 1 and not loop.seamless)
+        advice = f"use {profile.frame_hint}; at most {profile.max_frames}" if plain else \
+            _frames_that_work(profile, loop, num_frames, nearest=num_frames > profile.max_frames)
+        raise InvalidInputError(f"{profile.name} cannot make a clip of {num_frames} frames: {advice}")
 
 
 #: the smallest side a model with a fixed latent grid (the built-in warp decoder) draws a clip at
@@ -273,7 +275,7 @@ class _Sampling:
         if not 0.0 < denoise <= 1.0:
             raise InvalidInputError(f"denoise must be above 0 and at most 1 (got {denoise}); 1 starts from pure noise")
         loops = checks.whole("number of loops", loop.loops, 1, checks.MAX_LOOPS)
-        check_frames(profile, num_frames)
+        check_frames(profile, num_frames, loop)
         if num_frames == 1 and (loops > 1 or loop.seamless):
             raise InvalidInputError(f"a single frame cannot loop: {_frames_that_work(profile, loop, num_frames)}")
         if loops > 1 and codec is None and not profile.continue_from_latents:

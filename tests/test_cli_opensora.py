@@ -106,3 +106,14 @@ def test_vae_tiles_from_the_command_line(opensora_files, tmp_path, monkeypatch, 
     said = capsys.readouterr().err
     assert "1024x1024 pixels at 17 frames needs about" in said and "or decode in spatial tiles of 256 pixels (--vae-tile)" in said
     assert not list(tmp_path.glob("big*"))
+
+
+def test_frame_advice_on_the_command_line_keeps_the_loop_rules(opensora_files, tmp_path, monkeypatch, capsys):
+    """``--frames 16 --loops 2`` is told a count that loops (18 or more), not 1 or 17, which loops refuse."""
+    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu": StandInT5()))
+    out = tmp_path / "loop.gif"
+    assert cli.main(opensora_argv(opensora_files, out, "--size", "64", "--frames", "16", "--loops", "2")) == 2
+    assert "Open-Sora 1.2 cannot make a clip of 16 frames: use 18 frames or more" in capsys.readouterr().err
+    assert cli.main(opensora_argv(opensora_files, out, "--size", "64", "--frames", "18", "--loops", "2")) == 0
+    frames, *_ = pil_frames(out)
+    assert frames.shape[0] == 19  # the second loop continues from the first's last 17-frame chunk: one frame more

@@ -225,8 +225,9 @@ def test_loop_advice_names_frame_counts_that_pass_every_rule():
     assert refusal(17, **seamless).endswith("has only 5: use 34 frames or more, in whole 17-frame chunks")
     assert refusal(18, **seamless) == "a seamless loop needs a whole number of 17-frame chunks; with 2 loops, use 34 " \
                                       "frames"  # not 17, which then is refused as too short to carry
+    assert refusal(16, loops=2) == "Open-Sora 1.2 cannot make a clip of 16 frames: use 18 frames or more"
     for frames, loop in [(17, seamless), (18, seamless), (20, dict(seamless=True)), (1, seamless), (1, dict(loops=2)),
-                         (17, dict(loops=2, condition_frames=5))]:
+                         (17, dict(loops=2, condition_frames=5)), (16, dict(loops=2)), (16, seamless)]:
         advice = refusal(frames, **loop).rsplit("use ", 1)[1]
         counts = [int(n) for n in re.findall(r"\d+", advice.split(" frames")[0])]
         step = 17 if loop.get("seamless") else 1
