@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     advanced.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"), help="(default: fp32)")
     advanced.add_argument("--attention", default="auto", choices=("auto", "sdpa", "xformers", "math"),
                           help="attention kernel (default: auto = xformers on CUDA when installed, else sdpa)")
+    advanced.add_argument("--t5-device", default=None, metavar="DEVICE",
+                          help="Open-Sora: where T5 v1.1 XXL encodes the prompt, in float32 as upstream does (about "
+                               "19 GB); cpu keeps the GPU for the DiT and VAE, at some seconds a prompt (default: "
+                               "--device)")
     advanced.add_argument("--vae-tile", type=int, default=0, metavar="PIXELS",
                           help="Open-Sora: decode frames in spatial tiles of this many pixels (e.g. 512) to need "
                                "less GPU memory (default: 0 = whole frames)")
@@ -379,7 +383,7 @@ def _opensora_runtime(loaded, args) -> Runtime:
 
     vae = load_opensora_vae(args.vae, dtype=resolve_dtype(args.dtype), device=args.device, tile=args.vae_tile or None)
     vae.tile_setting = "--vae-tile"  # where the memory check's advice sends a user of the command
-    t5 = T5TextEncoder.from_pretrained(args.t5, device=args.device)
+    t5 = T5TextEncoder.from_pretrained(args.t5, device=args.t5_device or args.device)
 
     def encode(text, loops):
         return [t5([preprocess_text(prompt_for_loop(text, k))]) for k in range(loops)]

@@ -70,17 +70,19 @@ def opensora_files(tmp_path_factory):
 def test_opensora_clip_from_the_command_line(opensora_files, tmp_path, monkeypatch, capsys, dtype):
     """``--model opensora`` loads the three files and writes a clip of the asked frames (the default dtype fp32
     and bf16 both given as the option's words)."""
-    t5 = StandInT5()
-    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu": t5))
+    t5, devices = StandInT5(), []
+    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained",
+                        classmethod(lambda cls, folder, device="cpu": devices.append(device) or t5))
     root, out = opensora_files, tmp_path / "knight.gif"
     status = cli.main(["animate", "--image", str(root / "knight.png"), "--prompt", "the knight jumps",
                        "--model", "opensora", "--dit", str(root / "dit" / "model.safetensors"),
                        "--vae", str(root / "vae" / "model.safetensors"), "--t5", str(root / "t5"),
-                       "--frames", "17", "--size", "64", "--steps", "2", "--dtype", dtype, "--out", str(out)])
+                       "--frames", "17", "--size", "64", "--steps", "2", "--dtype", dtype, "--out", str(out),
+                       "--t5-device", "cuda:7"])  # the stand-in T5 only records where it was asked to run
     assert status == 0, capsys.readouterr().err
     frames, durations, *_ = pil_frames(out)
     assert frames.shape[:3] == (17, 64, 64) and len(durations) == 17
-    assert t5.prompts and "knight jumps" in t5.prompts[0]
+    assert t5.prompts and "knight jumps" in t5.prompts[0] and devices == ["cuda:7"]
 
 
 def opensora_argv(root, out, *extra) -> list[str]:
