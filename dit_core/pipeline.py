@@ -462,13 +462,12 @@ def _condition_frames_problem(profile: SamplingProfile, loop: LoopControl, carri
     layout = profile.layout
     latents, per = layout.latent_frames(num_frames), layout.latents_per_chunk
     if loop.condition_frames is not None:
-        unit = f"a multiple of {per} latent frames" if per > 1 else "a whole number of latent frames"
-        problem = (f"condition frames must be {unit} from {per} up to less than the clip's {latents} latent frames; "
-                   f"got {loop.condition_frames}")
         if latents <= per:  # no count of condition frames fits a clip this short
-            problem += f"; a clip of {num_frames} frames is too short to carry any: " \
-                       + _frames_that_work(profile, loop, num_frames)
-        return problem
+            return (f"a clip of {num_frames} frames ({latents} latent frames) is too short to carry condition frames "
+                    f"into the next loop (got {loop.condition_frames}): {_frames_that_work(profile, loop, num_frames)}")
+        unit = f"a multiple of {per} latent frames" if per > 1 else "a whole number of latent frames"
+        return (f"condition frames must be {unit} from {per} up to less than the clip's {latents} latent frames; "
+                f"got {loop.condition_frames}")
     return (f"loops > 1 carry the last {carried} latent frames of each clip into the next, and a clip of {num_frames} "
             f"frames has only {latents}: {_frames_that_work(profile, loop, num_frames)}"
             + (", or set fewer condition frames (in ComfyUI: condition_frames of CharMotion Loop Control)"

@@ -226,6 +226,8 @@ def test_loop_advice_names_frame_counts_that_pass_every_rule():
     assert refusal(18, **seamless) == "a seamless loop needs a whole number of 17-frame chunks; with 2 loops, use 34 " \
                                       "frames"  # not 17, which then is refused as too short to carry
     assert refusal(16, loops=2) == "Open-Sora 1.2 cannot make a clip of 16 frames: use 18 frames or more"
+    assert refusal(17, loops=2, condition_frames=5) == "a clip of 17 frames (5 latent frames) is too short to carry " \
+        "condition frames into the next loop (got 5): use 18 frames or more"
     for frames, loop in [(17, seamless), (18, seamless), (20, dict(seamless=True)), (1, seamless), (1, dict(loops=2)),
                          (17, dict(loops=2, condition_frames=5)), (16, dict(loops=2)), (16, seamless)]:
         advice = refusal(frames, **loop).rsplit("use ", 1)[1]
