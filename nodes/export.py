@@ -20,11 +20,14 @@ TRANSPARENCY = ("auto", "on", "off")
 PREFIX_ROOM = len("_00001_") + max(len(e) for f in FORMATS.values() for e in f.extensions)
 
 
-def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: ClipInfo | None, mask, frames):
-    """-> (alpha or None, key colour or None, opaque) for :func:`export_frames`.
+def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: ClipInfo | None, mask, frames,
+                      notes: list[str] | None = None):
+    """-> (alpha or None, key colour or None, opaque) for :func:`export_frames`; what the user should know is
+    added to ``notes``.
 
     ``auto`` keys out the reference's key colour when the reference was
-    transparent (or uses a connected mask); ``on`` always makes a transparent
+    transparent (or uses a connected mask, or the images' own alpha channel when they have one, e.g. from
+    core Join Image with Alpha); ``on`` always makes a transparent
     clip (key colour: the widget, else the reference's, else the frames'
     dominant edge colour); ``off`` never. Opaque output (``off``, or a format
     without alpha) of a transparent reference shows the character over the
@@ -35,6 +38,9 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
     info_key = None if clip_info is None else clip_info.key_color
     had_alpha = clip_info is not None and clip_info.had_alpha
     opaque = transparency == "off" or not FORMATS[fmt].alpha
+    own_alpha = frames.shape[-1] == 4 and transparency != "off" and mask is None and explicit is None
+    if own_alpha and bool((frames[..., 3] < 1).any()):  # RGBA images carry their opacity themselves
+        return frames[..., 3].detach().float().cpu().clamp(0, 1), None, opaque
     wanted = had_alpha or mask is not None or (transparency == "on" and not opaque)
     if not wanted:
         return False, None, opaque
@@ -57,8 +63,10 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
     if explicit is None and known is not None and tuple(known.shape) == tuple(frames.shape[:3]):
         if info_key is None or shows_key_where_clear(frames, known, info_key):
             return known, None, opaque  # the clip's own opacity (the built-in model's): nothing to key out
-        log.info("CharMotion export: the frames do not match their clip info's opacity (changed after decoding?): "
-                 "keying out the key colour instead")
+        (notes if notes is not None else []).append(
+            "the images no longer match their clip info's opacity (changed after decoding?), so the key colour is "
+            "keyed out instead; connect the images straight from VAE Decode, or a MASK, to keep the clip's own "
+            "opacity")
     key = explicit or info_key
     if key is None:
         first = images.to_uint8(frames[0])
@@ -133,7 +141,8 @@ class CharMotionExport:
         fps = checks.number("fps", fps, 0, 240, fix="0 uses the clip's own rate")
         tolerance = checks.number("tolerance", tolerance, 0, 1)
         rate = fps or (clip_info.fps if clip_info is not None else 8.0)
-        alpha, key, opaque = transparency_plan(format, transparency, key_color, clip_info, mask, images)
+        plan_notes: list[str] = []
+        alpha, key, opaque = transparency_plan(format, transparency, key_color, clip_info, mask, images, plan_notes)
         if alpha is not None and alpha is not False and key is None and clip_info is not None \
                 and clip_info.key_color is not None:
             images = unmix_key(images, alpha, clip_info.key_color)  # the colours as they were before compositing
@@ -161,9 +170,10 @@ class CharMotionExport:
             key_color=key, key_tolerance=float(tolerance), despill=bool(despill), opaque=opaque,
             background=background_color or "auto", metadata=metadata or None,
         )
-        for note in result.notes:
+        notes = plan_notes + list(result.notes)
+        for note in notes:
             log.info("CharMotion export: %s", note)
-        return {"ui": {**ui_entries(result, folder, subfolder), "text": list(result.notes)}}
+        return {"ui": {**ui_entries(result, folder, subfolder), "text": notes}}
 
 
 def ui_entries(result, folder, subfolder: str) -> dict:

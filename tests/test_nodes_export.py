@@ -201,9 +201,25 @@ def test_frames_changed_after_decoding_are_keyed_not_given_the_old_opacity(env):
     alpha = (torch.abs(frames - torch.tensor(KEY) / 255.0).amax(-1) > 0.1).float()
     known = ClipInfo(fps=8.0, key_color=KEY, had_alpha=True, alpha=alpha)
     reversed_frames = frames.flip(0)  # same size, other order: the stored opacity no longer fits
-    shown = frames_in(only_file(export(images=reversed_frames, clip_info=known, format="apng")["ui"],
-                                     env["output"]))
+    out = export(images=reversed_frames, clip_info=known, format="apng")
+    shown = frames_in(only_file(out["ui"], env["output"]))
     assert (shown[0, 10, 3 + 2 * (T - 1), 3] == 255) and (shown[0, 10, 3, 3] == 0)  # the frames' own block
+    assert any("no longer match their clip info's opacity" in note for note in out["ui"]["text"])  # said in the node
+
+
+def test_rgba_images_keep_their_own_alpha(env):
+    """Four-channel images (core Join Image with Alpha) are exported with their alpha, unless transparency is off."""
+    frames = clip_frames()
+    alpha = torch.zeros(T, H, W)
+    alpha[:, 5:15, 3:13] = 1.0
+    alpha[:, 5:15, 13] = 0.5  # a soft edge
+    rgba = torch.cat([frames, alpha[..., None]], dim=-1)
+    for transparency in ("auto", "on"):
+        shown = frames_in(only_file(export(images=rgba, format="apng", transparency=transparency)["ui"], env["output"]))
+        assert np.array_equal(shown[..., 3], np.rint(alpha.numpy() * 255).astype(np.uint8))
+        assert (shown[0, 10, 5, :3] == np.rint(np.array([0.1, 0.2, 0.8]) * 255)).all()  # colours kept, not keyed
+    opaque = frames_in(only_file(export(images=rgba, format="apng", transparency="off")["ui"], env["output"]))
+    assert (opaque[..., 3] == 255).all()
 
 
 def test_a_mask_of_the_wrong_size_or_frame_count_is_named_and_nothing_is_written(env):
