@@ -10,7 +10,8 @@ from ..dit_core.export import pad_even
 from ..dit_core.memory import check_decode
 from ..dit_core.pipeline import decode_latents, infer_num_frames
 from . import host
-from .handles import BUILTIN, CLIP_INFO_TYPE, LATENT_KEY, SPRITE_KEY, VAE_TYPE, ClipInfo, VAEHandle
+from .handles import (BUILTIN, CLIP_INFO_TYPE, FIELDS_KEY, LATENT_KEY, SPRITE_KEY, VAE_TYPE, ClipInfo, VAEHandle,
+                      field_prints)
 
 CATEGORY = "CharMotion/latent"
 DEFAULT_FPS = {BUILTIN: 8.0}
@@ -47,6 +48,13 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
         if sprite is None:
             raise InvalidInputError("this LATENT carries no reference sprite: the built-in warp decoder decodes what "
                                     "CharMotion Sampler made with the built-in model and CharMotion Reference Encode")
+        made = samples.get(FIELDS_KEY)
+        if made is not None and not set(field_prints(latents)) <= set(made):
+            raise InvalidInputError(
+                "this LATENT holds motion fields CharMotion Sampler did not make for its reference sprite (a core "
+                "latent node changed them, or batched clips of other sprites): the built-in model's latents decode "
+                "only as the sampler made them; decode each clip with its own VAE Decode and join the frames (core "
+                "Image Batch), or flip and scale the images after decoding")
         codec = codec.bind(sprite)
     if vae.family == BUILTIN:
         size = (codec.sprite.width, codec.sprite.height)

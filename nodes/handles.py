@@ -40,6 +40,16 @@ CLIP_INFO_TYPE = "CHARMOTION_CLIP_INFO"
 
 LATENT_KEY = "charmotion"  # pack metadata inside a LATENT dict
 SPRITE_KEY = "charmotion_sprite"  # the built-in model's reference sprite inside a LATENT dict (for decoding)
+FIELDS_KEY = "charmotion_fields"  # fingerprints of the motion fields the sampler made for that sprite
+
+
+def field_prints(latents: torch.Tensor) -> tuple[tuple, ...]:
+    """A fingerprint of each batch entry of the built-in model's latents: its shape, its sum and a sum weighted by
+    position, so another clip's fields, a flip, a rotation or a resize (core latent nodes) do not pass for them."""
+    z = latents.detach().to("cpu", torch.float64).flatten(1)
+    weights = torch.arange(1, z.shape[1] + 1, dtype=torch.float64) / max(z.shape[1], 1)
+    return tuple((tuple(latents.shape[1:]), round(float(row.sum()), 6), round(float((row * weights).sum()), 6))
+                 for row in z)
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,8 +12,8 @@ from ..dit_core.errors import InvalidInputError
 from ..dit_core.pipeline import default_condition_frames, generate, memory_needed
 from ..dit_core.prompts import unused_loops_note
 from . import host
-from .handles import (BUILTIN, LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, SPRITE_KEY, VAE_TYPE, LoopControl,
-                      ModelHandle, ReferenceSet)
+from .handles import (BUILTIN, FIELDS_KEY, LATENT_KEY, LOOP_TYPE, MODEL_TYPE, REFS_TYPE, SPRITE_KEY, VAE_TYPE,
+                      LoopControl, ModelHandle, ReferenceSet, field_prints)
 from .text import LOOP_KEY, PROMPT_KEY, conditioning_segments, conditions_for_loops
 
 log = logging.getLogger("CharMotion")
@@ -186,4 +186,5 @@ class CharMotionSampler:
         latent = {"samples": result.latents.float().to(host.intermediate_device()), LATENT_KEY: info}
         if sprite is not None:
             latent[SPRITE_KEY] = sprite
+            latent[FIELDS_KEY] = field_prints(latent["samples"])
         return host.with_notes((latent,), info["notes"])

@@ -390,3 +390,28 @@ def test_sampler_and_decode_ask_the_host_for_room_before_loading(env, opensora_f
     run("CharMotionVAEDecode", vae=vae, samples=latents[0])
     run("CharMotionVAEDecode", vae=vae, samples=latents[1])
     assert len(asked) == 4 and 0 < asked[2] < asked[3]
+
+
+def test_built_in_latents_changed_by_core_latent_nodes_are_refused_not_decoded_wrong(env):
+    """Core latent nodes copy the LATENT's dict: batching another clip, flipping or resizing the motion fields
+    would decode wrong pixels, so the decode refuses them; repeating or picking entries decodes as before."""
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    refs = sprite_refs(vae)
+    clip, other = (run("CharMotionSampler", model=model, positive=cond, references=refs, **{**SAMPLER, "seed": seed})[0]
+                   for seed in (3, 4))
+    z = clip["samples"]
+
+    def core(samples):  # what core latent nodes return: the dict copied, new samples
+        return {**clip, "samples": samples}
+
+    frames, _, _ = run("CharMotionVAEDecode", vae=vae, samples=clip)
+    repeated, _, _ = run("CharMotionVAEDecode", vae=vae, samples=core(z.repeat(2, 1, 1, 1, 1)))  # RepeatLatentBatch
+    torch.testing.assert_close(repeated, torch.cat([frames, frames]))
+    picked, _, _ = run("CharMotionVAEDecode", vae=vae, samples=core(z[0:1].clone()))  # LatentFromBatch
+    torch.testing.assert_close(picked, frames)
+    for changed in (torch.cat([z, other["samples"]]),  # LatentBatch with another clip
+                    z.flip(-1),  # LatentFlip
+                    torch.nn.functional.interpolate(z.flatten(1, 2), scale_factor=2).unflatten(1, z.shape[1:3])):
+        with pytest.raises(InvalidInputError, match="motion fields CharMotion Sampler did not make for its reference"):
+            run("CharMotionVAEDecode", vae=vae, samples=core(changed))
