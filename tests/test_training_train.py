@@ -176,3 +176,64 @@ def test_init_refuses_a_file_with_other_network_sizes_before_anything_is_made(tm
     with pytest.raises(SystemExit, match="--init: .*missing.safetensors"):
         train.main(["--out", str(tmp_path / "c"), "--init", str(tmp_path / "missing.safetensors")])
     assert not (tmp_path / "c").exists()
+
+
+def test_resume_needs_a_run_and_keeps_its_settings_and_starting_point(tmp_path):
+    with pytest.raises(SystemExit, match="--resume: .* holds no train_state.pt to go on from"):
+        train.main(["--out", str(tmp_path / "none"), "--resume", "--clips", "0", "--steps", "1"] + COMMON)
+    assert not (tmp_path / "none").exists()
+    train.main(["--out", str(tmp_path / "coarse"), "--clips", "0", "--steps", "1"] + COMMON)
+    finer = json.dumps({**SMALL, "field": {"grid": 32, "frame_pixels": 128}})
+    run = ["--out", str(tmp_path / "fine"), "--clips", "0"] + COMMON[:-2]
+    train.main(run + ["--steps", "1", "--config", finer, "--init", str(tmp_path / "coarse" / "charmotion_builtin.safetensors")])
+    train.main(run + ["--steps", "2", "--resume"])  # no --config: the run keeps the one it began with
+    fine = load_builtin(tmp_path / "fine" / "charmotion_builtin.safetensors")
+    assert fine.info["steps"] == 2 and fine.codec.config.grid == 32 and fine.info["init"]["grid"] == 16
+    with pytest.raises(SystemExit, match="--resume: this run began with --config"):
+        train.main(run + ["--steps", "3", "--resume", "--config", json.dumps(SMALL)])
+
+
+def test_a_stopped_run_saves_its_state_and_goes_on_with_resume(tmp_path, monkeypatch):
+    step = train.Trainer.train_step
+
+    def interrupted_at_two(self, batch):
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    common = ["--out", str(tmp_path), "--clips", "0", "--steps", "4"] + COMMON
+    with monkeypatch.context() as patched:
+        patched.setattr(train.Trainer, "train_step", interrupted_at_two)
+        with pytest.raises(SystemExit, match="stopped at step 2: the state is saved in .*train_state.pt; go on"):
+            train.main(common)
+    train.main(common + ["--resume"])
+    assert load_builtin(tmp_path / "charmotion_builtin.safetensors").info["steps"] == 4
+    from charmotion.dit_core.checkpoint import CheckpointError
+    from charmotion.dit_core.families import family_of_file
+
+    with pytest.raises(CheckpointError, match="train_state.pt does not hold a plain state dict"):  # not a denoiser
+        family_of_file(tmp_path / "train_state.pt")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", '{"field": {"grid": 24}}'], "--config: these settings do not make a model (field frame_pixels 64 "
+                                              "must be a multiple of grid 24"),
+    (["--config", '{"field": {"grid": 0}}'], "--config: these settings do not make a model (field grid must be"),
+    (["--device", "gpu"], "--device 'gpu': give cpu, cuda or cuda:N"),
+    (["--clips", "1", "--batch-size", "2"], "--clips 1 draws"),
+])
+def test_settings_that_make_no_run_are_refused_in_one_line(tmp_path, argv, message):
+    with pytest.raises(SystemExit) as refused:
+        train.main(["--out", str(tmp_path / "run"), "--steps", "1", "--workers", "0"] + argv)
+    assert str(refused.value).startswith(message)
+
+
+def test_the_commands_say_a_wrong_file_in_one_line(tmp_path, capsys):
+    from charmotion.training.__main__ import main
+
+    (tmp_path / "notes.md").write_text("not a model")
+    for argv in (["benchmark", "--model", str(tmp_path / "notes.md"), "--actions", "jump", "--characters", "1"],
+                 ["gallery", "--model", str(tmp_path / "notes.md"), "--out", str(tmp_path / "g")]):
+        assert main(argv) == 2
+        said = capsys.readouterr().err.strip().splitlines()
+        assert len(said) == 1 and said[0].startswith("error: ") and "notes.md" in said[0]

@@ -40,7 +40,13 @@ def main(argv=None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     load_pack()
     module = importlib.import_module(f"charmotion.training.{COMMANDS[argv[0]][0]}")
-    return int(module.main(argv[1:]) or 0)
+    from charmotion.dit_core.errors import CharMotionError
+
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except (CharMotionError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)  # a wrong file or setting: one line, no traceback
+        return 2
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     levels = tuple(float(v) for v in args.levels.split(","))
-    actions = args.actions.split(",") if args.actions else None
+    actions = [a.strip().replace(" ", "_") for a in args.actions.split(",")] if args.actions else None
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # before minutes of scoring, not after
     try:
         benchmark_jobs(actions)
     except ValueError as err:

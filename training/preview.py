@@ -31,6 +31,7 @@ def free_path(path: Path) -> Path:
 
 
 def save(image: Image.Image, path: Path, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path = free_path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)

@@ -183,22 +183,34 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         torch.manual_seed(args.seed)
-        self.device = torch.device(args.device)
+        try:
+            self.device = torch.device(args.device)
+        except RuntimeError:
+            raise SystemExit(f"--device {args.device!r}: give cpu, cuda or cuda:N") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; train with --device cpu")
         if args.bf16 is None:
             args.bf16 = bf16_is_native(self.device)
         config = json.loads(args.config) if args.config else {}
-        config["actions"] = action_words()
-        start = initial_model(args.init, config) if args.init else None
         self.out = Path(args.out)
+        resumed = self.resumed_state(config) if args.resume else None
+        if resumed is not None:  # the run goes on with the settings and starting point it began with
+            config = resumed.get("config", config)
+        config["actions"] = action_words()
+        start = initial_model(args.init, config) if args.init and resumed is None else None
+        try:
+            self.bundle = build_builtin(config, seed=args.seed)
+        except (ValueError, TypeError, RuntimeError, ZeroDivisionError) as err:
+            raise SystemExit(f"--config: these settings do not make a model ({err})") from None
+        self.config = {k: v for k, v in config.items() if k != "actions"}
         self.out.mkdir(parents=True, exist_ok=True)
-        self.bundle = build_builtin(config, seed=args.seed)
         if start is not None:
             self.bundle.model.load_state_dict(start.model.state_dict())
             self.bundle.text_encoder.load_state_dict(start.text_encoder.state_dict())
         self.init_info = None if start is None else {"file": Path(args.init).name, "grid": start.codec.config.grid,
                                                       **{k: start.info[k] for k in ("steps", "train_minutes") if k in start.info}}
+        if resumed is not None:
+            self.init_info = resumed.get("init")
         self.bundle = self.bundle.to(device=self.device)
         self.field_config = self.bundle.codec.config
         self.model, self.text = self.bundle.model.train(), self.bundle.text_encoder.train()
@@ -222,9 +234,23 @@ class Trainer:
     def state_path(self) -> Path:
         return self.out / "train_state.pt"
 
+    def resumed_state(self, config: dict) -> dict:
+        """The saved state ``--resume`` goes on from, refused with one line when there is none or when ``--config``
+        asks for other settings than the run began with."""
+        if not self.state_path().exists():
+            raise SystemExit(f"--resume: {self.out} holds no train_state.pt to go on from; leave out --resume to "
+                             "start a new run there, or give the run's folder")
+        state = torch.load(self.state_path(), map_location="cpu", weights_only=True)
+        began = state.get("config")
+        if began is not None and config and config != began:
+            raise SystemExit(f"--resume: this run began with --config '{json.dumps(began)}'; leave out --config (the "
+                             "run keeps its settings) or start a new run for other ones")
+        return state
+
     def save_state(self):
-        state = {
-            "model": self.model.state_dict(), "text": self.text.state_dict(), "opt": self.opt.state_dict(),
+        state = {  # "dit", not "model": a model file loader would take a state dict under "model" for a denoiser
+            "dit": self.model.state_dict(), "text": self.text.state_dict(), "opt": self.opt.state_dict(),
+            "config": self.config, "init": self.init_info,
             "ema": self.ema, "step": self.step, "seconds": self.seconds,
             "rng": json.dumps(self.rng.bit_generator.state), "gen": self.gen.get_state(),
         }
@@ -234,7 +260,7 @@ class Trainer:
 
     def load_state(self):
         state = torch.load(self.state_path(), map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state["dit"] if "dit" in state else state["model"])
         self.text.load_state_dict(state["text"])
         self.opt.load_state_dict(state["opt"])
         for e, s in zip(self.ema, state["ema"]):
@@ -373,6 +399,32 @@ class Trainer:
             batches = self.stored_batches(store)
         else:
             batches = prefetch(training_batch, self.batch_jobs(), args.workers)
+        if args.clips and len(store.loopable) < args.batch_size:
+            raise SystemExit(f"--clips {args.clips} draws {len(store.loopable)} clips of looping actions, fewer than a "
+                             f"batch of seamless loops needs (--batch-size {args.batch_size}): draw more clips")
+        try:
+            self.train_until(budget, batches, log)
+        except KeyboardInterrupt:
+            self.save_state()
+            raise SystemExit(f"stopped at step {self.step}: the state is saved in {self.state_path()}; go on with "
+                             "the same command and --resume") from None
+        self.save_state()
+        final = {"step": self.step, "minutes": round(self.seconds / 60, 2), "heldout_loss": round(self.heldout_loss(), 5)}
+        print(json.dumps(final), flush=True)
+        log.write(json.dumps(final) + "\n")
+        self.swap_in(self.ema)
+        info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
+                "clips": args.clips, "heldout_loss": final["heldout_loss"], "seed": args.seed,
+                "device": self.device.type, "bf16": bool(args.bf16)}
+        if self.init_info is not None:
+            info["init"] = self.init_info  # the file it went on from (its steps and minutes come on top of these)
+        path = save_builtin(self.bundle, self.out / "charmotion_builtin.safetensors", info=info)
+        print(f"wrote {path}")
+        return path
+
+    def train_until(self, budget: float, batches, log) -> None:
+        """Steps until ``budget`` seconds of training or ``--steps``, logging and saving the state on the way."""
+        args = self.args
         batch, recent, last_save = None, [], time.time()
         while self.seconds < budget and self.step < args.steps:
             start = time.perf_counter()
@@ -392,19 +444,6 @@ class Trainer:
             if time.time() - last_save > args.save_minutes * 60:
                 self.save_state()
                 last_save = time.time()
-        self.save_state()
-        final = {"step": self.step, "minutes": round(self.seconds / 60, 2), "heldout_loss": round(self.heldout_loss(), 5)}
-        print(json.dumps(final), flush=True)
-        log.write(json.dumps(final) + "\n")
-        self.swap_in(self.ema)
-        info = {"steps": self.step, "train_minutes": final["minutes"], "batch_size": args.batch_size, "lr": args.lr,
-                "clips": args.clips, "heldout_loss": final["heldout_loss"], "seed": args.seed,
-                "device": self.device.type, "bf16": bool(args.bf16)}
-        if self.init_info is not None:
-            info["init"] = self.init_info  # the file it went on from (its steps and minutes come on top of these)
-        path = save_builtin(self.bundle, self.out / "charmotion_builtin.safetensors", info=info)
-        print(f"wrote {path}")
-        return path
 
 
 def build_parser() -> argparse.ArgumentParser:

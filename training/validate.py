@@ -109,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--characters", type=int, default=12, help="characters per action for the amplitude sweep")
     ap.add_argument("--failures", action="store_true", help="list the failed conditions of missed clips")
     args = ap.parse_args(argv)
+    if args.n < 1 or args.characters < 1:
+        ap.error("--n and --characters take at least 1")
     t0 = time.perf_counter()
     res = confusion(args.n, args.seed, args.split)
     acc = res["accept"]

@@ -45,6 +45,20 @@ class FieldConfig:
     displacement_power: float = 1.0  # latent = sign(d) * |d / scale| ** power (power < 1 enlarges small moves)
     smoothing: float = 0.0  # Gaussian sigma (cells) the decoder smooths displacements with before warping
 
+    def __post_init__(self):
+        for name in ("grid", "frame_pixels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidInputError(f"field {name} must be a whole number of at least 1, got {value!r}")
+        if self.frame_pixels % self.grid:
+            raise InvalidInputError(f"field frame_pixels {self.frame_pixels} must be a multiple of grid {self.grid} "
+                                    "(each cell covers whole pixels), e.g. grid 16 or 32 over 64 or 128")
+        for name in ("displacement_scale", "displacement_power", "smoothing"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 \
+                    or (value == 0 and name != "smoothing"):
+                raise InvalidInputError(f"field {name} must be a positive number, got {value!r}")
+
     @property
     def appearance_channels(self) -> int:
         return 4 * (self.frame_pixels // self.grid) ** 2
