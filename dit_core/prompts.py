@@ -240,8 +240,8 @@ def prepare_prompt(
 def prepare_segment(text: str, *, aesthetic: float | None = None, motion: float | None = None,
                     camera: str | None = None) -> str:
     """One loop segment's text decorated and cleaned as the model was trained; refused when cleaning leaves
-    nothing (a prompt in a script the cleaner removes, such as Chinese, or only punctuation)."""
-    prepared = prepare_prompt(text, aesthetic=aesthetic, motion=motion, camera=camera, clean=True)
-    if not prepared.strip():
+    nothing of the user's words (a prompt in a script the cleaner removes, such as Chinese, or only punctuation),
+    even where score phrases would follow them."""
+    if not preprocess_text(text).strip():
         raise InvalidInputError(f"the prompt {text!r} is empty after cleaning: use plain words")
-    return prepared
+    return prepare_prompt(text, aesthetic=aesthetic, motion=motion, camera=camera, clean=True)

@@ -191,6 +191,8 @@ CLI_CASES = [
     ("frames-huge", ["--frames", str(10**20)], ["test model cannot make a clip of", "2 to 32"]),
     ("prompt-empty", ["--prompt", " "], ["the prompt is empty", "describe what the character does"]),
     ("prompt-cleaned-away", ["--prompt", "骑士跳跃"], ["the prompt '骑士跳跃' is empty after cleaning: use plain words"]),
+    ("prompt-cleaned-away-scored", ["--prompt", "骑士跳跃", "--motion-strength", "5"],
+     ["the prompt '骑士跳跃' is empty after cleaning: use plain words"]),
     ("prompt-loop-cleaned-away", ["--prompt", "|0|the slime bounces|1|...", "--loops", "2"], ["the prompt '...' is empty"]),
     ("gif-too-wide", ["--size", "8x99999"], ["gif frames can be at most 65535", "8x99999", "another format"]),
     ("webp-too-wide", ["--out", "o.webp", "--size", "16400x8"], ["webp frames can be at most 16383", "16400x8"]),
