@@ -383,7 +383,8 @@ def _opensora_runtime(loaded, args) -> Runtime:
 
     vae = load_opensora_vae(args.vae, dtype=resolve_dtype(args.dtype), device=args.device, tile=args.vae_tile or None)
     vae.tile_setting = "--vae-tile"  # where the memory check's advice sends a user of the command
-    t5 = T5TextEncoder.from_pretrained(args.t5, device=args.t5_device or args.device)
+    caption_channels = loaded.model.config.caption_channels
+    t5 = T5TextEncoder.from_pretrained(args.t5, device=args.t5_device or args.device, channels=caption_channels)
 
     def encode(text, loops):
         return [t5([preprocess_text(prompt_for_loop(text, k))]) for k in range(loops)]
@@ -396,7 +397,7 @@ def _opensora_runtime(loaded, args) -> Runtime:
         return Prepared(references=[Reference(latents[0])], codec=vae, height=height, width=width,
                         key_color=ref.key_color, had_alpha=ref.had_alpha, reference_rgb=ref.rgb, notes=ref.notes)
 
-    t5.check_width(loaded.model.config.caption_channels)  # another T5 size would fail only once sampling
+    t5.check_width(caption_channels)  # a config.json that did not say: another T5 size would fail only once sampling
     runtime = Runtime(name=loaded.family.name, family=loaded.family, model=loaded.model, codec=vae, encode=encode,
                       prepare=prepare)
     return runtime

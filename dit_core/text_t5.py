@@ -67,8 +67,12 @@ class T5TextEncoder:
         self.folder = folder
 
     @classmethod
-    def from_pretrained(cls, folder: str, device="cpu") -> "T5TextEncoder":
+    def from_pretrained(cls, folder: str, device="cpu", channels: int | None = None) -> "T5TextEncoder":
+        """The T5 in ``folder``; with ``channels`` (the denoiser's caption width) a T5 of another width is refused
+        from its config.json, before its weights are read."""
         check_t5_folder(folder)
+        if channels is not None:
+            _check_width(folder, _config_width(folder), channels)
         try:
             from transformers import AutoTokenizer, T5EncoderModel
         except ImportError:
@@ -89,11 +93,7 @@ class T5TextEncoder:
 
     def check_width(self, channels: int) -> None:
         """Refuse a T5 whose features are not as wide as the denoiser's captions (another T5 size)."""
-        if self.width != int(channels):
-            fix = f"use T5 v1.1 XXL ({XXL_WIDTH})" if int(channels) == XXL_WIDTH else \
-                f"use the T5 the model was trained with ({channels} channels)"
-            raise InvalidInputError(f"--t5 {self.folder}: this T5 gives {self.width}-channel features but the model "
-                                    f"reads {channels}: {fix}")
+        _check_width(self.folder, self.width, channels)
 
     @torch.no_grad()
     def __call__(self, prompts: list[str]) -> TextCondition:
@@ -103,6 +103,22 @@ class T5TextEncoder:
         mask = tokens["attention_mask"].to(self.device)
         hidden = self.model(input_ids=ids, attention_mask=mask)["last_hidden_state"]
         return TextCondition(hidden[:, None].float(), mask.long())
+
+
+def _config_width(folder) -> int | None:
+    """``d_model`` of the folder's config.json (None when it does not say)."""
+    try:
+        return int(json.loads((Path(folder) / "config.json").read_text())["d_model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_width(folder, width: int | None, channels: int) -> None:
+    if width is not None and width != int(channels):
+        fix = f"use T5 v1.1 XXL ({XXL_WIDTH})" if int(channels) == XXL_WIDTH else \
+            f"use the T5 the model was trained with ({channels} channels)"
+        raise InvalidInputError(f"--t5 {folder}: this T5 gives {width}-channel features but the model reads "
+                                f"{channels}: {fix}")
 
 
 @contextmanager

@@ -72,7 +72,7 @@ def test_opensora_clip_from_the_command_line(opensora_files, tmp_path, monkeypat
     and bf16 both given as the option's words)."""
     t5, devices = StandInT5(), []
     monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained",
-                        classmethod(lambda cls, folder, device="cpu": devices.append(device) or t5))
+                        classmethod(lambda cls, folder, device="cpu", **_: devices.append(device) or t5))
     root, out = opensora_files, tmp_path / "knight.gif"
     status = cli.main(["animate", "--image", str(root / "knight.png"), "--prompt", "the knight jumps",
                        "--model", "opensora", "--dit", str(root / "dit" / "model.safetensors"),
@@ -95,7 +95,7 @@ def test_vae_tiles_from_the_command_line(opensora_files, tmp_path, monkeypatch, 
     """``--vae-tile`` decodes in spatial tiles; the memory check's advice names it; a tile too small is refused."""
     from charmotion.dit_core import memory
 
-    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu": StandInT5()))
+    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu", **_: StandInT5()))
     root = opensora_files
     assert cli.main(opensora_argv(root, tmp_path / "tiled.gif", "--size", "96x64", "--vae-tile", "32")) == 0
     frames, *_ = pil_frames(tmp_path / "tiled.gif")
@@ -112,7 +112,7 @@ def test_vae_tiles_from_the_command_line(opensora_files, tmp_path, monkeypatch, 
 
 def test_frame_advice_on_the_command_line_keeps_the_loop_rules(opensora_files, tmp_path, monkeypatch, capsys):
     """``--frames 16 --loops 2`` is told a count that loops (18 or more), not 1 or 17, which loops refuse."""
-    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu": StandInT5()))
+    monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained", classmethod(lambda cls, folder, device="cpu", **_: StandInT5()))
     out = tmp_path / "loop.gif"
     assert cli.main(opensora_argv(opensora_files, out, "--size", "64", "--frames", "16", "--loops", "2")) == 2
     assert "Open-Sora 1.2 cannot make a clip of 16 frames: use 18 frames or more" in capsys.readouterr().err

@@ -159,3 +159,4 @@ def test_a_t5_of_another_width_is_refused_after_loading(tmp_path, transformers, 
     assert status == 2 and err.count("error:") == 1 and "Traceback" not in err
     assert "this T5 gives 16-channel features but the model reads 32" in err
     assert not (tmp_path / "out.gif").exists()
+    assert transformers.loaded == []  # told by its config.json, before its weights were read
