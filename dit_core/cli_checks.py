@@ -53,6 +53,8 @@ def check_options(args, path: Path, fmt: str) -> None:
                 raise InvalidInputError(f"{flag}: {exc}") from None
     check_output(args.out, path, fmt)
     check_device(args.device)
+    if args.t5_device:
+        check_device(args.t5_device, "--t5-device")
     check_model_files(args)
 
 
@@ -85,24 +87,25 @@ def check_output(out: str, path: Path, fmt: str) -> None:
     checks.writable_folder(folder, f"--out {out}")
 
 
-def check_device(name: str) -> None:
+def check_device(name: str, flag: str = "--device") -> None:
+    """Refuse a device this PyTorch cannot compute on, in one line naming ``flag``."""
     import torch
 
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise InvalidInputError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N") from None
+        raise InvalidInputError(f"{flag} {name!r} is not a device: use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise InvalidInputError(f"--device {name}: this PyTorch sees no CUDA GPU; use --device cpu")
+            raise InvalidInputError(f"{flag} {name}: this PyTorch sees no CUDA GPU; use {flag} cpu")
         if device.index is not None and device.index >= count:
-            raise InvalidInputError(f"--device {name}: there are {count} CUDA GPU(s), numbered 0 to {count - 1}")
+            raise InvalidInputError(f"{flag} {name}: there are {count} CUDA GPU(s), numbered 0 to {count - 1}")
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise InvalidInputError(f"--device {name}: Apple's MPS is not available here; use --device cpu")
+            raise InvalidInputError(f"{flag} {name}: Apple's MPS is not available here; use {flag} cpu")
     elif device.type != "cpu":
-        raise InvalidInputError(f"--device {name!r} is not supported: use cpu or cuda")
+        raise InvalidInputError(f"{flag} {name!r} is not supported: use cpu or cuda")
 
 
 def check_for_model(args, runtime, fmt: str, image_size: tuple[int, int]) -> int:

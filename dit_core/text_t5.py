@@ -75,6 +75,9 @@ class T5TextEncoder:
             _check_width(folder, _config_width(folder), channels)
         try:
             from transformers import AutoTokenizer, T5EncoderModel
+
+            if not (Path(folder) / "tokenizer.json").is_file():
+                import sentencepiece  # noqa: F401 - T5's own tokenizer file (spiece.model) needs it
         except ImportError:
             raise InvalidInputError(
                 "encoding prompts with T5 outside ComfyUI needs the transformers package: "

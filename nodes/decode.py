@@ -52,9 +52,9 @@ def decode_samples(vae: VAEHandle, samples: dict) -> tuple[torch.Tensor, ClipInf
         if made is not None and not set(field_prints(latents)) <= set(made):
             raise InvalidInputError(
                 "this LATENT holds motion fields CharMotion Sampler did not make for its reference sprite (a core "
-                "latent node changed them, or batched clips of other sprites): the built-in model's latents decode "
-                "only as the sampler made them; decode each clip with its own VAE Decode and join the frames (core "
-                "Image Batch), or flip and scale the images after decoding")
+                "latent node changed them, or batched another clip with it, even one of the same sprite): the "
+                "built-in model's latents decode only as the sampler made them; decode each clip with its own VAE "
+                "Decode and join the frames (core Image Batch), or flip and scale the images after decoding")
         codec = codec.bind(sprite)
     if vae.family == BUILTIN:
         size = (codec.sprite.width, codec.sprite.height)

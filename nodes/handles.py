@@ -117,10 +117,12 @@ def check_field(model: ModelHandle, field: FieldConfig | None, what: str) -> Non
     own = model.text_encoder.codec.config if model.family == BUILTIN and model.text_encoder is not None else None
     if own is None or field is None or field == own:
         return
+    theirs, ours = field.to_dict(), own.to_dict()
+    differ = ", ".join(f"{name} {theirs[name]:g} there, {ours[name]:g} in the model" for name in ours
+                       if theirs[name] != ours[name])
     raise InvalidInputError(
-        f"{what} draws motion on a {field.grid}x{field.grid} field (smoothing {field.smoothing:g}), but the model "
-        f"{model.name!r} makes a {own.grid}x{own.grid} one (smoothing {own.smoothing:g}): pick the model's own "
-        f"file, {model.name!r}, in CharMotion VAE Loader too (it lists models/charmotion as well as models/vae)"
+        f"{what} draws motion on another field than the model {model.name!r} makes ({differ}): pick the model's "
+        f"own file, {model.name!r}, in CharMotion VAE Loader too (it lists models/charmotion as well as models/vae)"
     )
 
 

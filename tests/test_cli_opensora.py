@@ -69,11 +69,16 @@ def opensora_files(tmp_path_factory):
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_opensora_clip_from_the_command_line(opensora_files, tmp_path, monkeypatch, capsys, dtype):
     """``--model opensora`` loads the three files and writes a clip of the asked frames (the default dtype fp32
-    and bf16 both given as the option's words)."""
+    and bf16 both given as the option's words); ``--t5-device`` is where T5 is loaded, checked like ``--device``."""
+    root = opensora_files
+    assert cli.main(opensora_argv(root, tmp_path / "x.gif", "--t5-device", "gpu")) == 2
+    assert "--t5-device 'gpu' is not a device: use cpu, cuda or cuda:N" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # eight GPUs, as far as the device check sees
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     t5, devices = StandInT5(), []
     monkeypatch.setattr(text_t5.T5TextEncoder, "from_pretrained",
                         classmethod(lambda cls, folder, device="cpu", **_: devices.append(device) or t5))
-    root, out = opensora_files, tmp_path / "knight.gif"
+    out = tmp_path / "knight.gif"
     status = cli.main(["animate", "--image", str(root / "knight.png"), "--prompt", "the knight jumps",
                        "--model", "opensora", "--dit", str(root / "dit" / "model.safetensors"),
                        "--vae", str(root / "vae" / "model.safetensors"), "--t5", str(root / "t5"),

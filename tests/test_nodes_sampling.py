@@ -351,7 +351,9 @@ def test_another_built_in_model_file_needs_its_own_warp_decoder(env):
     cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
     shipped, = run("CharMotionVAELoader", vae_name=CODEC, dtype="auto", tile_size=0)
     fix = f"pick the model's own file, '{name}', in CharMotion VAE Loader too"
-    with pytest.raises(InvalidInputError, match="16x16 field .* makes a 32x32 one .*" + fix):
+    with pytest.raises(InvalidInputError, match="another field than the model 'grid32.safetensors' makes \\(grid 16 "
+                                                "there, 32 in the model, frame_pixels 64 there, 128 in the model\\): "
+                                                + fix):
         run("CharMotionSampler", model=model, positive=cond, references=sprite_refs(shipped), **SAMPLER)
     with pytest.raises(InvalidInputError, match=fix):
         run("CharMotionSampler", model=model, positive=cond, vae=shipped, **SAMPLER)

@@ -60,7 +60,15 @@ def transformers(monkeypatch):
     module.AutoTokenizer = types.SimpleNamespace(from_pretrained=tokenizer)
     module.T5EncoderModel = types.SimpleNamespace(from_pretrained=model)
     monkeypatch.setitem(sys.modules, "transformers", module)
+    monkeypatch.setitem(sys.modules, "sentencepiece", types.ModuleType("sentencepiece"))  # what spiece.model needs
     return module
+
+
+def test_a_t5_tokenizer_file_that_needs_sentencepiece_says_to_install_it(tmp_path, transformers, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentencepiece", None)  # not installed
+    with pytest.raises(InvalidInputError, match="needs the transformers package: pip install transformers sentencepiece"):
+        T5TextEncoder.from_pretrained(str(t5_folder(tmp_path)))
+    assert transformers.loaded == []
 
 
 def t5_folder(root, shards: int = 2):

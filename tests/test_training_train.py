@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -196,15 +198,15 @@ def test_resume_needs_a_run_and_keeps_its_settings_and_starting_point(tmp_path):
 def test_a_stopped_run_saves_its_state_and_goes_on_with_resume(tmp_path, monkeypatch):
     step = train.Trainer.train_step
 
-    def interrupted_at_two(self, batch):
+    def interrupted_at_two(self, batch):  # Ctrl-C during step 3: the run stops after it, between whole steps
         if self.step == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return step(self, batch)
 
     common = ["--out", str(tmp_path), "--clips", "0", "--steps", "4"] + COMMON
     with monkeypatch.context() as patched:
         patched.setattr(train.Trainer, "train_step", interrupted_at_two)
-        with pytest.raises(SystemExit, match="stopped at step 2: the state is saved in .*train_state.pt; go on"):
+        with pytest.raises(SystemExit, match="stopped at step 3: the state is saved in .*train_state.pt; go on"):
             train.main(common)
     train.main(common + ["--resume"])
     assert load_builtin(tmp_path / "charmotion_builtin.safetensors").info["steps"] == 4
@@ -219,7 +221,8 @@ def test_a_stopped_run_saves_its_state_and_goes_on_with_resume(tmp_path, monkeyp
     (["--config", '{"field": {"grid": 24}}'], "--config: these settings do not make a model (field frame_pixels 64 "
                                               "must be a multiple of grid 24"),
     (["--config", '{"field": {"grid": 0}}'], "--config: these settings do not make a model (field grid must be"),
-    (["--device", "gpu"], "--device 'gpu': give cpu, cuda or cuda:N"),
+    (["--device", "gpu"], "--device 'gpu' is not a device: use cpu, cuda or cuda:N"),
+    (["--device", "meta"], "--device 'meta' is not supported: use cpu or cuda"),
     (["--clips", "1", "--batch-size", "2"], "--clips 1 draws"),
 ])
 def test_settings_that_make_no_run_are_refused_in_one_line(tmp_path, argv, message):
@@ -237,3 +240,17 @@ def test_the_commands_say_a_wrong_file_in_one_line(tmp_path, capsys):
         assert main(argv) == 2
         said = capsys.readouterr().err.strip().splitlines()
         assert len(said) == 1 and said[0].startswith("error: ") and "notes.md" in said[0]
+
+
+def test_an_evaluation_that_fails_gives_back_the_trained_weights_and_random_state(tmp_path, monkeypatch):
+    trainer = train.Trainer(train.build_parser().parse_args(["--out", str(tmp_path), "--clips", "0"] + COMMON))
+    weights = [p.detach().clone() for p in trainer.params]
+    with torch.no_grad():
+        for e in trainer.ema:
+            e.add_(1.0)  # the EMA differs from the trained weights
+    state = trainer.rng.bit_generator.state
+    monkeypatch.setattr(train.Trainer, "loss", lambda self, *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.heldout_loss()
+    assert all(torch.equal(p, w) for p, w in zip(trainer.params, weights)) and trainer.model.training
+    assert trainer.rng.bit_generator.state == state

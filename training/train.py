@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +47,7 @@ import torch
 
 from ..dit_core.builtin.codec import FieldConfig, MotionFieldCodec
 from ..dit_core.builtin.model import BuiltinModel, build_builtin, load_builtin, merged_config, save_builtin, unknown_settings
+from ..dit_core.cli_checks import check_device
 from ..dit_core.errors import CharMotionError
 from ..dit_core.prompts import decorate_prompt, preprocess_text
 from ..dit_core.sampling.schedule import transform_timesteps
@@ -184,11 +187,10 @@ class Trainer:
         self.args = args
         torch.manual_seed(args.seed)
         try:
-            self.device = torch.device(args.device)
-        except RuntimeError:
-            raise SystemExit(f"--device {args.device!r}: give cpu, cuda or cuda:N") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here; train with --device cpu")
+            check_device(args.device)
+        except CharMotionError as err:
+            raise SystemExit(str(err)) from None
+        self.device = torch.device(args.device)
         if args.bf16 is None:
             args.bf16 = bf16_is_native(self.device)
         config = json.loads(args.config) if args.config else {}
@@ -352,14 +354,16 @@ class Trainer:
         rng_state = self.rng.bit_generator.state
         self.rng = np.random.default_rng(7)
         total, n = 0.0, len(self.heldout["prompt"])
-        for t_value in (250.0, 500.0, 750.0):
-            noise = torch.randn(self.heldout["latents"].shape, generator=gen)
-            total += float(self.loss(self.heldout, ["first"] * n, torch.full((n,), t_value), noise,
-                                     torch.zeros(n, dtype=torch.bool)))
-        self.rng = np.random.default_rng()
-        self.rng.bit_generator.state = rng_state
-        self.swap_in(saved)
-        self.model.train(), self.text.train()
+        try:
+            for t_value in (250.0, 500.0, 750.0):
+                noise = torch.randn(self.heldout["latents"].shape, generator=gen)
+                total += float(self.loss(self.heldout, ["first"] * n, torch.full((n,), t_value), noise,
+                                         torch.zeros(n, dtype=torch.bool)))
+        finally:  # the trained weights and the run's random state come back whatever happens
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = rng_state
+            self.swap_in(saved)
+            self.model.train(), self.text.train()
         return total / 3
 
     def swap_in(self, tensors):
@@ -402,13 +406,18 @@ class Trainer:
         if args.clips and len(store.loopable) < args.batch_size:
             raise SystemExit(f"--clips {args.clips} draws {len(store.loopable)} clips of looping actions, fewer than a "
                              f"batch of seamless loops needs (--batch-size {args.batch_size}): draw more clips")
+        stop = threading.Event()  # Ctrl-C asks; the run stops between whole steps, so what is saved is one state
+        main = threading.current_thread() is threading.main_thread()  # only there can a signal be caught
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main else None
         try:
-            self.train_until(budget, batches, log)
-        except KeyboardInterrupt:
-            self.save_state()
-            raise SystemExit(f"stopped at step {self.step}: the state is saved in {self.state_path()}; go on with "
-                             "the same command and --resume") from None
+            self.train_until(budget, batches, log, stop)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         self.save_state()
+        if stop.is_set():
+            raise SystemExit(f"stopped at step {self.step}: the state is saved in {self.state_path()}; go on with "
+                             "the same command and --resume")
         final = {"step": self.step, "minutes": round(self.seconds / 60, 2), "heldout_loss": round(self.heldout_loss(), 5)}
         print(json.dumps(final), flush=True)
         log.write(json.dumps(final) + "\n")
@@ -422,11 +431,12 @@ class Trainer:
         print(f"wrote {path}")
         return path
 
-    def train_until(self, budget: float, batches, log) -> None:
-        """Steps until ``budget`` seconds of training or ``--steps``, logging and saving the state on the way."""
+    def train_until(self, budget: float, batches, log, stop: threading.Event) -> None:
+        """Steps until ``budget`` seconds of training, ``--steps`` or ``stop``, logging and saving the state on the
+        way."""
         args = self.args
         batch, recent, last_save = None, [], time.time()
-        while self.seconds < budget and self.step < args.steps:
+        while self.seconds < budget and self.step < args.steps and not stop.is_set():
             start = time.perf_counter()
             if batch is None or self.step % args.repeat == 0:
                 batch = next(batches)
