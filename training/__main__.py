@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     except (CharMotionError, FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)  # a wrong file or setting: one line, no traceback
         return 2
+    except KeyboardInterrupt:  # Ctrl-C where a command keeps nothing to go on from (a run saves its own state)
+        print("stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
