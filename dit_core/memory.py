@@ -244,12 +244,15 @@ def decode_bytes(codec, *, size: tuple[int, int], frames: int, batch: int = 1) -
                           **_decode_settings(codec, (width, height), frames=frames, batch=batch)).decode
 
 
-def _tiling_advice(codec, size: tuple[int, int], *, frames: int, batch: int, fits) -> str:
+def _tiling_advice(codec, size: tuple[int, int], *, frames: int, batch: int, need: Estimate, room: int) -> str:
     """", or decode in spatial tiles ..." when ``codec`` can tile its decode smaller than it does and that saves
-    memory: the largest of its ``suggested_tiles`` with which ``fits(bytes saved)``, else the smallest."""
+    memory: the largest of its ``suggested_tiles`` with which ``need`` fits in ``room``, else the smallest."""
     working = getattr(codec, "decode_working_bytes", None)
     if not callable(working):
         return ""
+
+    def fits(saved: int) -> bool:
+        return replace(need, decode=need.decode - saved).total <= room
     current = getattr(getattr(codec, "tiling", None), "tile", None)
     tiles = sorted((t for t in getattr(codec, "suggested_tiles", ()) if current is None or t < current), reverse=True)
     width, height = (int(v) for v in size)
@@ -303,8 +306,8 @@ def check_generation(model, *, device, latent_frames: int, latent_height: int, l
         if not (decode and codec is not None):
             return ""
         _, _, out_h, out_w = sizes(1.0)
-        return _tiling_advice(codec, (out_w, out_h), frames=num_frames * max(1, int(loops)), batch=1,
-                              fits=lambda saved: replace(need, decode=need.decode - saved).total <= room)
+        return _tiling_advice(codec, (out_w, out_h), frames=num_frames * max(1, int(loops)), batch=1, need=need,
+                              room=room)
 
     smallest = 1.0 / (max(height, width) if fixed_grid else max(latent_height, latent_width))
     return _check(estimate, smallest, lambda scale: (sizes(scale)[3], sizes(scale)[2]), available=available, device=device,
@@ -328,18 +331,12 @@ def check_decode(codec, *, device, num_frames: int, size: tuple[int, int], batch
         return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
     def estimate(scale: float) -> Estimate:
-        w, h = scaled(scale)
-        return estimate_bytes(latent_frames=0, latent_height=0, latent_width=0, batch=0, weights_bytes=weights,
-                              output_pixels=batch * w * h, output_frames=num_frames,
-                              **_decode_settings(codec, (w, h), frames=num_frames, batch=batch))
-
-    def tiling(need: Estimate, room: int) -> str:
-        return _tiling_advice(codec, (width, height), frames=num_frames, batch=batch,
-                              fits=lambda saved: replace(need, decode=need.decode - saved).total <= room)
+        return Estimate(weights, 0, 0, 0, decode_bytes(codec, size=scaled(scale), frames=num_frames, batch=batch))
 
     return _check(estimate, 1.0 / max(width, height), scaled, available=available, device=device,
                   what=f"decoding {width}x{height} pixels at {num_frames} frames", num_frames=num_frames,
-                  fewer="fewer frames", more_advice=tiling)
+                  fewer="fewer frames", more_advice=lambda need, room: _tiling_advice(
+                      codec, (width, height), frames=num_frames, batch=batch, need=need, room=room))
 
 
 def _check(estimate, smallest: float, size_at, *, available: int, device, what: str, num_frames: int,
