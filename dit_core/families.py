@@ -48,6 +48,7 @@ class SamplingProfile:
     latent_grid: tuple[int, int] | None = None  # one latent grid whatever the output size (the built-in model)
     model_frame: int = 0  # with a latent grid: the frame size in pixels the model is told
     continue_from_latents: bool = False  # later loops continue from the latents, not from re-encoded frames
+    cfg_high: float | None = None  # guidance above which the model's clips get worse (a note says so), if known
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,10 @@ class _Sampling:
         if loops > 1 and codec is None and not profile.continue_from_latents:
             raise InvalidInputError("loops > 1 need the VAE: each loop re-encodes the end of the previous clip")
         latent_size = plan_size(profile, height, width, notes)
+        if profile.cfg_high is not None and cfg_scale > profile.cfg_high:
+            notes.append(f"cfg {cfg_scale:g} is high for {profile.name}, which was made for cfg {profile.cfg_scale:g}: "
+                         f"above {profile.cfg_high:g} it does the asked action less often (about half as often at 7); "
+                         f"set cfg {profile.cfg_scale:g}")
         layout = profile.layout
         if loop.seamless and num_frames % layout.frames_per_chunk:
             per = layout.frames_per_chunk

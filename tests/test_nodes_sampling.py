@@ -417,3 +417,16 @@ def test_built_in_latents_changed_by_core_latent_nodes_are_refused_not_decoded_w
                     torch.nn.functional.interpolate(z.flatten(1, 2), scale_factor=2).unflatten(1, z.shape[1:3])):
         with pytest.raises(InvalidInputError, match="motion fields CharMotion Sampler did not make for its reference"):
             run("CharMotionVAEDecode", vae=vae, samples=core(changed))
+
+
+def test_a_high_cfg_with_the_built_in_model_is_noted_under_the_sampler(env):
+    """The Sampler's defaults are Open-Sora's (cfg 7), at which the built-in model does the asked action about half
+    as often as at its own 1.5: a note under the node says so."""
+    model, vae = builtin(env)
+    cond, = run("CharMotionTextEncode", model=model, text="the knight jumps")
+    refs = sprite_refs(vae)
+    said = {cfg: N["CharMotionSampler"]().sample(model=model, positive=cond, references=refs,
+                                                 **{**SAMPLER, "cfg": cfg})["ui"]["text"] for cfg in (1.5, 3.0, 7.0)}
+    assert not any("is high for" in note for note in said[1.5] + said[3.0])
+    assert "cfg 7 is high for CharMotion built-in, which was made for cfg 1.5: above 3 it does the asked action less " \
+           "often (about half as often at 7); set cfg 1.5" in said[7.0]
