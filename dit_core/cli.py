@@ -251,7 +251,7 @@ def animate(args) -> int:
     from .export import export_frames, frames_uint8
     from .palette import check_colors, lock_palette
     from .pipeline import MIN_WARP_SIDE, LoopControl, generate
-    from .prompts import prepare_prompt, prepare_segment, split_loop_prompt, unused_loops_note
+    from .prompts import prepare_prompt, require_words, split_loop_prompt, unused_loops_note
 
     path, fmt = output_target(args.out)
     check_options(args, path, fmt)
@@ -279,7 +279,7 @@ def animate(args) -> int:
     tell(notes)
     segments = split_loop_prompt(args.prompt)
     for segment in segments:  # refused as CharMotion Text Encode refuses it
-        prepare_segment(segment.text, aesthetic=aesthetic, motion=args.motion_strength, camera=camera)
+        require_words(segment.text)
     text = prepare_prompt(args.prompt, aesthetic=aesthetic, motion=args.motion_strength, camera=camera, clean=False)
     tell(runtime.prompt_note(segment.text) for segment in segments if runtime.prompt_note)
     tell([unused_loops_note([s.start_loop for s in segments], args.loops)])

@@ -237,11 +237,15 @@ def prepare_prompt(
     return join_loop_prompt(prepared)
 
 
-def prepare_segment(text: str, *, aesthetic: float | None = None, motion: float | None = None,
-                    camera: str | None = None) -> str:
-    """One loop segment's text decorated and cleaned as the model was trained; refused when cleaning leaves
-    nothing of the user's words (a prompt in a script the cleaner removes, such as Chinese, or only punctuation),
-    even where score phrases would follow them."""
+def require_words(text: str) -> None:
+    """Refuse a prompt segment that cleaning leaves without words (a script the cleaner removes, such as Chinese,
+    or only punctuation), whatever score phrases would follow it."""
     if not preprocess_text(text).strip():
         raise InvalidInputError(f"the prompt {text!r} is empty after cleaning: use plain words")
+
+
+def prepare_segment(text: str, *, aesthetic: float | None = None, motion: float | None = None,
+                    camera: str | None = None) -> str:
+    """One loop segment's text decorated and cleaned as the model was trained (refused by :func:`require_words`)."""
+    require_words(text)
     return prepare_prompt(text, aesthetic=aesthetic, motion=motion, camera=camera, clean=True)

@@ -21,7 +21,7 @@ PREFIX_ROOM = len("_00001_") + max(len(e) for f in FORMATS.values() for e in f.e
 
 
 def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: ClipInfo | None, mask, frames,
-                      notes: list[str] | None = None):
+                      notes: list[str]):
     """-> (alpha or None, key colour or None, opaque) for :func:`export_frames`; what the user should know is
     added to ``notes``.
 
@@ -63,7 +63,7 @@ def transparency_plan(fmt: str, transparency: str, key_color: str, clip_info: Cl
     if explicit is None and known is not None and tuple(known.shape) == tuple(frames.shape[:3]):
         if info_key is None or shows_key_where_clear(frames, known, info_key):
             return known, None, opaque  # the clip's own opacity (the built-in model's): nothing to key out
-        (notes if notes is not None else []).append(
+        notes.append(
             "the images no longer match their clip info's opacity (changed after decoding?), so the key colour is "
             "keyed out instead; connect the images straight from VAE Decode, or a MASK, to keep the clip's own "
             "opacity")

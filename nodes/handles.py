@@ -112,8 +112,8 @@ class ModelHandle:
 
 
 def check_field(model: ModelHandle, field: FieldConfig | None, what: str) -> None:
-    """A built-in model file draws its motion on its own field (grid and smoothing): the warp decoder that
-    encodes its references and decodes its clips must be the one of the same file."""
+    """A built-in model file draws its motion on its own field (grid, pixels, scale, power, smoothing): the warp
+    decoder that encodes its references and decodes its clips must be the one of the same file."""
     own = model.text_encoder.codec.config if model.family == BUILTIN and model.text_encoder is not None else None
     if own is None or field is None or field == own:
         return

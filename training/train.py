@@ -231,6 +231,9 @@ class Trainer:
         self.carried = int(self.bundle.config["sampling"]["loop_condition_frames"])
         self.frame_pixels = float(self.field_config.frame_pixels)
         self.heldout = heldout_set(args.heldout_clips, self.field_config)
+        self.resumed = resumed is not None
+        if resumed is not None:
+            self.load_state(resumed)
 
     # -- state ----------------------------------------------------------------
     def state_path(self) -> Path:
@@ -260,8 +263,7 @@ class Trainer:
         torch.save(state, tmp)
         tmp.replace(self.state_path())
 
-    def load_state(self):
-        state = torch.load(self.state_path(), map_location="cpu", weights_only=True)
+    def load_state(self, state: dict):
         self.model.load_state_dict(state["dit"] if "dit" in state else state["model"])
         self.text.load_state_dict(state["text"])
         self.opt.load_state_dict(state["opt"])
@@ -388,8 +390,7 @@ class Trainer:
 
     def run(self):
         args = self.args
-        if args.resume and self.state_path().exists():
-            self.load_state()
+        if self.resumed:
             print(f"resumed at step {self.step} ({self.seconds / 60:.1f} min trained)")
         budget = args.minutes * 60.0
         log = (self.out / "log.jsonl").open("a")
